@@ -1,0 +1,105 @@
+"""In-memory data splits with stable sample ids, so deletion requests can name samples."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+
+from unlearnkit.errors import NotFoundError, UnlearnkitError
+
+
+@dataclass
+class ArraySplit:
+    """Samples ``x`` (float32, N x C x H x W), labels ``y`` and their stable ``ids``."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    ids: torch.Tensor
+
+    def __post_init__(self) -> None:
+        n = self.x.shape[0]
+        if self.y.shape != (n,) or self.ids.shape != (n,):
+            raise ValueError(f"x, y, ids disagree in length: {n}, {tuple(self.y.shape)}, "
+                             f"{tuple(self.ids.shape)}")
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])
+
+    def subset(self, index: torch.Tensor) -> ArraySplit:
+        """Rows by position (int tensor) or by boolean mask."""
+        return ArraySplit(self.x[index], self.y[index], self.ids[index])
+
+    def id_mask(self, ids: Iterable[int] | torch.Tensor) -> torch.Tensor:
+        wanted = torch.as_tensor(list(ids) if not isinstance(ids, torch.Tensor) else ids,
+                                 dtype=torch.long)
+        return torch.isin(self.ids, wanted)
+
+    def select_ids(self, ids: Iterable[int] | torch.Tensor) -> ArraySplit:
+        """The samples with these ids; every id must be present."""
+        wanted = torch.as_tensor(list(ids) if not isinstance(ids, torch.Tensor) else ids,
+                                 dtype=torch.long)
+        missing = wanted[~torch.isin(wanted, self.ids)]
+        if missing.numel():
+            raise NotFoundError(f"sample id {int(missing[0])} is not in this split "
+                                f"(valid ids: {int(self.ids.min())}..{int(self.ids.max())})")
+        return self.subset(torch.isin(self.ids, wanted))
+
+    def drop_ids(self, ids: Iterable[int] | torch.Tensor) -> ArraySplit:
+        return self.subset(~self.id_mask(ids))
+
+    def fingerprint(self) -> str:
+        """A short content hash: detects a checkpoint or score file made for other data."""
+        h = hashlib.sha256()
+        for t in (self.x, self.y, self.ids):
+            h.update(t.contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
+
+
+@dataclass
+class DatasetBundle:
+    """A data set as the rest of the toolkit sees it: private train set D, test set, public part."""
+
+    name: str
+    train: ArraySplit
+    test: ArraySplit
+    num_classes: int
+    in_chans: int
+    image_size: int
+    public: ArraySplit | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        return f"{self.name}-{self.train.fingerprint()}"
+
+
+def make_split(x: torch.Tensor, y: torch.Tensor) -> ArraySplit:
+    """Build a split whose ids are the positions 0..N-1."""
+    return ArraySplit(x.float().contiguous(), y.long().contiguous(), torch.arange(len(y)))
+
+
+def seeded_permutation(n: int, seed: int) -> torch.Tensor:
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+
+
+def split_train_test(x: torch.Tensor, y: torch.Tensor, test_fraction: float,
+                     seed: int) -> tuple[tuple[torch.Tensor, torch.Tensor],
+                                         tuple[torch.Tensor, torch.Tensor]]:
+    """A fixed seeded split (same seed -> same split on every machine)."""
+    if not 0.0 < test_fraction < 1.0:
+        raise UnlearnkitError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    perm = seeded_permutation(len(y), seed)
+    n_test = max(1, int(round(len(y) * test_fraction)))
+    test_idx, train_idx = perm[:n_test].sort().values, perm[n_test:].sort().values
+    return (x[train_idx], y[train_idx]), (x[test_idx], y[test_idx])
+
+
+def normalise(x: torch.Tensor, mean: torch.Tensor | None = None,
+              std: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-channel standardisation; returns the statistics so test data uses the train ones."""
+    if mean is None or std is None:
+        mean = x.mean(dim=(0, 2, 3), keepdim=True)
+        std = x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    return (x - mean) / std, mean, std

@@ -1,0 +1,21 @@
+"""scikit-learn's bundled 8x8 digits: the embedded default, nothing to download."""
+
+from __future__ import annotations
+
+import torch
+from sklearn.datasets import load_digits
+
+from unlearnkit.data.assemble import assemble
+from unlearnkit.data.base import DatasetBundle, split_train_test
+from unlearnkit.data.registry import DATASETS
+
+
+@DATASETS.register("digits")
+def digits(data_dir: str | None = None, seed: int = 0, test_fraction: float = 0.2,
+           public_fraction: float = 0.0) -> DatasetBundle:
+    """1,797 grey 8x8 images, 10 classes; a fixed seeded train/test split."""
+    raw = load_digits()
+    x = torch.tensor(raw.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    y = torch.tensor(raw.target, dtype=torch.long)
+    train, test = split_train_test(x, y, test_fraction, seed=seed)
+    return assemble("digits", train, test, 10, seed, public_fraction)

@@ -1,0 +1,87 @@
+"""Forget-set specs: ``class:K``, ``random:N`` / ``random:0.1``, ``indices:PATH``, and more.
+
+A spec is ``kind:argument``; each kind is a registered selector that maps (D, argument, seed) to
+the sample ids to forget. The memorization issue adds ``memorization:high:N`` and friends.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from unlearnkit.data.base import ArraySplit
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.registry import Registry
+
+Selector = Callable[[ArraySplit, str, int], torch.Tensor]
+FORGET_SELECTORS: Registry[torch.Tensor] = Registry("forget-set kind")
+
+
+def select_forget(train: ArraySplit, spec: str, seed: int = 0) -> torch.Tensor:
+    """Sorted ids of the forget set named by ``spec``; refuses empty or whole-data sets."""
+    kind, sep, argument = spec.partition(":")
+    if not sep or not argument:
+        raise UnlearnkitError(f"forget spec {spec!r} must look like KIND:ARG "
+                              f"(kinds: {', '.join(FORGET_SELECTORS.names())})")
+    ids = FORGET_SELECTORS.get(kind)(train, argument, seed)
+    ids = torch.unique(torch.as_tensor(ids, dtype=torch.long))
+    if ids.numel() == 0:
+        raise UnlearnkitError(f"forget spec {spec!r} selects no samples")
+    if ids.numel() >= len(train):
+        raise UnlearnkitError(f"forget spec {spec!r} selects the whole training set; "
+                              "nothing would be left to retain")
+    return ids
+
+
+@FORGET_SELECTORS.register("class")
+def by_class(train: ArraySplit, argument: str, seed: int) -> torch.Tensor:
+    try:
+        label = int(argument)
+    except ValueError:
+        raise UnlearnkitError(f"class:{argument} - the class must be an integer") from None
+    present = sorted(int(c) for c in torch.unique(train.y))
+    if label not in present:
+        raise UnlearnkitError(f"class:{label} - no such class in the training set "
+                              f"(classes: {present[0]}..{present[-1]})")
+    return train.ids[train.y == label]
+
+
+@FORGET_SELECTORS.register("random")
+def at_random(train: ArraySplit, argument: str, seed: int) -> torch.Tensor:
+    try:
+        amount = float(argument)
+    except ValueError:
+        raise UnlearnkitError(f"random:{argument} - give a count (100) or a fraction "
+                              "(0.1)") from None
+    count = int(round(amount * len(train))) if 0 < amount < 1 else int(amount)
+    if amount <= 0 or amount != int(amount) and amount >= 1 or not 0 < count < len(train):
+        raise UnlearnkitError(f"random:{argument} - need a fraction in (0, 1) or a count in "
+                              f"1..{len(train) - 1}")
+    perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + 104729))
+    return train.ids[perm[:count]]
+
+
+@FORGET_SELECTORS.register("indices")
+def from_file(train: ArraySplit, argument: str, seed: int) -> torch.Tensor:
+    """A file with one id per line, or a JSON list of ids."""
+    path = Path(argument).expanduser()
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UnlearnkitError(f"indices:{argument} - cannot read the file: "
+                              f"{exc.strerror or exc}") from None
+    try:
+        values = json.loads(text) if text.lstrip().startswith("[") else text.split()
+        ids = [int(v) for v in values]
+    except (ValueError, TypeError):
+        raise UnlearnkitError(f"indices:{argument} - expected integer ids, one per line or a "
+                              "JSON list") from None
+    known = set(train.ids.tolist())
+    bad = [i for i in ids if i not in known]
+    if bad:
+        raise UnlearnkitError(f"indices:{argument} - id {bad[0]} is out of range "
+                              f"(valid: 0..{len(train) - 1})")
+    return torch.tensor(ids, dtype=torch.long)

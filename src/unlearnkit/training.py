@@ -1,0 +1,164 @@
+"""The one training loop every part of unlearnkit uses (training, retraining, unlearning).
+
+SGD with momentum and weight decay over the *trainable* parameters only (frozen ones never
+reach the optimizer, so momentum and weight decay cannot move them), seeded shuffling so the
+same seed gives the same weights on CPU, a progress bar, and callbacks that observe every batch
+(the memorization proxies hook in here).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+from tqdm.auto import tqdm
+
+from unlearnkit.data.base import ArraySplit
+
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+LossFn = Callable[[nn.Module, Batch], torch.Tensor]
+
+
+class TrainConfig(BaseModel):
+    """A training recipe; every field validated so a bad value fails before any work is done."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(30, ge=0, le=10_000)
+    lr: float = Field(0.05, gt=0, le=10)
+    batch_size: int = Field(64, ge=1)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    schedule: Literal["constant", "cosine"] = "cosine"
+    seed: int = 0
+    progress: bool = False
+
+
+@dataclass
+class TrainState:
+    """What a callback sees: position in training and the current batch's outputs."""
+
+    model: nn.Module
+    epoch: int
+    step: int
+    batch: Batch | None = None
+    logits: torch.Tensor | None = None
+    loss: float | None = None
+
+
+class Callback:
+    """Override the hooks you need; the loop calls them in order."""
+
+    def on_train_begin(self, state: TrainState) -> None: ...
+    def on_batch_end(self, state: TrainState) -> None: ...
+    def on_epoch_end(self, state: TrainState) -> None: ...
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+
+
+def make_optimizer(model: nn.Module, trainable: Sequence[str],
+                   cfg: TrainConfig) -> torch.optim.SGD:
+    """SGD over exactly the named parameters (nothing else can move)."""
+    params = dict(model.named_parameters())
+    chosen = [params[n] for n in trainable]
+    return torch.optim.SGD(chosen, lr=cfg.lr, momentum=cfg.momentum,
+                           weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
+                   total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+    if cfg.schedule == "cosine":
+        def factor(step: int) -> float:
+            return 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
+    else:
+        def factor(step: int) -> float:
+            return 1.0
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def batch_indices(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """A seeded shuffle cut into batches; a trailing batch of one joins its neighbour (BatchNorm
+    cannot train on a single sample)."""
+    batches = list(torch.randperm(n, generator=generator).split(batch_size))
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2] = torch.cat([batches[-2], batches.pop()])
+    return batches
+
+
+def cross_entropy_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
+    x, y, _ = batch
+    return F.cross_entropy(model(x), y)
+
+
+def train(model: nn.Module, data: ArraySplit, cfg: TrainConfig,
+          trainable: Sequence[str] | None = None, loss_fn: LossFn | None = None,
+          callbacks: Sequence[Callback] = ()) -> nn.Module:
+    """Train ``model`` in place on ``data`` and return it.
+
+    ``trainable`` names the parameters that may change (default: those with requires_grad).
+    ``loss_fn(model, batch)`` replaces cross-entropy (unlearning methods use this).
+    """
+    if trainable is None:
+        trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    wanted = set(trainable)
+    for name, param in model.named_parameters():
+        param.requires_grad_(name in wanted)
+    seed_everything(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    optimizer = make_optimizer(model, trainable, cfg)
+    steps_per_epoch = len(batch_indices(len(data), cfg.batch_size, torch.Generator()))
+    scheduler = make_scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
+    state = TrainState(model=model, epoch=0, step=0)
+    for cb in callbacks:
+        cb.on_train_begin(state)
+    model.train()
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, disable=not cfg.progress, desc="train",
+               leave=False)
+    for epoch in range(cfg.epochs):
+        state.epoch = epoch
+        for index in batch_indices(len(data), cfg.batch_size, generator):
+            batch = (data.x[index], data.y[index], data.ids[index])
+            optimizer.zero_grad(set_to_none=True)
+            if loss_fn is None:
+                logits = model(batch[0])
+                loss = F.cross_entropy(logits, batch[1])
+            else:
+                logits, loss = None, loss_fn(model, batch)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            state.step += 1
+            state.batch, state.logits, state.loss = batch, logits, float(loss.detach())
+            for cb in callbacks:
+                cb.on_batch_end(state)
+            bar.update(1)
+        for cb in callbacks:
+            cb.on_epoch_end(state)
+    bar.close()
+    model.eval()
+    return model
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Logits in eval mode (BatchNorm running statistics), batched to bound memory."""
+    was_training = model.training
+    model.eval()
+    out = [model(chunk) for chunk in x.split(batch_size)] if len(x) else [torch.empty(0)]
+    model.train(was_training)
+    return torch.cat(out)
+
+
+def accuracy(model: nn.Module, split: ArraySplit) -> float:
+    """Top-1 accuracy in percent (NaN for an empty split)."""
+    if len(split) == 0:
+        return float("nan")
+    return 100.0 * float((predict_logits(model, split.x).argmax(1) == split.y).float().mean())
