@@ -1,1 +1,23 @@
-"""methods."""
+"""Unlearning methods: one file each, one registry (``create_method("salun", lr=...)``)."""
+
+from __future__ import annotations
+
+from unlearnkit.methods import (  # noqa: F401 - each import registers a method
+    finetune,
+    l1_sparse,
+    neggrad,
+    neggrad_plus,
+    random_label,
+    retrain,
+    salun,
+    scrub,
+)
+from unlearnkit.methods.base import (
+    METHODS,
+    UnlearningContext,
+    UnlearningMethod,
+    create_method,
+    method_defaults,
+)
+
+__all__ = ["METHODS", "UnlearningContext", "UnlearningMethod", "create_method", "method_defaults"]

@@ -1,1 +1,10 @@
-"""metrics."""
+"""Metrics: accuracy, MIA efficacy, ToW (+CI), relearn time, cost."""
+
+from unlearnkit.metrics.cost import measure_cost, params_touched
+from unlearnkit.metrics.mia import mia_efficacy
+from unlearnkit.metrics.relearn import relearn_epochs
+from unlearnkit.metrics.tow import mean_ci95, tow, tow_mia
+from unlearnkit.training import accuracy
+
+__all__ = ["accuracy", "mean_ci95", "measure_cost", "mia_efficacy", "params_touched",
+           "relearn_epochs", "tow", "tow_mia"]

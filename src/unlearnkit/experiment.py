@@ -1,0 +1,159 @@
+"""Run a comparison: pretrain -> train on D -> each method unlearns D_f -> measure vs retrain.
+
+The retrain reference uses the same recipe, seed and pretrained starting point as the original,
+on D_r only, so every difference a metric shows is due to the method.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from unlearnkit.config import ExperimentConfig
+from unlearnkit.data import DatasetBundle, load_dataset
+from unlearnkit.data.forget import select_forget
+from unlearnkit.methods import UnlearningContext, create_method
+from unlearnkit.metrics import (
+    accuracy,
+    mean_ci95,
+    measure_cost,
+    mia_efficacy,
+    params_touched,
+    relearn_epochs,
+    tow,
+    tow_mia,
+)
+from unlearnkit.models import count_parameters, create_model, head_parameter_names, select_trainable
+from unlearnkit.training import train
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class TrainedModel:
+    """The model trained on D, plus what unlearning needs to know about how it was made."""
+
+    model: nn.Module
+    initial_state: dict[str, torch.Tensor]
+    trainable: list[str]
+    seed: int
+
+
+def load_bundle(cfg: ExperimentConfig) -> DatasetBundle:
+    public = cfg.public_fraction if cfg.pretrain and cfg.weights is None else 0.0
+    return load_dataset(cfg.dataset, cfg.data_dir, seed=0, public_fraction=public,
+                        **cfg.dataset_options)
+
+
+def reset_head(model: nn.Module, seed: int) -> None:
+    """A new classifier head for the private task (the pretrained one may know D_f's classes)."""
+    torch.manual_seed(seed + 1)
+    head = model.get_classifier()
+    for module in head.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()
+
+
+def starting_model(cfg: ExperimentConfig, bundle: DatasetBundle, seed: int) -> nn.Module:
+    """w0: a backbone pretrained on public data (or loaded from ``weights``) with a new head."""
+    torch.manual_seed(seed)
+    model = create_model(cfg.model, bundle.num_classes, bundle.in_chans, bundle.image_size,
+                         weights=cfg.weights, **cfg.model_options)
+    if cfg.pretrain and bundle.public is not None:
+        select_trainable(model, "full")
+        pre = cfg.pretrain_config.model_copy(update={"seed": seed})
+        train(model, bundle.public, pre)
+    if cfg.pretrain or cfg.weights is not None:
+        reset_head(model, seed)
+    return model
+
+
+def train_original(cfg: ExperimentConfig, bundle: DatasetBundle, seed: int) -> TrainedModel:
+    model = starting_model(cfg, bundle, seed)
+    trainable = select_trainable(model, cfg.peft)
+    initial = copy.deepcopy(model.state_dict())
+    train(model, bundle.train, cfg.train.model_copy(update={"seed": seed}), trainable)
+    return TrainedModel(model, initial, trainable, seed)
+
+
+def evaluate(model: nn.Module, ctx: UnlearningContext, cfg: ExperimentConfig) -> dict[str, Any]:
+    acc = {"retain": accuracy(model, ctx.retain), "forget": accuracy(model, ctx.forget),
+           "test": accuracy(model, ctx.test)}
+    return {
+        "acc": acc,
+        "mia_efficacy": mia_efficacy(model, ctx.retain, ctx.forget, ctx.test, seed=ctx.seed),
+        "relearn_epochs": relearn_epochs(model, ctx.forget, ctx.trainable,
+                                         threshold=cfg.relearn_threshold,
+                                         max_epochs=cfg.relearn_max_epochs, seed=ctx.seed),
+    }
+
+
+def run_seed(cfg: ExperimentConfig, bundle: DatasetBundle, seed: int,
+             progress: Progress) -> list[dict[str, Any]]:
+    progress(f"seed {seed}: training the original model on D ({len(bundle.train)} samples)")
+    original = train_original(cfg, bundle, seed)
+    forget_ids = select_forget(bundle.train, cfg.forget, seed)
+    retain, forget = bundle.train.drop_ids(forget_ids), bundle.train.select_ids(forget_ids)
+    base_ctx = UnlearningContext(
+        model=original.model, initial_state=original.initial_state, retain=retain,
+        forget=forget, test=bundle.test, num_classes=bundle.num_classes,
+        trainable=original.trainable, train_config=cfg.train.model_copy(update={"seed": seed}),
+        peft=cfg.peft, seed=seed)
+    rows = [{"method": "original", "seed": seed, **evaluate(original.model, base_ctx, cfg),
+             "time_s": 0.0, "peak_mem_mb": 0.0, "params_touched": 0}]
+    for name in cfg.methods:
+        progress(f"seed {seed}: {name}")
+        method = create_method(name, **cfg.method_params.get(name, {}))
+        ctx = copy.copy(base_ctx)
+        ctx.model = copy.deepcopy(original.model)
+        with measure_cost() as cost:
+            unlearned = method.unlearn(ctx)
+        rows.append({"method": name, "seed": seed, **evaluate(unlearned, ctx, cfg),
+                     "time_s": cost.time_s, "peak_mem_mb": cost.peak_mem_mb,
+                     "params_touched": params_touched(original.model, unlearned)})
+    reference = next(r for r in rows if r["method"] == "retrain")
+    for row in rows:
+        row["tow"] = tow(row["acc"], reference["acc"])
+        row["tow_mia"] = tow_mia(row["acc"], row["mia_efficacy"], reference["acc"],
+                                 reference["mia_efficacy"])
+    return rows
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per method: mean and 95% CI of ToW and ToW-MIA, mean accuracies, MIA and cost."""
+    summary: dict[str, dict[str, Any]] = {}
+    for method in dict.fromkeys(r["method"] for r in runs):
+        rows = [r for r in runs if r["method"] == method]
+        entry: dict[str, Any] = {"n_seeds": len(rows)}
+        for key in ("tow", "tow_mia"):
+            mean, ci = mean_ci95([r[key] for r in rows])
+            entry[f"{key}_mean"], entry[f"{key}_ci95"] = mean, list(ci) if ci else None
+        for part in ("retain", "forget", "test"):
+            entry[f"acc_{part}_mean"] = sum(r["acc"][part] for r in rows) / len(rows)
+        for key in ("mia_efficacy", "time_s", "peak_mem_mb", "params_touched"):
+            entry[f"{key}_mean"] = sum(r[key] for r in rows) / len(rows)
+        relearn = [r["relearn_epochs"] for r in rows if r["relearn_epochs"] is not None]
+        entry["relearn_epochs_mean"] = sum(relearn) / len(relearn) if relearn else None
+        summary[method] = entry
+    return summary
+
+
+def run_experiment(cfg: ExperimentConfig, progress: Progress = lambda _: None) -> dict[str, Any]:
+    """All seeds, all methods; returns the ``results.json`` document."""
+    bundle = load_bundle(cfg)
+    select_forget(bundle.train, cfg.forget, cfg.seeds[0])  # fail fast on a bad spec
+    probe = create_model(cfg.model, bundle.num_classes, bundle.in_chans, bundle.image_size,
+                         **cfg.model_options)
+    trainable, total = count_parameters(probe, select_trainable(probe, cfg.peft))
+    runs = [row for seed in cfg.seeds for row in run_seed(cfg, bundle, seed, progress)]
+    return {
+        "dataset": cfg.dataset, "model": cfg.model, "forget": cfg.forget, "seeds": cfg.seeds,
+        "peft": cfg.peft, "trainable_params": trainable, "total_params": total,
+        "head_params": len(head_parameter_names(probe)),
+        "config": cfg.model_dump(mode="json"), "runs": runs, "summary": summarise(runs),
+    }

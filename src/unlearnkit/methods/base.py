@@ -1,0 +1,108 @@
+"""One interface for every unlearning method, one registry to find them by name.
+
+A method is built from validated hyper-parameters (scikit-learn style: nothing learned in
+``__init__``) and applied with ``unlearn(ctx)``, which returns the unlearned model.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from torch import nn
+
+from unlearnkit.data.base import ArraySplit
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.registry import Registry
+from unlearnkit.training import Callback, LossFn, TrainConfig, train
+
+
+@dataclass
+class UnlearningContext:
+    """Everything a method may use. ``model`` is a private copy the method may change in place."""
+
+    model: nn.Module
+    initial_state: dict[str, torch.Tensor]
+    retain: ArraySplit
+    forget: ArraySplit
+    test: ArraySplit
+    num_classes: int
+    trainable: list[str]
+    train_config: TrainConfig
+    peft: str = "full"
+    seed: int = 0
+
+    def fresh_model(self) -> nn.Module:
+        """The starting point of training on D (pretrained backbone + new head)."""
+        model = copy.deepcopy(self.model)
+        model.load_state_dict(self.initial_state)
+        return model
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class OptimParams(BaseModel):
+    """Hyper-parameters shared by the fine-tuning family (SGD, ALGORITHMS.md section 3)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(5, ge=1, le=1000)
+    lr: float = Field(0.01, gt=0, le=10)
+    batch_size: int = Field(64, ge=1)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+
+    def train_config(self, seed: int, schedule: str = "constant") -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
+                           momentum=self.momentum, weight_decay=self.weight_decay,
+                           schedule=schedule, seed=seed)
+
+
+class UnlearningMethod(ABC):
+    name: ClassVar[str] = ""
+    Params: ClassVar[type[BaseModel]] = NoParams
+    summary: ClassVar[str] = ""
+
+    def __init__(self, **params: Any) -> None:
+        try:
+            self.params = self.Params(**params)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            field = ".".join(str(p) for p in err["loc"]) or "?"
+            raise UnlearnkitError(f"{self.name}: invalid hyper-parameter {field!r}: "
+                                  f"{err['msg']}") from None
+
+    @abstractmethod
+    def unlearn(self, ctx: UnlearningContext) -> nn.Module: ...
+
+    def fit_steps(self, ctx: UnlearningContext, data: ArraySplit, loss_fn: LossFn | None = None,
+                  callbacks: Sequence[Callback] = ()) -> nn.Module:
+        """Run the shared training loop with this method's optimiser settings."""
+        assert isinstance(self.params, OptimParams)
+        return train(ctx.model, data, self.params.train_config(ctx.seed), ctx.trainable,
+                     loss_fn=loss_fn, callbacks=callbacks)
+
+
+METHODS: Registry[UnlearningMethod] = Registry("method")
+
+
+def register_method(cls: type[UnlearningMethod]) -> type[UnlearningMethod]:
+    """Class decorator: register under ``cls.name``."""
+    METHODS.register(cls.name)(cls)
+    return cls
+
+
+def create_method(name: str, /, **params: Any) -> UnlearningMethod:
+    return METHODS.create(name, **params)
+
+
+def method_defaults(name: str) -> dict[str, Any]:
+    cls = METHODS.get(name)
+    return cls.Params().model_dump()  # type: ignore[attr-defined]
