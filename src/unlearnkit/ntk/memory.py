@@ -1,0 +1,83 @@
+"""Memory estimates for NTK solves, and a refusal before a solve that would not fit.
+
+A P x P Gram in float64 at P = 1e5 is 80 GB; a dual kernel over 5,000 images x 10 classes is
+20 GB. Estimating first and refusing with a clear message beats an out-of-memory kill.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from unlearnkit.errors import UnlearnkitError
+
+GIB = 2**30
+
+
+class MemoryBudgetError(UnlearnkitError):
+    """The requested NTK solve needs more memory than this machine has available."""
+
+
+def available_memory() -> int:
+    """Bytes the OS says can still be allocated (MemAvailable); a large value if unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 1 << 50
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    solver: str
+    bytes: int
+
+    @property
+    def gib(self) -> float:
+        return self.bytes / GIB
+
+
+def jacobian_chunk_bytes(chunk: int, num_classes: int, p: int, item: int = 4) -> int:
+    """One streamed chunk: J (chunk x C x P) plus autograd work space (a factor of 3)."""
+    return 3 * chunk * num_classes * p * item
+
+
+def estimate(solver: str, p: int, rows: int, num_classes: int, chunk: int = 64,
+             dtype_bytes: int = 8) -> MemoryEstimate:
+    """Peak bytes of one solve. ``rows`` = |S| * C (Jacobian rows of the set being solved)."""
+    jac = jacobian_chunk_bytes(chunk, num_classes, p)
+    if solver == "primal":  # Gram A, its inverse (or factor), one temporary P x P
+        need = 3 * p * p * dtype_bytes + jac
+    elif solver == "dual":  # the stored Jacobian (float32) + kernel and its factor
+        need = rows * p * 4 + 2 * rows * rows * dtype_bytes + jac
+    elif solver == "cg":  # a handful of P-vectors + one chunk
+        need = 8 * p * dtype_bytes + jac
+    else:
+        raise UnlearnkitError(f"unknown NTK solver {solver!r}; choose primal, dual, cg or auto")
+    return MemoryEstimate(solver, int(need))
+
+
+def check_fits(est: MemoryEstimate, budget: int | None = None, what: str = "NTK solve") -> None:
+    """Raise MemoryBudgetError (nothing allocated yet) when ``est`` exceeds the budget."""
+    budget = available_memory() if budget is None else budget
+    if est.bytes > budget:
+        raise MemoryBudgetError(
+            f"{what} with the {est.solver} solver needs about {est.gib:.1f} GiB but only "
+            f"{budget / GIB:.1f} GiB is available; use fewer trainable parameters (--peft), "
+            "fewer samples, or solver='cg'")
+
+
+def choose_solver(p: int, rows: int, num_classes: int, chunk: int = 64,
+                  budget: int | None = None) -> MemoryEstimate:
+    """The cheaper exact form that fits (primal if P <= rows, else dual), else matrix-free CG."""
+    budget = available_memory() if budget is None else budget
+    order = ["primal", "dual"] if p <= rows else ["dual", "primal"]
+    for solver in [*order, "cg"]:
+        est = estimate(solver, p, rows, num_classes, chunk)
+        if est.bytes <= budget:
+            return est
+    est = estimate("cg", p, rows, num_classes, chunk)
+    check_fits(est, budget)
+    return est

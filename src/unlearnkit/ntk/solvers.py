@@ -1,0 +1,109 @@
+"""Ridge solves of the linearized model: primal (P x P), dual ((N C) x (N C)), matrix-free CG.
+
+All three return the displacement w_S - w0 = argmin |J w - r|^2 + lambda |w|^2 for a set S.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.ntk.jacobian import State, jvp_logits, residuals, vjp_logits
+from unlearnkit.ntk.params import ParamSpace
+from unlearnkit.training import predict_logits
+
+
+def _cholesky(matrix: torch.Tensor, what: str) -> torch.Tensor:
+    factor, info = torch.linalg.cholesky_ex(matrix)
+    if int(info) != 0:
+        raise UnlearnkitError(f"{what} is not positive definite; increase the ridge lambda")
+    return factor
+
+
+def regularized_inverse(gram: torch.Tensor, lam: float) -> torch.Tensor:
+    """(A + lambda I)^-1 via Cholesky (A is a Gram, so this is symmetric positive definite)."""
+    eye = torch.eye(gram.shape[0], dtype=gram.dtype)
+    factor = _cholesky(gram + lam * eye, "the regularized Gram A + lambda I")
+    return torch.cholesky_inverse(factor)
+
+
+def solve_primal(gram: torch.Tensor, rhs: torch.Tensor, lam: float) -> torch.Tensor:
+    """(A + lambda I)^-1 b with A = J^T J, b = J^T r; O(P^3)."""
+    eye = torch.eye(gram.shape[0], dtype=gram.dtype)
+    factor = _cholesky(gram + lam * eye, "the regularized Gram A + lambda I")
+    return torch.cholesky_solve(rhs.unsqueeze(1), factor).squeeze(1)
+
+
+def solve_dual(jac: torch.Tensor, resid: torch.Tensor, lam: float,
+               dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """J^T (J J^T + lambda I)^-1 r with J the stacked rows (N*C, P); O((N C)^3)."""
+    j = jac.to(dtype)
+    kernel = j @ j.T
+    kernel.diagonal().add_(lam)
+    factor = _cholesky(kernel, "the regularized kernel J J^T + lambda I")
+    alpha = torch.cholesky_solve(resid.to(dtype).unsqueeze(1), factor).squeeze(1)
+    return j.T @ alpha
+
+
+def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], rhs: torch.Tensor,
+                       tol: float = 1e-6, max_iter: int = 200) -> tuple[torch.Tensor, int]:
+    """Solve M x = rhs for symmetric positive definite M given only x -> M x."""
+    x = torch.zeros_like(rhs)
+    r = rhs.clone()
+    p = r.clone()
+    rr = r @ r
+    stop = (tol * rhs.norm()) ** 2
+    for it in range(1, max_iter + 1):
+        if rr <= stop:
+            return x, it - 1
+        mp = matvec(p)
+        alpha = rr / (p @ mp)
+        x += alpha * p
+        r -= alpha * mp
+        rr_new = r @ r
+        p = r + (rr_new / rr) * p
+        rr = rr_new
+    return x, max_iter
+
+
+def solve_cg(model: nn.Module, space: ParamSpace, x: torch.Tensor, y: torch.Tensor,
+             num_classes: int, lam: float, state: State | None = None, chunk_size: int = 64,
+             tol: float = 1e-6, max_iter: int = 200) -> torch.Tensor:
+    """Matrix-free (J^T J + lambda I)^-1 J^T r: one jvp + vjp pass over the data per iteration,
+    memory O(P) — for when neither P x P nor (N C)^2 fits."""
+    dtype = next(iter(model.parameters())).dtype
+
+    def chunks() -> list[slice]:
+        return [slice(s, min(s + chunk_size, len(x))) for s in range(0, len(x), chunk_size)]
+
+    rhs = torch.zeros(space.numel, dtype=dtype)
+    for rows in chunks():
+        f0 = _logits_at(model, x[rows], state)
+        rhs += vjp_logits(model, space, x[rows], residuals(y[rows], f0, num_classes), state)
+
+    def matvec(v: torch.Tensor) -> torch.Tensor:
+        out = lam * v
+        for rows in chunks():
+            _, jv = jvp_logits(model, space, x[rows], v, state)
+            out = out + vjp_logits(model, space, x[rows], jv, state)
+        return out
+
+    solution, _ = conjugate_gradient(matvec, rhs, tol=tol, max_iter=max_iter)
+    return solution
+
+
+def _logits_at(model: nn.Module, x: torch.Tensor, state: State | None) -> torch.Tensor:
+    if state is None:
+        return predict_logits(model, x)
+    from torch.func import functional_call
+
+    with torch.no_grad():
+        was = model.training
+        model.eval()
+        try:
+            return functional_call(model, dict(state), (x,))
+        finally:
+            model.train(was)

@@ -1,0 +1,172 @@
+"""The NTK state kept next to a checkpoint, and its rank-(k C) Woodbury downdate.
+
+State of the training set D (primal form): A = sum J^T J, b = sum J^T r, H = (A + lambda I)^-1,
+the ids of D and which are still alive. Deleting samples with stacked Jacobian rows U (k C x P)
+and residuals r_f gives A' = A - U^T U, b' = b - U^T r_f and, by Woodbury,
+  H' = H + (U H)^T (I - U H U^T)^-1 (U H),
+so a deletion costs O(k C P^2) and never touches D again; deletions compose.
+The file is one safetensors file (tensors + JSON metadata) written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from unlearnkit.errors import ConflictError, NotFoundError, UnlearnkitError
+
+FORMAT = "unlearnkit-ntk-state/1"
+
+
+@dataclass
+class NTKState:
+    """Sufficient statistics of the linearized ridge problem on the live part of D."""
+
+    names: list[str]
+    shapes: list[list[int]]
+    lam: float
+    num_classes: int
+    gram: torch.Tensor  # A (P x P)
+    rhs: torch.Tensor  # b (P,)
+    inverse: torch.Tensor  # (A + lambda I)^-1
+    ids: torch.Tensor  # ids of D (N,)
+    alive: torch.Tensor  # bool (N,)
+    solution_full: torch.Tensor  # w_D - w0, kept for the paper's update w + (w_Dr - w_D)
+    fingerprint: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_gram(cls, names: list[str], shapes: list[list[int]], gram: torch.Tensor,
+                  rhs: torch.Tensor, lam: float, num_classes: int, ids: torch.Tensor,
+                  fingerprint: dict[str, str]) -> NTKState:
+        from unlearnkit.ntk.solvers import regularized_inverse
+
+        if lam <= 0:
+            raise UnlearnkitError(f"ridge lambda must be > 0, got {lam}")
+        inverse = regularized_inverse(gram, lam)
+        return cls(list(names), [list(s) for s in shapes], float(lam), int(num_classes), gram,
+                   rhs, inverse, ids.clone().long(), torch.ones(len(ids), dtype=torch.bool),
+                   inverse @ rhs, dict(fingerprint))
+
+    @property
+    def num_params(self) -> int:
+        return int(self.rhs.numel())
+
+    @property
+    def solution(self) -> torch.Tensor:
+        """w_{live D} - w0 = (A + lambda I)^-1 b."""
+        return self.inverse @ self.rhs
+
+    @property
+    def deleted_ids(self) -> torch.Tensor:
+        return self.ids[~self.alive]
+
+    @property
+    def live_ids(self) -> torch.Tensor:
+        return self.ids[self.alive]
+
+    def positions(self, ids: torch.Tensor) -> torch.Tensor:
+        """Positions of ``ids`` in D; unknown or already-deleted ids are refused (state unchanged)."""
+        ids = torch.as_tensor(ids, dtype=torch.long).reshape(-1)
+        if ids.numel() == 0:
+            raise UnlearnkitError("no sample ids given to delete")
+        if torch.unique(ids).numel() != ids.numel():
+            dup = next(i for i in ids.tolist() if ids.tolist().count(i) > 1)
+            raise UnlearnkitError(f"sample id {dup} is listed twice")
+        order = torch.argsort(self.ids)
+        where = torch.searchsorted(self.ids[order], ids).clamp_max(len(self.ids) - 1)
+        pos = order[where]
+        missing = self.ids[pos] != ids
+        if bool(missing.any()):
+            raise NotFoundError(f"sample id {int(ids[missing][0])} is not in the training set")
+        dead = ~self.alive[pos]
+        if bool(dead.any()):
+            raise ConflictError(f"sample id {int(ids[dead][0])} was already deleted")
+        if int(self.alive.sum()) - len(ids) < 1:
+            raise UnlearnkitError("deleting these ids would leave no training data")
+        return pos
+
+    def downdate(self, ids: torch.Tensor, rows: torch.Tensor, resid: torch.Tensor) -> None:
+        """Remove samples ``ids`` whose stacked Jacobian rows are ``rows`` (k C x P) and residuals
+        ``resid`` (k C,). Validates first; on any error the state is left as it was."""
+        pos = self.positions(ids)
+        expect = len(pos) * self.num_classes
+        if rows.shape != (expect, self.num_params) or resid.shape != (expect,):
+            raise ValueError(f"rows {tuple(rows.shape)} / resid {tuple(resid.shape)} do not "
+                             f"match {len(pos)} samples x {self.num_classes} classes")
+        u = rows.to(self.gram.dtype)
+        r = resid.to(self.gram.dtype)
+        uh = u @ self.inverse  # (kC, P)
+        inner = -(uh @ u.T)
+        inner.diagonal().add_(1.0)  # I - U H U^T: positive definite iff A' + lambda I is
+        factor, info = torch.linalg.cholesky_ex(inner)
+        if int(info) != 0:
+            raise UnlearnkitError("downdate is numerically unstable (I - U H U^T not positive "
+                                  "definite); increase lambda or recompute the state")
+        correction = torch.cholesky_solve(uh, factor)  # (I - U H U^T)^-1 U H
+        new_inverse = self.inverse + uh.T @ correction
+        new_gram = self.gram - u.T @ u
+        new_rhs = self.rhs - u.T @ r
+        new_alive = self.alive.clone()
+        new_alive[pos] = False
+        self.inverse, self.gram, self.rhs, self.alive = new_inverse, new_gram, new_rhs, new_alive
+
+    # ---- persistence -------------------------------------------------------------------------
+    def metadata(self) -> dict[str, Any]:
+        return {"format": FORMAT, "names": self.names, "shapes": self.shapes, "lam": self.lam,
+                "num_classes": self.num_classes, "fingerprint": self.fingerprint}
+
+    def save(self, path: str | Path) -> None:
+        """Write one safetensors file atomically (temp file + rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {"gram": self.gram, "rhs": self.rhs, "inverse": self.inverse, "ids": self.ids,
+                   "alive": self.alive.to(torch.uint8), "solution_full": self.solution_full}
+        tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata={"ntk": json.dumps(self.metadata())})
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @classmethod
+    def load(cls, path: str | Path, expect: dict[str, str] | None = None) -> NTKState:
+        """Read a state; ``expect`` (fingerprint parts) must match or a ConflictError is raised."""
+        path = Path(path)
+        if not path.is_file():
+            raise NotFoundError(f"NTK state {path} does not exist (run `ntk precompute` first)")
+        try:
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt") as fh:
+                raw = (fh.metadata() or {}).get("ntk")
+            tensors = load_file(str(path))
+            meta = json.loads(raw) if raw else {}
+        except (SafetensorError, OSError, json.JSONDecodeError, RuntimeError) as exc:
+            raise UnlearnkitError(f"NTK state {path} is corrupt or unreadable: {exc}") from None
+        if meta.get("format") != FORMAT:
+            raise UnlearnkitError(f"{path} is not an unlearnkit NTK state")
+        state = cls(meta["names"], meta["shapes"], float(meta["lam"]), int(meta["num_classes"]),
+                    tensors["gram"], tensors["rhs"], tensors["inverse"], tensors["ids"],
+                    tensors["alive"].bool(), tensors["solution_full"], meta["fingerprint"])
+        if expect is not None:
+            state.check(expect, path)
+        return state
+
+    def check(self, expect: dict[str, str], where: str | Path = "NTK state") -> None:
+        """Refuse a stale state: every expected fingerprint part must match."""
+        for key, value in expect.items():
+            have = self.fingerprint.get(key)
+            if have != value:
+                raise ConflictError(f"{where} is stale: its {key} is {have!r} but the current "
+                                    f"one is {value!r}; run `ntk precompute` again")
