@@ -132,7 +132,7 @@ def test_state_roundtrip_and_stale_refusal(tiny, tmp_path):
     assert loaded.deleted_ids.tolist() == [110]
     changed = dict(w0)
     changed["head.bias"] = changed["head.bias"] + 1
-    with pytest.raises(ConflictError, match="stale.*w0"):
+    with pytest.raises(ConflictError, match=r"stale.*w0"):
         NTKState.load(path, expect=state_fingerprint(changed, names, data.fingerprint(), 0.05))
     with pytest.raises(ConflictError, match="params"):
         NTKState.load(path, expect=state_fingerprint(w0, names[:2], data.fingerprint(), 0.05))

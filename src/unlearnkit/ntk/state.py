@@ -73,7 +73,7 @@ class NTKState:
         return self.ids[self.alive]
 
     def positions(self, ids: torch.Tensor) -> torch.Tensor:
-        """Positions of ``ids`` in D; unknown or already-deleted ids are refused (state unchanged)."""
+        """Positions of ``ids`` in D; unknown or deleted ids are refused (state unchanged)."""
         ids = torch.as_tensor(ids, dtype=torch.long).reshape(-1)
         if ids.numel() == 0:
             raise UnlearnkitError("no sample ids given to delete")
