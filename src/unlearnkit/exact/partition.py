@@ -1,0 +1,123 @@
+"""Sharding and slicing of D: a persisted ownership map sample id -> (shard, slice).
+
+The map is fixed once, from a seeded permutation of the ids, and deletions only remove members.
+So the place of every remaining sample never depends on which samples were deleted: training
+"the same procedure on D without x" means training on this map minus x, which is what makes
+exact unlearning checkable bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from unlearnkit.errors import UnlearnkitError
+
+
+@dataclass
+class Partition:
+    """Who owns which sample: ``owner[id] = (shard, slice)``; ``deleted`` ids are gone for good."""
+
+    num_shards: int
+    num_slices: int
+    seed: int
+    owner: dict[int, tuple[int, int]]
+    deleted: set[int] = field(default_factory=set)
+
+    @classmethod
+    def create(
+        cls, ids: torch.Tensor | Iterable[int], num_shards: int, num_slices: int, seed: int = 0
+    ) -> Partition:
+        """Deal a seeded permutation of ``ids`` round-robin over shards, then over slices.
+
+        Shard sizes differ by at most one, and so do the slices of a shard.
+        """
+        id_list = sorted(int(i) for i in (ids.tolist() if isinstance(ids, torch.Tensor) else ids))
+        if len(set(id_list)) != len(id_list):
+            raise UnlearnkitError("sample ids must be unique to build a partition")
+        if num_shards < 1:
+            raise UnlearnkitError(f"num_shards must be >= 1, got {num_shards}")
+        if num_slices < 1:
+            raise UnlearnkitError(f"num_slices must be >= 1, got {num_slices}")
+        if num_shards * num_slices > len(id_list):
+            raise UnlearnkitError(
+                f"num_shards x num_slices = {num_shards} x {num_slices} = "
+                f"{num_shards * num_slices} exceeds the {len(id_list)} training samples "
+                "(every slice needs at least one sample)"
+            )
+        perm = torch.randperm(len(id_list), generator=torch.Generator().manual_seed(seed)).tolist()
+        owner = {}
+        for rank, pos in enumerate(perm):
+            owner[id_list[pos]] = (rank % num_shards, (rank // num_shards) % num_slices)
+        return cls(num_shards, num_slices, seed, owner)
+
+    # -- queries -------------------------------------------------------------------------------
+    def locate(self, sample_id: int) -> tuple[int, int] | None:
+        """(shard, slice) of a live or deleted id; None for an id never in D."""
+        return self.owner.get(int(sample_id))
+
+    def is_live(self, sample_id: int) -> bool:
+        return int(sample_id) in self.owner and int(sample_id) not in self.deleted
+
+    def members(self, shard: int, slice_: int | None = None) -> list[int]:
+        """Live ids of a shard (or one of its slices), sorted: the training order is fixed."""
+        return sorted(
+            i
+            for i, (s, k) in self.owner.items()
+            if s == shard and (slice_ is None or k == slice_) and i not in self.deleted
+        )
+
+    def slice_sizes(self) -> list[list[int]]:
+        sizes = [[0] * self.num_slices for _ in range(self.num_shards)]
+        for i, (s, k) in self.owner.items():
+            if i not in self.deleted:
+                sizes[s][k] += 1
+        return sizes
+
+    @property
+    def num_live(self) -> int:
+        return len(self.owner) - len(self.deleted)
+
+    # -- changes -------------------------------------------------------------------------------
+    def without(self, ids: Iterable[int]) -> Partition:
+        """A copy with ``ids`` marked deleted (the map of "D without these samples")."""
+        gone = {int(i) for i in ids}
+        unknown = sorted(gone - set(self.owner))
+        if unknown:
+            raise UnlearnkitError(f"sample id {unknown[0]} is not in the partition")
+        return Partition(
+            self.num_shards, self.num_slices, self.seed, dict(self.owner), self.deleted | gone
+        )
+
+    # -- persistence ---------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        ids = sorted(self.owner)
+        return {
+            "num_shards": self.num_shards,
+            "num_slices": self.num_slices,
+            "seed": self.seed,
+            "ids": ids,
+            "shard": [self.owner[i][0] for i in ids],
+            "slice": [self.owner[i][1] for i in ids],
+            "deleted": sorted(self.deleted),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Partition:
+        try:
+            owner = {
+                int(i): (int(s), int(k))
+                for i, s, k in zip(data["ids"], data["shard"], data["slice"], strict=True)
+            }
+            return cls(
+                int(data["num_shards"]),
+                int(data["num_slices"]),
+                int(data["seed"]),
+                owner,
+                {int(i) for i in data["deleted"]},
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UnlearnkitError(f"partition record is malformed: {exc}") from None
