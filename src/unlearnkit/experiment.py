@@ -93,10 +93,12 @@ def evaluate(model: nn.Module, ctx: UnlearningContext, cfg: ExperimentConfig) ->
     }
 
 
-def run_seed(cfg: ExperimentConfig, bundle: DatasetBundle, seed: int,
-             progress: Progress) -> list[dict[str, Any]]:
-    progress(f"seed {seed}: training the original model on D ({len(bundle.train)} samples)")
-    original = train_original(cfg, bundle, seed)
+def run_seed(cfg: ExperimentConfig, bundle: DatasetBundle, seed: int, progress: Progress,
+             original: TrainedModel | None = None) -> list[dict[str, Any]]:
+    """Every method on one seed; ``original`` skips training when a trained model is given."""
+    if original is None:
+        progress(f"seed {seed}: training the original model on D ({len(bundle.train)} samples)")
+        original = train_original(cfg, bundle, seed)
     forget_ids = select_forget(bundle.train, cfg.forget, seed)
     retain, forget = bundle.train.drop_ids(forget_ids), bundle.train.select_ids(forget_ids)
     base_ctx = UnlearningContext(
@@ -143,14 +145,21 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return summary
 
 
-def run_experiment(cfg: ExperimentConfig, progress: Progress = lambda _: None) -> dict[str, Any]:
-    """All seeds, all methods; returns the ``results.json`` document."""
-    bundle = load_bundle(cfg)
+def run_experiment(cfg: ExperimentConfig, progress: Progress = lambda _: None,
+                   bundle: DatasetBundle | None = None,
+                   original: TrainedModel | None = None) -> dict[str, Any]:
+    """All seeds, all methods; returns the ``results.json`` document.
+
+    ``original`` (a model already trained on D, single seed) skips the training step.
+    """
+    bundle = bundle or load_bundle(cfg)
     select_forget(bundle.train, cfg.forget, cfg.seeds[0])  # fail fast on a bad spec
     probe = create_model(cfg.model, bundle.num_classes, bundle.in_chans, bundle.image_size,
                          **cfg.model_options)
     trainable, total = count_parameters(probe, select_trainable(probe, cfg.peft))
-    runs = [row for seed in cfg.seeds for row in run_seed(cfg, bundle, seed, progress)]
+    runs = [row for seed in cfg.seeds
+            for row in run_seed(cfg, bundle, seed, progress,
+                                original if original and original.seed == seed else None)]
     return {
         "dataset": cfg.dataset, "model": cfg.model, "forget": cfg.forget, "seeds": cfg.seeds,
         "peft": cfg.peft, "trainable_params": trainable, "total_params": total,

@@ -51,15 +51,17 @@ def by_class(train: ArraySplit, argument: str, seed: int) -> torch.Tensor:
 
 @FORGET_SELECTORS.register("random")
 def at_random(train: ArraySplit, argument: str, seed: int) -> torch.Tensor:
+    """``random:N`` (an integer count) or ``random:0.1`` (a fraction, written with a point)."""
+    hint = f"random:{argument} - give a count (100) or a fraction (0.1)"
     try:
-        amount = float(argument)
+        is_fraction = "." in argument or "e" in argument.lower()
+        count = int(round(float(argument) * len(train))) if is_fraction else int(argument)
     except ValueError:
-        raise UnlearnkitError(f"random:{argument} - give a count (100) or a fraction "
-                              "(0.1)") from None
-    count = int(round(amount * len(train))) if 0 < amount < 1 else int(amount)
-    if amount <= 0 or amount != int(amount) and amount >= 1 or not 0 < count < len(train):
-        raise UnlearnkitError(f"random:{argument} - need a fraction in (0, 1) or a count in "
-                              f"1..{len(train) - 1}")
+        raise UnlearnkitError(hint) from None
+    if is_fraction and not 0 < float(argument) <= 1:
+        raise UnlearnkitError(f"random:{argument} - a fraction must be in (0, 1)")
+    if count < 1 or count > len(train):
+        raise UnlearnkitError(f"random:{argument} - the count must be in 1..{len(train) - 1}")
     perm = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + 104729))
     return train.ids[perm[:count]]
 

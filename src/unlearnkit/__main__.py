@@ -1,0 +1,5 @@
+"""``python -m unlearnkit`` runs the CLI."""
+
+from unlearnkit.cli import main
+
+main()

@@ -1,0 +1,89 @@
+"""The CLI as a user meets it: real subprocesses, exit codes, no tracebacks, nothing written on
+bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+QUICK = ["--epochs", "3", "--seeds", "1"]
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "unlearnkit", *args], capture_output=True,
+                          text=True, env=ENV, cwd=cwd, timeout=600)
+
+
+def test_demo_writes_results_report_and_figures(tmp_path):
+    out = tmp_path / "demo"
+    proc = cli("demo", "--out", str(out), "--methods", "finetune,neggrad", *QUICK)
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in results["runs"]] == ["original", "retrain", "finetune",
+                                                     "neggrad"]
+    assert (out / "report.md").read_text().startswith("# Unlearning report")
+    assert (out / "accuracy.png").stat().st_size > 1000 and (out / "mia.png").is_file()
+    assert "retrain" in proc.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["demo", "--model", "nope"], "unknown model 'nope'"),
+    (["demo", "--methods", "finetune,bogus"], "unknown method 'bogus'"),
+    (["demo", "--forget", "class:99"], "no such class"),
+    (["demo", "--forget", "random:1.0"], "whole training set"),
+    (["demo", "--dataset", "cifar10", "--data-dir", "/nonexistent"], "cifar10"),
+    (["unlearn", "--method", "salun", "--param", "lr=-1"], "'lr'"),
+    (["unlearn", "--method", "salun", "--param", "oops"], "KEY=VALUE"),
+    (["evaluate", "--from", "/nonexistent"], "holds no trained model"),
+    (["report", "/nonexistent"], "no results.json"),
+])
+def test_bad_input_is_one_clear_line(tmp_path, args, message):
+    proc = cli(*args, "--out", str(tmp_path / "out")) if args[0] in ("demo", "unlearn") \
+        else cli(*args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_train_unlearn_from_checkpoint_evaluate_report(tmp_path):
+    model_dir, run_dir = tmp_path / "model", tmp_path / "run"
+    proc = cli("train", "--out", str(model_dir), "--epochs", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert (model_dir / "model.safetensors").is_file()
+    proc = cli("unlearn", "--method", "finetune", "--from", str(model_dir), "--forget",
+               "class:1", "--param", "epochs=1", "--out", str(run_dir))
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["forget"] == "class:1"
+    assert results["config"]["method_params"] == {"finetune": {"epochs": 1}}
+    (run_dir / "report.md").unlink()
+    assert cli("report", str(run_dir)).returncode == 0
+    assert (run_dir / "report.md").is_file()
+    proc = cli("evaluate", "--from", str(model_dir), "--forget", "class:1")
+    assert proc.returncode == 0 and "MIA" in proc.stdout
+    (model_dir / "model.safetensors").write_bytes(b"broken")
+    proc = cli("evaluate", "--from", str(model_dir))
+    assert proc.returncode == 2 and "corrupt" in proc.stderr
+
+
+def test_existing_output_survives_a_failed_run(tmp_path):
+    out = tmp_path / "keep"
+    out.mkdir()
+    (out / "results.json").write_text("{}")
+    proc = cli("demo", "--out", str(out), "--forget", "class:77")
+    assert proc.returncode == 2
+    assert (out / "results.json").read_text() == "{}"
+
+
+def test_methods_lists_hyper_parameters():
+    proc = cli("methods")
+    assert proc.returncode == 0
+    for name in ("salun", "scrub", "neggrad_plus", "saliency_fraction"):
+        assert name in proc.stdout

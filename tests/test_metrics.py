@@ -1,0 +1,67 @@
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from unlearnkit.data.base import ArraySplit
+from unlearnkit.metrics import mean_ci95, measure_cost, mia_efficacy, params_touched, tow, tow_mia
+from unlearnkit.metrics.relearn import relearn_epochs
+from unlearnkit.models import create_model, select_trainable
+from unlearnkit.training import TrainConfig, train
+
+
+def test_tow_by_hand():
+    ref = {"retain": 100.0, "forget": 0.0, "test": 90.0}
+    assert tow(ref, ref) == 1.0
+    acc = {"retain": 90.0, "forget": 20.0, "test": 80.0}
+    assert math.isclose(tow(acc, ref), 0.9 * 0.8 * 0.9)
+    assert math.isclose(tow_mia(acc, 50.0, ref, 100.0), 0.5 * 0.9 * 0.9)
+
+
+def test_ci95_matches_student_t():
+    mean, ci = mean_ci95([1.0, 2.0, 3.0])
+    assert mean == 2.0
+    assert ci[1] - 2.0 == pytest.approx(4.302653 * 1.0 / math.sqrt(3), rel=1e-5)
+    assert mean_ci95([0.5]) == (0.5, None)
+
+
+class Oracle(nn.Module):
+    """Confident on 'member' inputs (feature 0 = 1), unsure otherwise: an obvious MIA target."""
+
+    def forward(self, x):
+        member = x[:, 0, 0, 0:1]
+        return torch.cat([member * 10, torch.zeros_like(member)], 1)
+
+
+def _split(n, member):
+    x = torch.zeros(n, 1, 2, 2)
+    x[:, 0, 0, 0] = float(member)
+    return ArraySplit(x, torch.zeros(n, dtype=torch.long), torch.arange(n))
+
+
+def test_mia_separates_members_from_non_members():
+    retain, test = _split(50, True), _split(50, False)
+    assert mia_efficacy(Oracle(), retain, _split(20, True), test) < 10
+    assert mia_efficacy(Oracle(), retain, _split(20, False), test) > 90
+
+
+def test_relearn_epochs(digits):
+    model = create_model("smallcnn", 10, 1, 8)
+    names = select_trainable(model, "full")
+    forget = digits.train.subset(torch.arange(60))
+    assert relearn_epochs(model, forget, names, threshold=100.0, max_epochs=1) is None
+    train(model, forget, TrainConfig(epochs=30, lr=0.05))
+    assert relearn_epochs(model, forget, names, threshold=50.0) == 0.0
+
+
+def test_cost_and_touched():
+    with measure_cost() as cost:
+        big = torch.ones(20_000_000)
+        del big
+    assert cost.time_s > 0 and cost.peak_mem_mb >= 0
+    a, b = nn.Linear(3, 2), nn.Linear(3, 2)
+    b.load_state_dict(a.state_dict())
+    with torch.no_grad():
+        b.weight[0, 0] += 1
+    assert params_touched(a, b) == 1
