@@ -16,8 +16,14 @@ QUICK = ["--epochs", "3", "--seeds", "1"]
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "unlearnkit", *args], capture_output=True,
-                          text=True, env=ENV, cwd=cwd, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "unlearnkit", *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=cwd,
+        timeout=600,
+    )
 
 
 def test_demo_writes_results_report_and_figures(tmp_path):
@@ -25,27 +31,30 @@ def test_demo_writes_results_report_and_figures(tmp_path):
     proc = cli("demo", "--out", str(out), "--methods", "finetune,neggrad", *QUICK)
     assert proc.returncode == 0, proc.stderr
     results = json.loads((out / "results.json").read_text())
-    assert [r["method"] for r in results["runs"]] == ["original", "retrain", "finetune",
-                                                     "neggrad"]
+    assert [r["method"] for r in results["runs"]] == ["original", "retrain", "finetune", "neggrad"]
     assert (out / "report.md").read_text().startswith("# Unlearning report")
     assert (out / "accuracy.png").stat().st_size > 1000 and (out / "mia.png").is_file()
     assert "retrain" in proc.stdout
 
 
-@pytest.mark.parametrize("args, message", [
-    (["demo", "--model", "nope"], "unknown model 'nope'"),
-    (["demo", "--methods", "finetune,bogus"], "unknown method 'bogus'"),
-    (["demo", "--forget", "class:99"], "no such class"),
-    (["demo", "--forget", "random:1.0"], "whole training set"),
-    (["demo", "--dataset", "cifar10", "--data-dir", "/nonexistent"], "cifar10"),
-    (["unlearn", "--method", "salun", "--param", "lr=-1"], "'lr'"),
-    (["unlearn", "--method", "salun", "--param", "oops"], "KEY=VALUE"),
-    (["evaluate", "--from", "/nonexistent"], "holds no trained model"),
-    (["report", "/nonexistent"], "no results.json"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["demo", "--model", "nope"], "unknown model 'nope'"),
+        (["demo", "--methods", "finetune,bogus"], "unknown method 'bogus'"),
+        (["demo", "--forget", "class:99"], "no such class"),
+        (["demo", "--forget", "random:1.0"], "whole training set"),
+        (["demo", "--dataset", "cifar10", "--data-dir", "/nonexistent"], "cifar10"),
+        (["unlearn", "--method", "salun", "--param", "lr=-1"], "'lr'"),
+        (["unlearn", "--method", "salun", "--param", "oops"], "KEY=VALUE"),
+        (["evaluate", "--from", "/nonexistent"], "holds no trained model"),
+        (["report", "/nonexistent"], "no results.json"),
+    ],
+)
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
-    proc = cli(*args, "--out", str(tmp_path / "out")) if args[0] in ("demo", "unlearn") \
-        else cli(*args)
+    proc = (
+        cli(*args, "--out", str(tmp_path / "out")) if args[0] in ("demo", "unlearn") else cli(*args)
+    )
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -57,8 +66,19 @@ def test_train_unlearn_from_checkpoint_evaluate_report(tmp_path):
     proc = cli("train", "--out", str(model_dir), "--epochs", "3")
     assert proc.returncode == 0, proc.stderr
     assert (model_dir / "model.safetensors").is_file()
-    proc = cli("unlearn", "--method", "finetune", "--from", str(model_dir), "--forget",
-               "class:1", "--param", "epochs=1", "--out", str(run_dir))
+    proc = cli(
+        "unlearn",
+        "--method",
+        "finetune",
+        "--from",
+        str(model_dir),
+        "--forget",
+        "class:1",
+        "--param",
+        "epochs=1",
+        "--out",
+        str(run_dir),
+    )
     assert proc.returncode == 0, proc.stderr
     results = json.loads((run_dir / "results.json").read_text())
     assert results["forget"] == "class:1"

@@ -36,22 +36,26 @@ def test_forget_specs(digits, tmp_path):
     assert len(ids) == int((train.y == 3).sum())
     assert len(select_forget(train, "random:100")) == 100
     assert len(select_forget(train, "random:0.1")) == round(0.1 * len(train))
-    assert not torch.equal(select_forget(train, "random:50", seed=0),
-                           select_forget(train, "random:50", seed=1))
+    assert not torch.equal(
+        select_forget(train, "random:50", seed=0), select_forget(train, "random:50", seed=1)
+    )
     (tmp_path / "ids.txt").write_text("5\n7\n9\n")
     assert select_forget(train, f"indices:{tmp_path / 'ids.txt'}").tolist() == [5, 7, 9]
     (tmp_path / "ids.json").write_text(json.dumps([1, 2]))
     assert select_forget(train, f"indices:{tmp_path / 'ids.json'}").tolist() == [1, 2]
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("class:42", "no such class"),
-    ("random:0", "random:0"),
-    ("random:100000", "count"),
-    ("bogus:1", "unknown forget-set kind"),
-    ("class", "KIND:ARG"),
-    ("random:1.0", "whole training set"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("class:42", "no such class"),
+        ("random:0", "random:0"),
+        ("random:100000", "count"),
+        ("bogus:1", "unknown forget-set kind"),
+        ("class", "KIND:ARG"),
+        ("random:1.0", "whole training set"),
+    ],
+)
 def test_bad_forget_specs(digits, spec, message):
     with pytest.raises(UnlearnkitError, match=message):
         select_forget(digits.train, spec)
@@ -76,8 +80,10 @@ def _write_cifar(root, n_per_batch=6):
     folder = root / "cifar-10-batches-py"
     folder.mkdir()
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": rng.integers(0, 255, (n_per_batch, 3072), dtype=np.uint8),
-                 b"labels": list(rng.integers(0, 10, n_per_batch))}
+        batch = {
+            b"data": rng.integers(0, 255, (n_per_batch, 3072), dtype=np.uint8),
+            b"labels": list(rng.integers(0, 10, n_per_batch)),
+        }
         with open(folder / name, "wb") as fh:
             pickle.dump(batch, fh)
 

@@ -9,8 +9,16 @@ from unlearnkit.methods import METHODS, UnlearningContext, create_method
 from unlearnkit.models import create_model, select_trainable
 from unlearnkit.training import TrainConfig, accuracy, train
 
-BASELINES = ["retrain", "finetune", "neggrad", "neggrad_plus", "random_label", "l1_sparse",
-             "salun", "scrub"]
+BASELINES = [
+    "retrain",
+    "finetune",
+    "neggrad",
+    "neggrad_plus",
+    "random_label",
+    "l1_sparse",
+    "salun",
+    "scrub",
+]
 FAST = {"epochs": 1}
 
 
@@ -28,10 +36,18 @@ def trained(digits):
 def make_ctx(digits, trained, spec="class:3"):
     model, initial, names, cfg = trained
     ids = select_forget(digits.train, spec)
-    return UnlearningContext(model=copy.deepcopy(model), initial_state=initial,
-                             retain=digits.train.drop_ids(ids), forget=digits.train.select_ids(ids),
-                             test=digits.test, num_classes=10, trainable=names, train_config=cfg,
-                             peft="bn", seed=0)
+    return UnlearningContext(
+        model=copy.deepcopy(model),
+        initial_state=initial,
+        retain=digits.train.drop_ids(ids),
+        forget=digits.train.select_ids(ids),
+        test=digits.test,
+        num_classes=10,
+        trainable=names,
+        train_config=cfg,
+        peft="bn",
+        seed=0,
+    )
 
 
 def test_all_baselines_registered():
@@ -53,8 +69,10 @@ def test_retrain_is_training_on_retain_from_the_start(digits, trained):
     ctx = make_ctx(digits, trained)
     out = create_method("retrain").unlearn(ctx)
     again = create_method("retrain").unlearn(make_ctx(digits, trained))
-    assert all(torch.equal(a, b) for a, b in zip(out.state_dict().values(),
-                                                  again.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(out.state_dict().values(), again.state_dict().values(), strict=True)
+    )
     assert accuracy(out, ctx.forget) == 0.0  # class 3 was never seen by the new head
     assert accuracy(out, ctx.retain) > 70
 
@@ -75,12 +93,15 @@ def test_salun_changes_only_salient_entries(digits, trained):
     assert 0 < changed <= round(0.2 * total) + 1
 
 
-@pytest.mark.parametrize("name, params, field", [
-    ("finetune", {"lr": -1}, "lr"),
-    ("neggrad_plus", {"alpha": 2}, "alpha"),
-    ("salun", {"saliency_fraction": 0}, "saliency_fraction"),
-    ("scrub", {"bogus": 1}, "bogus"),
-])
+@pytest.mark.parametrize(
+    "name, params, field",
+    [
+        ("finetune", {"lr": -1}, "lr"),
+        ("neggrad_plus", {"alpha": 2}, "alpha"),
+        ("salun", {"saliency_fraction": 0}, "saliency_fraction"),
+        ("scrub", {"bogus": 1}, "bogus"),
+    ],
+)
 def test_bad_hyper_parameters_name_the_field(name, params, field):
     with pytest.raises(UnlearnkitError, match=field):
         create_method(name, **params)

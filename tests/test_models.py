@@ -6,8 +6,9 @@ from unlearnkit.models import count_parameters, create_model, head_parameter_nam
 from unlearnkit.models.checkpoint import load_checkpoint, save_checkpoint
 
 
-@pytest.mark.parametrize("name, size", [("smallcnn", 8), ("resnet18", 8), ("vit_tiny", 8),
-                                        ("resnet18", 32)])
+@pytest.mark.parametrize(
+    "name, size", [("smallcnn", 8), ("resnet18", 8), ("vit_tiny", 8), ("resnet18", 32)]
+)
 def test_models_forward(name, size):
     kwargs = {"depth": 2} if name == "vit_tiny" else {}
     model = create_model(name, num_classes=7, in_chans=3, image_size=size, **kwargs).eval()
@@ -38,8 +39,10 @@ def test_checkpoint_roundtrip_and_errors(tmp_path):
     other = create_model("smallcnn", 10, 1, 8)
     meta = load_checkpoint(path, other)
     assert meta["note"] == "x" and "torch" in meta["versions"]
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(),
-                                                  other.state_dict().values(), strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), other.state_dict().values(), strict=True)
+    )
     wrong = create_model("smallcnn", 5, 1, 8)
     before = {k: v.clone() for k, v in wrong.state_dict().items()}
     with pytest.raises(UnlearnkitError, match="does not fit"):

@@ -19,21 +19,35 @@ from rich.table import Table
 
 from unlearnkit.errors import UnlearnkitError
 
-app = typer.Typer(help="Machine unlearning: exact (S3T, SISA), one-shot (Fast-NTK) and "
-                       "memorization-aware (RUM), measured against retraining.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Machine unlearning: exact (S3T, SISA), one-shot (Fast-NTK) and "
+    "memorization-aware (RUM), measured against retraining.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 console = Console(stderr=True)
 
 DatasetOpt = Annotated[str | None, typer.Option(help="dataset name (see `unlearnkit datasets`)")]
 DataDirOpt = Annotated[str | None, typer.Option(help="local folder with the data files")]
 ModelOpt = Annotated[str | None, typer.Option(help="smallcnn | resnet18 | vit_tiny")]
 PeftOpt = Annotated[str | None, typer.Option(help="trainable parameters: full | bn | ...")]
-ForgetOpt = Annotated[str | None, typer.Option(
-    help="class:K | random:N | random:0.1 | indices:PATH")]
+ForgetOpt = Annotated[
+    str | None, typer.Option(help="class:K | random:N | random:0.1 | indices:PATH")
+]
 SeedsOpt = Annotated[int | None, typer.Option(help="number of seeds (0..N-1)", min=1)]
 EpochsOpt = Annotated[int | None, typer.Option(help="training epochs on D", min=0)]
 ConfigOpt = Annotated[Path | None, typer.Option(help="YAML experiment config; flags override")]
 OutOpt = Annotated[Path | None, typer.Option(help="output directory")]
+PretrainOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--pretrain/--no-pretrain", help="pretrain the backbone on a disjoint public split first"
+    ),
+]
+WeightsOpt = Annotated[
+    str | None,
+    typer.Option(help="local backbone checkpoint (.safetensors or .pth) to start from instead"),
+]
 
 
 def fail(message: str) -> None:
@@ -57,8 +71,9 @@ def make_config(config: Path | dict[str, Any] | None, **overrides: Any) -> Any:
     """A validated config from a YAML file (or a dict) with the given flags on top."""
     from unlearnkit.config import build_config, load_config_file
 
-    base = dict(config) if isinstance(config, dict) else (
-        load_config_file(config) if config else {})
+    base = (
+        dict(config) if isinstance(config, dict) else (load_config_file(config) if config else {})
+    )
     seeds = overrides.pop("seeds", None)
     methods = overrides.pop("methods", None)
     epochs = overrides.pop("epochs", None)
@@ -74,8 +89,14 @@ def make_config(config: Path | dict[str, Any] | None, **overrides: Any) -> Any:
 @contextmanager
 def progress_steps(total: int) -> Any:
     """A rich progress bar advanced by a ``step(message)`` callback."""
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
-                   "{task.total}"), TimeElapsedColumn(), console=console, transient=False)
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
     with bar:
         task = bar.add_task("starting", total=total)
 
@@ -92,10 +113,16 @@ def print_summary(results: dict[str, Any]) -> None:
         table.add_column(col, justify="right" if col != "method" else "left")
     for method, s in results["summary"].items():
         relearn = s["relearn_epochs_mean"]
-        table.add_row(method, f"{s['acc_retain_mean']:.1f}", f"{s['acc_forget_mean']:.1f}",
-                      f"{s['acc_test_mean']:.1f}", f"{s['mia_efficacy_mean']:.1f}",
-                      f"{s['tow_mean']:.3f}", "-" if relearn is None else f"{relearn:.1f}",
-                      f"{s['time_s_mean']:.2f}")
+        table.add_row(
+            method,
+            f"{s['acc_retain_mean']:.1f}",
+            f"{s['acc_forget_mean']:.1f}",
+            f"{s['acc_test_mean']:.1f}",
+            f"{s['mia_efficacy_mean']:.1f}",
+            f"{s['tow_mean']:.3f}",
+            "-" if relearn is None else f"{relearn:.1f}",
+            f"{s['time_s_mean']:.2f}",
+        )
     Console().print(table)
 
 
@@ -114,23 +141,49 @@ def run_and_write(cfg: Any, out: Path, original: Any = None, bundle: Any = None)
 
 @app.command()
 def demo(
-    out: OutOpt = Path("runs/demo"), forget: ForgetOpt = None, seeds: SeedsOpt = None,
+    out: OutOpt = Path("runs/demo"),
+    forget: ForgetOpt = None,
+    seeds: SeedsOpt = None,
     methods: Annotated[str | None, typer.Option(help="comma-separated method names")] = None,
-    dataset: DatasetOpt = None, data_dir: DataDirOpt = None, model: ModelOpt = None,
-    peft: PeftOpt = None, epochs: EpochsOpt = None, config: ConfigOpt = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    model: ModelOpt = None,
+    peft: PeftOpt = None,
+    pretrain: PretrainOpt = None,
+    weights: WeightsOpt = None,
+    epochs: EpochsOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Train on digits, forget a random 10%, compare every method with the retrain reference."""
     with user_errors():
-        cfg = make_config(config, forget=forget, seeds=seeds, methods=methods, dataset=dataset,
-                          data_dir=data_dir, model=model, peft=peft, epochs=epochs)
+        cfg = make_config(
+            config,
+            forget=forget,
+            seeds=seeds,
+            methods=methods,
+            dataset=dataset,
+            data_dir=data_dir,
+            model=model,
+            peft=peft,
+            pretrain=pretrain,
+            weights=weights,
+            epochs=epochs,
+        )
         run_and_write(cfg, out)
 
 
 @app.command("train")
 def train_cmd(
-    out: OutOpt = Path("runs/model"), dataset: DatasetOpt = None, data_dir: DataDirOpt = None,
-    model: ModelOpt = None, peft: PeftOpt = None, epochs: EpochsOpt = None,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0, config: ConfigOpt = None,
+    out: OutOpt = Path("runs/model"),
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    model: ModelOpt = None,
+    peft: PeftOpt = None,
+    pretrain: PretrainOpt = None,
+    weights: WeightsOpt = None,
+    epochs: EpochsOpt = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    config: ConfigOpt = None,
 ) -> None:
     """Pretrain on the public split, train on D, save the model (safetensors + metadata)."""
     from unlearnkit.experiment import load_bundle, train_original
@@ -138,27 +191,48 @@ def train_cmd(
     from unlearnkit.training import accuracy
 
     with user_errors():
-        cfg = make_config(config, dataset=dataset, data_dir=data_dir, model=model, peft=peft,
-                          epochs=epochs, seeds=None)
+        cfg = make_config(
+            config,
+            dataset=dataset,
+            data_dir=data_dir,
+            model=model,
+            peft=peft,
+            pretrain=pretrain,
+            weights=weights,
+            epochs=epochs,
+            seeds=None,
+        )
         bundle = load_bundle(cfg)
-        with console.status(f"training {cfg.model} on {cfg.dataset} ({len(bundle.train)} "
-                            "samples)"):
+        with console.status(f"training {cfg.model} on {cfg.dataset} ({len(bundle.train)} samples)"):
             trained = train_original(cfg, bundle, seed)
         save_trained(out, trained, cfg, bundle)
-        console.print(f"train acc {accuracy(trained.model, bundle.train):.1f}%, test acc "
-                      f"{accuracy(trained.model, bundle.test):.1f}%; saved to {out}")
+        console.print(
+            f"train acc {accuracy(trained.model, bundle.train):.1f}%, test acc "
+            f"{accuracy(trained.model, bundle.test):.1f}%; saved to {out}"
+        )
 
 
 @app.command()
 def unlearn(
     method: Annotated[str, typer.Option(help="method name (see `unlearnkit methods`)")],
-    forget: ForgetOpt = None, model_dir: Annotated[Path | None, typer.Option(
-        "--from", help="directory written by `unlearnkit train` (else train first)")] = None,
-    out: OutOpt = None, seeds: SeedsOpt = None, dataset: DatasetOpt = None,
-    data_dir: DataDirOpt = None, model: ModelOpt = None, peft: PeftOpt = None,
-    epochs: EpochsOpt = None, config: ConfigOpt = None,
-    param: Annotated[list[str] | None, typer.Option(
-        help="hyper-parameter KEY=VALUE for the method (repeatable)")] = None,
+    forget: ForgetOpt = None,
+    model_dir: Annotated[
+        Path | None,
+        typer.Option("--from", help="directory written by `unlearnkit train` (else train first)"),
+    ] = None,
+    out: OutOpt = None,
+    seeds: SeedsOpt = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    model: ModelOpt = None,
+    peft: PeftOpt = None,
+    pretrain: PretrainOpt = None,
+    weights: WeightsOpt = None,
+    epochs: EpochsOpt = None,
+    config: ConfigOpt = None,
+    param: Annotated[
+        list[str] | None, typer.Option(help="hyper-parameter KEY=VALUE for the method (repeatable)")
+    ] = None,
 ) -> None:
     """Unlearn a forget set with one method and measure it against retraining."""
     from unlearnkit.methods import METHODS
@@ -174,15 +248,30 @@ def unlearn(
             saved = saved_cfg.model_dump(mode="json")
             saved.pop("methods")
             saved["seeds"] = [trained.seed]
-            cfg = make_config(saved, forget=forget, methods=method,
-                              method_params={method: params} if params else None)
+            cfg = make_config(
+                saved,
+                forget=forget,
+                methods=method,
+                method_params={method: params} if params else None,
+            )
             bundle = load_bundle(cfg)
             check_fingerprint(meta, bundle, model_dir)
             run_and_write(cfg, out or Path(f"runs/unlearn-{method}"), trained, bundle)
         else:
-            cfg = make_config(config, forget=forget, seeds=seeds, methods=method,
-                              dataset=dataset, data_dir=data_dir, model=model, peft=peft,
-                              epochs=epochs, method_params={method: params} if params else None)
+            cfg = make_config(
+                config,
+                forget=forget,
+                seeds=seeds,
+                methods=method,
+                dataset=dataset,
+                data_dir=data_dir,
+                model=model,
+                peft=peft,
+                pretrain=pretrain,
+                weights=weights,
+                epochs=epochs,
+                method_params={method: params} if params else None,
+            )
             run_and_write(cfg, out or Path(f"runs/unlearn-{method}"))
 
 
@@ -219,16 +308,24 @@ def evaluate(
         table = Table(title=f"{model_dir} - forget {forget}")
         for col in ("retain %", "forget %", "test %", "MIA efficacy %"):
             table.add_column(col, justify="right")
-        table.add_row(*(f"{v:.1f}" for v in (
-            accuracy(trained.model, retain), accuracy(trained.model, forget_split),
-            accuracy(trained.model, bundle.test),
-            mia_efficacy(trained.model, retain, forget_split, bundle.test))))
+        table.add_row(
+            *(
+                f"{v:.1f}"
+                for v in (
+                    accuracy(trained.model, retain),
+                    accuracy(trained.model, forget_split),
+                    accuracy(trained.model, bundle.test),
+                    mia_efficacy(trained.model, retain, forget_split, bundle.test),
+                )
+            )
+        )
         Console().print(table)
 
 
 @app.command()
-def report(run_dir: Annotated[Path, typer.Argument(help="a run directory with results.json")]
-           ) -> None:
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory with results.json")],
+) -> None:
     """Re-create report.md and the figures from a run's results.json."""
     from unlearnkit.report import load_results, write_report
 

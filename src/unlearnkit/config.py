@@ -38,7 +38,8 @@ class ExperimentConfig(BaseModel):
     pretrain: bool = Field(True, description="pretrain on a disjoint public split first")
     public_fraction: float = Field(0.3, ge=0, lt=1)
     pretrain_config: TrainConfig = Field(
-        default_factory=lambda: TrainConfig(epochs=20, lr=0.05, schedule="cosine"))
+        default_factory=lambda: TrainConfig(epochs=20, lr=0.05, schedule="cosine")
+    )
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=30, lr=0.05))
     forget: str = "random:0.1"
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class UnlearnkitError(ValueError):
-    """A mistake in what the user asked for (bad name, value, file). Shown as one line, no traceback."""
+    """A mistake in what the user asked for (bad name, value, file): one line, no traceback."""
 
 
 class NotFoundError(UnlearnkitError):

@@ -46,8 +46,9 @@ class TrainedModel:
 
 def load_bundle(cfg: ExperimentConfig) -> DatasetBundle:
     public = cfg.public_fraction if cfg.pretrain and cfg.weights is None else 0.0
-    return load_dataset(cfg.dataset, cfg.data_dir, seed=0, public_fraction=public,
-                        **cfg.dataset_options)
+    return load_dataset(
+        cfg.dataset, cfg.data_dir, seed=0, public_fraction=public, **cfg.dataset_options
+    )
 
 
 def reset_head(model: nn.Module, seed: int) -> None:
@@ -62,8 +63,14 @@ def reset_head(model: nn.Module, seed: int) -> None:
 def starting_model(cfg: ExperimentConfig, bundle: DatasetBundle, seed: int) -> nn.Module:
     """w0: a backbone pretrained on public data (or loaded from ``weights``) with a new head."""
     torch.manual_seed(seed)
-    model = create_model(cfg.model, bundle.num_classes, bundle.in_chans, bundle.image_size,
-                         weights=cfg.weights, **cfg.model_options)
+    model = create_model(
+        cfg.model,
+        bundle.num_classes,
+        bundle.in_chans,
+        bundle.image_size,
+        weights=cfg.weights,
+        **cfg.model_options,
+    )
     if cfg.pretrain and bundle.public is not None:
         select_trainable(model, "full")
         pre = cfg.pretrain_config.model_copy(update={"seed": seed})
@@ -82,19 +89,32 @@ def train_original(cfg: ExperimentConfig, bundle: DatasetBundle, seed: int) -> T
 
 
 def evaluate(model: nn.Module, ctx: UnlearningContext, cfg: ExperimentConfig) -> dict[str, Any]:
-    acc = {"retain": accuracy(model, ctx.retain), "forget": accuracy(model, ctx.forget),
-           "test": accuracy(model, ctx.test)}
+    acc = {
+        "retain": accuracy(model, ctx.retain),
+        "forget": accuracy(model, ctx.forget),
+        "test": accuracy(model, ctx.test),
+    }
     return {
         "acc": acc,
         "mia_efficacy": mia_efficacy(model, ctx.retain, ctx.forget, ctx.test, seed=ctx.seed),
-        "relearn_epochs": relearn_epochs(model, ctx.forget, ctx.trainable,
-                                         threshold=cfg.relearn_threshold,
-                                         max_epochs=cfg.relearn_max_epochs, seed=ctx.seed),
+        "relearn_epochs": relearn_epochs(
+            model,
+            ctx.forget,
+            ctx.trainable,
+            threshold=cfg.relearn_threshold,
+            max_epochs=cfg.relearn_max_epochs,
+            seed=ctx.seed,
+        ),
     }
 
 
-def run_seed(cfg: ExperimentConfig, bundle: DatasetBundle, seed: int, progress: Progress,
-             original: TrainedModel | None = None) -> list[dict[str, Any]]:
+def run_seed(
+    cfg: ExperimentConfig,
+    bundle: DatasetBundle,
+    seed: int,
+    progress: Progress,
+    original: TrainedModel | None = None,
+) -> list[dict[str, Any]]:
     """Every method on one seed; ``original`` skips training when a trained model is given."""
     if original is None:
         progress(f"seed {seed}: training the original model on D ({len(bundle.train)} samples)")
@@ -102,12 +122,27 @@ def run_seed(cfg: ExperimentConfig, bundle: DatasetBundle, seed: int, progress: 
     forget_ids = select_forget(bundle.train, cfg.forget, seed)
     retain, forget = bundle.train.drop_ids(forget_ids), bundle.train.select_ids(forget_ids)
     base_ctx = UnlearningContext(
-        model=original.model, initial_state=original.initial_state, retain=retain,
-        forget=forget, test=bundle.test, num_classes=bundle.num_classes,
-        trainable=original.trainable, train_config=cfg.train.model_copy(update={"seed": seed}),
-        peft=cfg.peft, seed=seed)
-    rows = [{"method": "original", "seed": seed, **evaluate(original.model, base_ctx, cfg),
-             "time_s": 0.0, "peak_mem_mb": 0.0, "params_touched": 0}]
+        model=original.model,
+        initial_state=original.initial_state,
+        retain=retain,
+        forget=forget,
+        test=bundle.test,
+        num_classes=bundle.num_classes,
+        trainable=original.trainable,
+        train_config=cfg.train.model_copy(update={"seed": seed}),
+        peft=cfg.peft,
+        seed=seed,
+    )
+    rows = [
+        {
+            "method": "original",
+            "seed": seed,
+            **evaluate(original.model, base_ctx, cfg),
+            "time_s": 0.0,
+            "peak_mem_mb": 0.0,
+            "params_touched": 0,
+        }
+    ]
     for name in cfg.methods:
         progress(f"seed {seed}: {name}")
         method = create_method(name, **cfg.method_params.get(name, {}))
@@ -115,14 +150,22 @@ def run_seed(cfg: ExperimentConfig, bundle: DatasetBundle, seed: int, progress: 
         ctx.model = copy.deepcopy(original.model)
         with measure_cost() as cost:
             unlearned = method.unlearn(ctx)
-        rows.append({"method": name, "seed": seed, **evaluate(unlearned, ctx, cfg),
-                     "time_s": cost.time_s, "peak_mem_mb": cost.peak_mem_mb,
-                     "params_touched": params_touched(original.model, unlearned)})
+        rows.append(
+            {
+                "method": name,
+                "seed": seed,
+                **evaluate(unlearned, ctx, cfg),
+                "time_s": cost.time_s,
+                "peak_mem_mb": cost.peak_mem_mb,
+                "params_touched": params_touched(original.model, unlearned),
+            }
+        )
     reference = next(r for r in rows if r["method"] == "retrain")
     for row in rows:
         row["tow"] = tow(row["acc"], reference["acc"])
-        row["tow_mia"] = tow_mia(row["acc"], row["mia_efficacy"], reference["acc"],
-                                 reference["mia_efficacy"])
+        row["tow_mia"] = tow_mia(
+            row["acc"], row["mia_efficacy"], reference["acc"], reference["mia_efficacy"]
+        )
     return rows
 
 
@@ -145,24 +188,39 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return summary
 
 
-def run_experiment(cfg: ExperimentConfig, progress: Progress = lambda _: None,
-                   bundle: DatasetBundle | None = None,
-                   original: TrainedModel | None = None) -> dict[str, Any]:
+def run_experiment(
+    cfg: ExperimentConfig,
+    progress: Progress = lambda _: None,
+    bundle: DatasetBundle | None = None,
+    original: TrainedModel | None = None,
+) -> dict[str, Any]:
     """All seeds, all methods; returns the ``results.json`` document.
 
     ``original`` (a model already trained on D, single seed) skips the training step.
     """
     bundle = bundle or load_bundle(cfg)
     select_forget(bundle.train, cfg.forget, cfg.seeds[0])  # fail fast on a bad spec
-    probe = create_model(cfg.model, bundle.num_classes, bundle.in_chans, bundle.image_size,
-                         **cfg.model_options)
+    probe = create_model(
+        cfg.model, bundle.num_classes, bundle.in_chans, bundle.image_size, **cfg.model_options
+    )
     trainable, total = count_parameters(probe, select_trainable(probe, cfg.peft))
-    runs = [row for seed in cfg.seeds
-            for row in run_seed(cfg, bundle, seed, progress,
-                                original if original and original.seed == seed else None)]
+    runs = [
+        row
+        for seed in cfg.seeds
+        for row in run_seed(
+            cfg, bundle, seed, progress, original if original and original.seed == seed else None
+        )
+    ]
     return {
-        "dataset": cfg.dataset, "model": cfg.model, "forget": cfg.forget, "seeds": cfg.seeds,
-        "peft": cfg.peft, "trainable_params": trainable, "total_params": total,
+        "dataset": cfg.dataset,
+        "model": cfg.model,
+        "forget": cfg.forget,
+        "seeds": cfg.seeds,
+        "peft": cfg.peft,
+        "trainable_params": trainable,
+        "total_params": total,
         "head_params": len(head_parameter_names(probe)),
-        "config": cfg.model_dump(mode="json"), "runs": runs, "summary": summarise(runs),
+        "config": cfg.model_dump(mode="json"),
+        "runs": runs,
+        "summary": summarise(runs),
     }

@@ -20,29 +20,44 @@ from unlearnkit.models.checkpoint import load_checkpoint, load_state, save_check
 MODEL_FILE, INITIAL_FILE = "model.safetensors", "initial.safetensors"
 
 
-def save_trained(directory: Path, trained: TrainedModel, cfg: ExperimentConfig,
-                 bundle: DatasetBundle) -> None:
+def save_trained(
+    directory: Path, trained: TrainedModel, cfg: ExperimentConfig, bundle: DatasetBundle
+) -> None:
     directory = Path(directory)
     save_state(directory / INITIAL_FILE, trained.initial_state, {"role": "initial"})
-    save_checkpoint(directory / MODEL_FILE, trained.model, {
-        "config": cfg.model_dump(mode="json"), "seed": trained.seed,
-        "trainable": trained.trainable, "data_fingerprint": bundle.fingerprint,
-        "num_classes": bundle.num_classes, "in_chans": bundle.in_chans,
-        "image_size": bundle.image_size,
-    })
+    save_checkpoint(
+        directory / MODEL_FILE,
+        trained.model,
+        {
+            "config": cfg.model_dump(mode="json"),
+            "seed": trained.seed,
+            "trainable": trained.trainable,
+            "data_fingerprint": bundle.fingerprint,
+            "num_classes": bundle.num_classes,
+            "in_chans": bundle.in_chans,
+            "image_size": bundle.image_size,
+        },
+    )
 
 
 def load_trained(directory: Path) -> tuple[TrainedModel, ExperimentConfig, dict]:
     """Read what ``save_trained`` wrote; a missing or corrupt file is a clear error."""
     directory = Path(directory)
     if not (directory / MODEL_FILE).is_file():
-        raise UnlearnkitError(f"{directory} holds no trained model ({MODEL_FILE}); "
-                              "run `unlearnkit train --out DIR` first")
+        raise UnlearnkitError(
+            f"{directory} holds no trained model ({MODEL_FILE}); "
+            "run `unlearnkit train --out DIR` first"
+        )
     _, meta = load_state(directory / MODEL_FILE)
     try:
         cfg = build_config(meta["config"])
-        model = create_model(cfg.model, meta["num_classes"], meta["in_chans"],
-                             meta["image_size"], **cfg.model_options)
+        model = create_model(
+            cfg.model,
+            meta["num_classes"],
+            meta["in_chans"],
+            meta["image_size"],
+            **cfg.model_options,
+        )
         trainable = select_trainable(model, cfg.peft)
         if trainable != meta["trainable"]:
             raise ConflictError(f"{directory}: trainable parameters differ from the saved ones")
@@ -55,5 +70,7 @@ def load_trained(directory: Path) -> tuple[TrainedModel, ExperimentConfig, dict]
 
 def check_fingerprint(meta: dict, bundle: DatasetBundle, directory: Path) -> None:
     if meta.get("data_fingerprint") != bundle.fingerprint:
-        raise ConflictError(f"{directory} was trained on other data (fingerprint "
-                            f"{meta.get('data_fingerprint')} != {bundle.fingerprint})")
+        raise ConflictError(
+            f"{directory} was trained on other data (fingerprint "
+            f"{meta.get('data_fingerprint')} != {bundle.fingerprint})"
+        )

@@ -64,23 +64,25 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_optimizer(model: nn.Module, trainable: Sequence[str],
-                   cfg: TrainConfig) -> torch.optim.SGD:
+def make_optimizer(model: nn.Module, trainable: Sequence[str], cfg: TrainConfig) -> torch.optim.SGD:
     """SGD over exactly the named parameters (nothing else can move)."""
     params = dict(model.named_parameters())
     chosen = [params[n] for n in trainable]
-    return torch.optim.SGD(chosen, lr=cfg.lr, momentum=cfg.momentum,
-                           weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(chosen, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig,
-                   total_steps: int) -> torch.optim.lr_scheduler.LRScheduler:
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler:
     if cfg.schedule == "cosine":
+
         def factor(step: int) -> float:
             return 0.5 * (1 + math.cos(math.pi * min(step, total_steps) / max(total_steps, 1)))
     else:
+
         def factor(step: int) -> float:
             return 1.0
+
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
@@ -98,9 +100,14 @@ def cross_entropy_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
     return F.cross_entropy(model(x), y)
 
 
-def train(model: nn.Module, data: ArraySplit, cfg: TrainConfig,
-          trainable: Sequence[str] | None = None, loss_fn: LossFn | None = None,
-          callbacks: Sequence[Callback] = ()) -> nn.Module:
+def train(
+    model: nn.Module,
+    data: ArraySplit,
+    cfg: TrainConfig,
+    trainable: Sequence[str] | None = None,
+    loss_fn: LossFn | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> nn.Module:
     """Train ``model`` in place on ``data`` and return it.
 
     ``trainable`` names the parameters that may change (default: those with requires_grad).
@@ -120,8 +127,9 @@ def train(model: nn.Module, data: ArraySplit, cfg: TrainConfig,
     for cb in callbacks:
         cb.on_train_begin(state)
     model.train()
-    bar = tqdm(total=cfg.epochs * steps_per_epoch, disable=not cfg.progress, desc="train",
-               leave=False)
+    bar = tqdm(
+        total=cfg.epochs * steps_per_epoch, disable=not cfg.progress, desc="train", leave=False
+    )
     for epoch in range(cfg.epochs):
         state.epoch = epoch
         for index in batch_indices(len(data), cfg.batch_size, generator):

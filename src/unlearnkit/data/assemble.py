@@ -8,9 +8,14 @@ from unlearnkit.data.base import DatasetBundle, make_split, normalise, seeded_pe
 from unlearnkit.errors import UnlearnkitError
 
 
-def assemble(name: str, train: tuple[torch.Tensor, torch.Tensor],
-             test: tuple[torch.Tensor, torch.Tensor], num_classes: int, seed: int,
-             public_fraction: float) -> DatasetBundle:
+def assemble(
+    name: str,
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    num_classes: int,
+    seed: int,
+    public_fraction: float,
+) -> DatasetBundle:
     """``public_fraction`` of the training pool becomes public (pretraining) data, disjoint from D.
 
     Only D (the private part) is deletable, and its ids run 0..|D|-1.
@@ -20,14 +25,15 @@ def assemble(name: str, train: tuple[torch.Tensor, torch.Tensor],
     x_train, y_train = train
     x_test, y_test = test
     if len(y_train) < 2 or len(y_test) < 1:
-        raise UnlearnkitError(f"dataset {name!r} has too few samples "
-                              f"({len(y_train)} train, {len(y_test)} test)")
+        raise UnlearnkitError(
+            f"dataset {name!r} has too few samples ({len(y_train)} train, {len(y_test)} test)"
+        )
     x_train, mean, std = normalise(x_train.float())
     x_test, _, _ = normalise(x_test.float(), mean, std)
     public = None
     if public_fraction > 0:
         perm = seeded_permutation(len(y_train), seed + 7919)
-        n_pub = int(round(len(y_train) * public_fraction))
+        n_pub = round(len(y_train) * public_fraction)
         pub_idx, priv_idx = perm[:n_pub].sort().values, perm[n_pub:].sort().values
         public = make_split(x_train[pub_idx], y_train[pub_idx])
         x_train, y_train = x_train[priv_idx], y_train[priv_idx]

@@ -22,8 +22,9 @@ class ArraySplit:
     def __post_init__(self) -> None:
         n = self.x.shape[0]
         if self.y.shape != (n,) or self.ids.shape != (n,):
-            raise ValueError(f"x, y, ids disagree in length: {n}, {tuple(self.y.shape)}, "
-                             f"{tuple(self.ids.shape)}")
+            raise ValueError(
+                f"x, y, ids disagree in length: {n}, {tuple(self.y.shape)}, {tuple(self.ids.shape)}"
+            )
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
@@ -33,18 +34,22 @@ class ArraySplit:
         return ArraySplit(self.x[index], self.y[index], self.ids[index])
 
     def id_mask(self, ids: Iterable[int] | torch.Tensor) -> torch.Tensor:
-        wanted = torch.as_tensor(list(ids) if not isinstance(ids, torch.Tensor) else ids,
-                                 dtype=torch.long)
+        wanted = torch.as_tensor(
+            list(ids) if not isinstance(ids, torch.Tensor) else ids, dtype=torch.long
+        )
         return torch.isin(self.ids, wanted)
 
     def select_ids(self, ids: Iterable[int] | torch.Tensor) -> ArraySplit:
         """The samples with these ids; every id must be present."""
-        wanted = torch.as_tensor(list(ids) if not isinstance(ids, torch.Tensor) else ids,
-                                 dtype=torch.long)
+        wanted = torch.as_tensor(
+            list(ids) if not isinstance(ids, torch.Tensor) else ids, dtype=torch.long
+        )
         missing = wanted[~torch.isin(wanted, self.ids)]
         if missing.numel():
-            raise NotFoundError(f"sample id {int(missing[0])} is not in this split "
-                                f"(valid ids: {int(self.ids.min())}..{int(self.ids.max())})")
+            raise NotFoundError(
+                f"sample id {int(missing[0])} is not in this split "
+                f"(valid ids: {int(self.ids.min())}..{int(self.ids.max())})"
+            )
         return self.subset(torch.isin(self.ids, wanted))
 
     def drop_ids(self, ids: Iterable[int] | torch.Tensor) -> ArraySplit:
@@ -84,20 +89,21 @@ def seeded_permutation(n: int, seed: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
 
 
-def split_train_test(x: torch.Tensor, y: torch.Tensor, test_fraction: float,
-                     seed: int) -> tuple[tuple[torch.Tensor, torch.Tensor],
-                                         tuple[torch.Tensor, torch.Tensor]]:
+def split_train_test(
+    x: torch.Tensor, y: torch.Tensor, test_fraction: float, seed: int
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """A fixed seeded split (same seed -> same split on every machine)."""
     if not 0.0 < test_fraction < 1.0:
         raise UnlearnkitError(f"test_fraction must be in (0, 1), got {test_fraction}")
     perm = seeded_permutation(len(y), seed)
-    n_test = max(1, int(round(len(y) * test_fraction)))
+    n_test = max(1, round(len(y) * test_fraction))
     test_idx, train_idx = perm[:n_test].sort().values, perm[n_test:].sort().values
     return (x[train_idx], y[train_idx]), (x[test_idx], y[test_idx])
 
 
-def normalise(x: torch.Tensor, mean: torch.Tensor | None = None,
-              std: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def normalise(
+    x: torch.Tensor, mean: torch.Tensor | None = None, std: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-channel standardisation; returns the statistics so test data uses the train ones."""
     if mean is None or std is None:
         mean = x.mean(dim=(0, 2, 3), keepdim=True)

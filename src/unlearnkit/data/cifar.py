@@ -14,16 +14,23 @@ from unlearnkit.data.registry import DATASETS
 from unlearnkit.errors import UnlearnkitError
 
 _LAYOUT = {
-    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"],
-                b"labels", 10),
+    "cifar10": (
+        "cifar-10-batches-py",
+        [f"data_batch_{i}" for i in range(1, 6)],
+        ["test_batch"],
+        b"labels",
+        10,
+    ),
     "cifar100": ("cifar-100-python", ["train"], ["test"], b"fine_labels", 100),
 }
 
 
 def _resolve_root(data_dir: str | None, subdir: str, first_file: str, name: str) -> Path:
     if not data_dir:
-        raise UnlearnkitError(f"{name} needs --data-dir pointing at the extracted '{subdir}' "
-                              "folder (nothing is downloaded)")
+        raise UnlearnkitError(
+            f"{name} needs --data-dir pointing at the extracted '{subdir}' "
+            "folder (nothing is downloaded)"
+        )
     root = Path(data_dir).expanduser()
     for candidate in (root, root / subdir):
         if (candidate / first_file).is_file():
@@ -31,14 +38,15 @@ def _resolve_root(data_dir: str | None, subdir: str, first_file: str, name: str)
     raise UnlearnkitError(f"{name}: no '{first_file}' in {root} or {root / subdir}")
 
 
-def _read_batches(root: Path, files: list[str], label_key: bytes) -> tuple[torch.Tensor,
-                                                                             torch.Tensor]:
+def _read_batches(
+    root: Path, files: list[str], label_key: bytes
+) -> tuple[torch.Tensor, torch.Tensor]:
     xs, ys = [], []
     for name in files:
         path = root / name
         try:
             with path.open("rb") as fh:
-                batch = pickle.load(fh, encoding="bytes")  # noqa: S301 - the standard format
+                batch = pickle.load(fh, encoding="bytes")
             data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
             labels = np.asarray(batch[label_key], dtype=np.int64)
         except (OSError, KeyError, ValueError, pickle.UnpicklingError, EOFError) as exc:
@@ -57,12 +65,14 @@ def _cifar(name: str, data_dir: str | None, seed: int, public_fraction: float) -
 
 
 @DATASETS.register("cifar10")
-def cifar10(data_dir: str | None = None, seed: int = 0,
-            public_fraction: float = 0.0) -> DatasetBundle:
+def cifar10(
+    data_dir: str | None = None, seed: int = 0, public_fraction: float = 0.0
+) -> DatasetBundle:
     return _cifar("cifar10", data_dir, seed, public_fraction)
 
 
 @DATASETS.register("cifar100")
-def cifar100(data_dir: str | None = None, seed: int = 0,
-             public_fraction: float = 0.0) -> DatasetBundle:
+def cifar100(
+    data_dir: str | None = None, seed: int = 0, public_fraction: float = 0.0
+) -> DatasetBundle:
     return _cifar("cifar100", data_dir, seed, public_fraction)

@@ -11,8 +11,12 @@ from unlearnkit.data.registry import DATASETS
 
 
 @DATASETS.register("digits")
-def digits(data_dir: str | None = None, seed: int = 0, test_fraction: float = 0.2,
-           public_fraction: float = 0.0) -> DatasetBundle:
+def digits(
+    data_dir: str | None = None,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    public_fraction: float = 0.0,
+) -> DatasetBundle:
     """1,797 grey 8x8 images, 10 classes; a fixed seeded train/test split."""
     raw = load_digits()
     x = torch.tensor(raw.images, dtype=torch.float32).unsqueeze(1) / 16.0

@@ -24,15 +24,18 @@ def select_forget(train: ArraySplit, spec: str, seed: int = 0) -> torch.Tensor:
     """Sorted ids of the forget set named by ``spec``; refuses empty or whole-data sets."""
     kind, sep, argument = spec.partition(":")
     if not sep or not argument:
-        raise UnlearnkitError(f"forget spec {spec!r} must look like KIND:ARG "
-                              f"(kinds: {', '.join(FORGET_SELECTORS.names())})")
+        raise UnlearnkitError(
+            f"forget spec {spec!r} must look like KIND:ARG "
+            f"(kinds: {', '.join(FORGET_SELECTORS.names())})"
+        )
     ids = FORGET_SELECTORS.get(kind)(train, argument, seed)
     ids = torch.unique(torch.as_tensor(ids, dtype=torch.long))
     if ids.numel() == 0:
         raise UnlearnkitError(f"forget spec {spec!r} selects no samples")
     if ids.numel() >= len(train):
-        raise UnlearnkitError(f"forget spec {spec!r} selects the whole training set; "
-                              "nothing would be left to retain")
+        raise UnlearnkitError(
+            f"forget spec {spec!r} selects the whole training set; nothing would be left to retain"
+        )
     return ids
 
 
@@ -44,8 +47,10 @@ def by_class(train: ArraySplit, argument: str, seed: int) -> torch.Tensor:
         raise UnlearnkitError(f"class:{argument} - the class must be an integer") from None
     present = sorted(int(c) for c in torch.unique(train.y))
     if label not in present:
-        raise UnlearnkitError(f"class:{label} - no such class in the training set "
-                              f"(classes: {present[0]}..{present[-1]})")
+        raise UnlearnkitError(
+            f"class:{label} - no such class in the training set "
+            f"(classes: {present[0]}..{present[-1]})"
+        )
     return train.ids[train.y == label]
 
 
@@ -55,7 +60,7 @@ def at_random(train: ArraySplit, argument: str, seed: int) -> torch.Tensor:
     hint = f"random:{argument} - give a count (100) or a fraction (0.1)"
     try:
         is_fraction = "." in argument or "e" in argument.lower()
-        count = int(round(float(argument) * len(train))) if is_fraction else int(argument)
+        count = round(float(argument) * len(train)) if is_fraction else int(argument)
     except ValueError:
         raise UnlearnkitError(hint) from None
     if is_fraction and not 0 < float(argument) <= 1:
@@ -73,17 +78,20 @@ def from_file(train: ArraySplit, argument: str, seed: int) -> torch.Tensor:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise UnlearnkitError(f"indices:{argument} - cannot read the file: "
-                              f"{exc.strerror or exc}") from None
+        raise UnlearnkitError(
+            f"indices:{argument} - cannot read the file: {exc.strerror or exc}"
+        ) from None
     try:
         values = json.loads(text) if text.lstrip().startswith("[") else text.split()
         ids = [int(v) for v in values]
     except (ValueError, TypeError):
-        raise UnlearnkitError(f"indices:{argument} - expected integer ids, one per line or a "
-                              "JSON list") from None
+        raise UnlearnkitError(
+            f"indices:{argument} - expected integer ids, one per line or a JSON list"
+        ) from None
     known = set(train.ids.tolist())
     bad = [i for i in ids if i not in known]
     if bad:
-        raise UnlearnkitError(f"indices:{argument} - id {bad[0]} is out of range "
-                              f"(valid: 0..{len(train) - 1})")
+        raise UnlearnkitError(
+            f"indices:{argument} - id {bad[0]} is out of range (valid: 0..{len(train) - 1})"
+        )
     return torch.tensor(ids, dtype=torch.long)

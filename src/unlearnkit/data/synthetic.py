@@ -11,12 +11,23 @@ from unlearnkit.errors import UnlearnkitError
 
 
 @DATASETS.register("synthetic")
-def synthetic(data_dir: str | None = None, seed: int = 0, n_train: int = 1000,
-              n_test: int = 200, image_size: int = 32, channels: int = 3,
-              num_classes: int = 10, public_fraction: float = 0.0) -> DatasetBundle:
+def synthetic(
+    data_dir: str | None = None,
+    seed: int = 0,
+    n_train: int = 1000,
+    n_test: int = 200,
+    image_size: int = 32,
+    channels: int = 3,
+    num_classes: int = 10,
+    public_fraction: float = 0.0,
+) -> DatasetBundle:
     """Class-dependent mean patterns plus noise, so models can learn something."""
-    for field, value in {"n_train": n_train, "n_test": n_test, "image_size": image_size,
-                         "channels": channels}.items():
+    for field, value in {
+        "n_train": n_train,
+        "n_test": n_test,
+        "image_size": image_size,
+        "channels": channels,
+    }.items():
         if value < 1:
             raise UnlearnkitError(f"synthetic: {field} must be >= 1, got {value}")
     if num_classes < 2:

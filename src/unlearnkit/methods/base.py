@@ -60,9 +60,15 @@ class OptimParams(BaseModel):
     weight_decay: float = Field(5e-4, ge=0)
 
     def train_config(self, seed: int, schedule: str = "constant") -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
-                           momentum=self.momentum, weight_decay=self.weight_decay,
-                           schedule=schedule, seed=seed)
+        return TrainConfig(
+            epochs=self.epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+            momentum=self.momentum,
+            weight_decay=self.weight_decay,
+            schedule=schedule,
+            seed=seed,
+        )
 
 
 class UnlearningMethod(ABC):
@@ -76,18 +82,30 @@ class UnlearningMethod(ABC):
         except ValidationError as exc:
             err = exc.errors()[0]
             field = ".".join(str(p) for p in err["loc"]) or "?"
-            raise UnlearnkitError(f"{self.name}: invalid hyper-parameter {field!r}: "
-                                  f"{err['msg']}") from None
+            raise UnlearnkitError(
+                f"{self.name}: invalid hyper-parameter {field!r}: {err['msg']}"
+            ) from None
 
     @abstractmethod
     def unlearn(self, ctx: UnlearningContext) -> nn.Module: ...
 
-    def fit_steps(self, ctx: UnlearningContext, data: ArraySplit, loss_fn: LossFn | None = None,
-                  callbacks: Sequence[Callback] = ()) -> nn.Module:
+    def fit_steps(
+        self,
+        ctx: UnlearningContext,
+        data: ArraySplit,
+        loss_fn: LossFn | None = None,
+        callbacks: Sequence[Callback] = (),
+    ) -> nn.Module:
         """Run the shared training loop with this method's optimiser settings."""
         assert isinstance(self.params, OptimParams)
-        return train(ctx.model, data, self.params.train_config(ctx.seed), ctx.trainable,
-                     loss_fn=loss_fn, callbacks=callbacks)
+        return train(
+            ctx.model,
+            data,
+            self.params.train_config(ctx.seed),
+            ctx.trainable,
+            loss_fn=loss_fn,
+            callbacks=callbacks,
+        )
 
 
 METHODS: Registry[UnlearningMethod] = Registry("method")

@@ -5,7 +5,12 @@ from __future__ import annotations
 from pydantic import Field
 from torch import nn
 
-from unlearnkit.methods.base import OptimParams, UnlearningContext, UnlearningMethod, register_method
+from unlearnkit.methods.base import (
+    OptimParams,
+    UnlearningContext,
+    UnlearningMethod,
+    register_method,
+)
 
 
 class FinetuneParams(OptimParams):

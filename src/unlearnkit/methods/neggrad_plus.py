@@ -7,7 +7,12 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from unlearnkit.methods.base import OptimParams, UnlearningContext, UnlearningMethod, register_method
+from unlearnkit.methods.base import (
+    OptimParams,
+    UnlearningContext,
+    UnlearningMethod,
+    register_method,
+)
 from unlearnkit.methods.cycling import cycle_batches
 from unlearnkit.training import Batch
 

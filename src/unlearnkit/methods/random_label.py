@@ -7,7 +7,12 @@ from pydantic import Field
 from torch import nn
 
 from unlearnkit.data.base import ArraySplit
-from unlearnkit.methods.base import OptimParams, UnlearningContext, UnlearningMethod, register_method
+from unlearnkit.methods.base import (
+    OptimParams,
+    UnlearningContext,
+    UnlearningMethod,
+    register_method,
+)
 
 
 class RandomLabelParams(OptimParams):

@@ -12,7 +12,12 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from unlearnkit.methods.base import OptimParams, UnlearningContext, UnlearningMethod, register_method
+from unlearnkit.methods.base import (
+    OptimParams,
+    UnlearningContext,
+    UnlearningMethod,
+    register_method,
+)
 from unlearnkit.methods.random_label import concat, relabel_wrong
 from unlearnkit.training import Callback, TrainState
 
@@ -23,8 +28,9 @@ class SalUnParams(OptimParams):
     saliency_fraction: float = Field(0.5, gt=0, le=1, description="share of weights updated")
 
 
-def saliency_masks(model: nn.Module, ctx: UnlearningContext,
-                   fraction: float) -> dict[str, torch.Tensor]:
+def saliency_masks(
+    model: nn.Module, ctx: UnlearningContext, fraction: float
+) -> dict[str, torch.Tensor]:
     """Boolean masks, one per trainable parameter: the top ``fraction`` by |grad CE(D_f)|."""
     params = dict(model.named_parameters())
     model.eval()
@@ -34,7 +40,7 @@ def saliency_masks(model: nn.Module, ctx: UnlearningContext,
     magnitudes = {n: params[n].grad.detach().abs() for n in ctx.trainable}
     model.zero_grad(set_to_none=True)
     flat = torch.cat([m.flatten() for m in magnitudes.values()])
-    k = max(1, int(round(fraction * flat.numel())))
+    k = max(1, round(fraction * flat.numel()))
     threshold = torch.topk(flat, k).values.min()
     return {n: m >= threshold for n, m in magnitudes.items()}
 

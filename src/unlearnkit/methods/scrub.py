@@ -10,7 +10,12 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from unlearnkit.methods.base import OptimParams, UnlearningContext, UnlearningMethod, register_method
+from unlearnkit.methods.base import (
+    OptimParams,
+    UnlearningContext,
+    UnlearningMethod,
+    register_method,
+)
 from unlearnkit.training import Batch, train
 
 
@@ -23,11 +28,17 @@ class ScrubParams(OptimParams):
     temperature: float = Field(4.0, gt=0)
 
 
-def kl_to_teacher(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
-                  temperature: float) -> torch.Tensor:
-    return F.kl_div(F.log_softmax(student_logits / temperature, 1),
-                    F.softmax(teacher_logits / temperature, 1),
-                    reduction="batchmean") * temperature**2
+def kl_to_teacher(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    return (
+        F.kl_div(
+            F.log_softmax(student_logits / temperature, 1),
+            F.softmax(teacher_logits / temperature, 1),
+            reduction="batchmean",
+        )
+        * temperature**2
+    )
 
 
 @register_method
@@ -51,8 +62,9 @@ class Scrub(UnlearningMethod):
 
         def min_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
             logits = model(batch[0])
-            return (p.gamma * F.cross_entropy(logits, batch[1])
-                    + p.alpha * kl_to_teacher(logits, teacher_logits(batch[0]), p.temperature))
+            return p.gamma * F.cross_entropy(logits, batch[1]) + p.alpha * kl_to_teacher(
+                logits, teacher_logits(batch[0]), p.temperature
+            )
 
         single = p.model_copy(update={"epochs": 1})
         for epoch in range(p.epochs):

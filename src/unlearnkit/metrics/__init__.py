@@ -6,5 +6,13 @@ from unlearnkit.metrics.relearn import relearn_epochs
 from unlearnkit.metrics.tow import mean_ci95, tow, tow_mia
 from unlearnkit.training import accuracy
 
-__all__ = ["accuracy", "mean_ci95", "measure_cost", "mia_efficacy", "params_touched",
-           "relearn_epochs", "tow", "tow_mia"]
+__all__ = [
+    "accuracy",
+    "mean_ci95",
+    "measure_cost",
+    "mia_efficacy",
+    "params_touched",
+    "relearn_epochs",
+    "tow",
+    "tow_mia",
+]

@@ -17,8 +17,14 @@ def true_label_confidence(model: nn.Module, split: ArraySplit) -> np.ndarray:
     return probs.gather(1, split.y[:, None]).squeeze(1).numpy()
 
 
-def mia_efficacy(model: nn.Module, retain: ArraySplit, forget: ArraySplit, test: ArraySplit,
-                 seed: int = 0, max_per_class: int = 2000) -> float:
+def mia_efficacy(
+    model: nn.Module,
+    retain: ArraySplit,
+    forget: ArraySplit,
+    test: ArraySplit,
+    seed: int = 0,
+    max_per_class: int = 2000,
+) -> float:
     """Percent of forget samples the attack predicts as non-members (higher = more forgotten).
 
     Members and non-members are balanced (same count drawn from each) so the attack is not

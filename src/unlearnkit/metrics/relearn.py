@@ -14,9 +14,15 @@ from unlearnkit.data.base import ArraySplit
 from unlearnkit.training import TrainConfig, accuracy, train
 
 
-def relearn_epochs(model: nn.Module, forget: ArraySplit, trainable: list[str],
-                   threshold: float = 90.0, max_epochs: int = 20, lr: float = 0.01,
-                   seed: int = 0) -> float | None:
+def relearn_epochs(
+    model: nn.Module,
+    forget: ArraySplit,
+    trainable: list[str],
+    threshold: float = 90.0,
+    max_epochs: int = 20,
+    lr: float = 0.01,
+    seed: int = 0,
+) -> float | None:
     """Epochs (0 if already at ``threshold`` percent) of SGD on D_f to reach the threshold."""
     model = copy.deepcopy(model)
     if accuracy(model, forget) >= threshold:

@@ -16,11 +16,15 @@ def tow(acc: dict[str, float], reference: dict[str, float]) -> float:
     return value
 
 
-def tow_mia(acc: dict[str, float], mia: float, reference: dict[str, float],
-            reference_mia: float) -> float:
+def tow_mia(
+    acc: dict[str, float], mia: float, reference: dict[str, float], reference_mia: float
+) -> float:
     """ToW with the forget-accuracy term replaced by the MIA-efficacy difference (percent)."""
-    return ((1 - abs(mia - reference_mia) / 100) * (1 - abs(acc["retain"] - reference["retain"]) / 100)
-            * (1 - abs(acc["test"] - reference["test"]) / 100))
+    return (
+        (1 - abs(mia - reference_mia) / 100)
+        * (1 - abs(acc["retain"] - reference["retain"]) / 100)
+        * (1 - abs(acc["test"] - reference["test"]) / 100)
+    )
 
 
 def mean_ci95(values: Sequence[float]) -> tuple[float, tuple[float, float] | None]:

@@ -102,7 +102,9 @@ def load_checkpoint(path: str | Path, model: nn.Module) -> dict[str, Any]:
         raise UnlearnkitError(f"checkpoint {path} does not fit this model ({what})")
     for key, value in state.items():
         if own[key].shape != value.shape:
-            raise UnlearnkitError(f"checkpoint {path} does not fit this model: {key} has shape "
-                                  f"{tuple(value.shape)}, model wants {tuple(own[key].shape)}")
+            raise UnlearnkitError(
+                f"checkpoint {path} does not fit this model: {key} has shape "
+                f"{tuple(value.shape)}, model wants {tuple(own[key].shape)}"
+            )
     model.load_state_dict(state)
     return metadata

@@ -42,8 +42,10 @@ def batchnorm_and_head(model: nn.Module) -> list[str]:
             has_bn = True
             chosen.update(f"{prefix}.{n}" for n, _ in module.named_parameters(recurse=False))
     if not has_bn:
-        raise UnlearnkitError("trainable mode 'bn' needs a model with BatchNorm layers; "
-                              "this model has none (use 'prompts' for a ViT)")
+        raise UnlearnkitError(
+            "trainable mode 'bn' needs a model with BatchNorm layers; "
+            "this model has none (use 'prompts' for a ViT)"
+        )
     return [name for name, _ in model.named_parameters() if name in chosen]
 
 

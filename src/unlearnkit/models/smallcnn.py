@@ -16,8 +16,12 @@ class SmallCNN(nn.Module):
     def __init__(self, num_classes: int, in_chans: int = 1, width: int = 32) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            *_block(in_chans, width), *_block(width, 2 * width), nn.MaxPool2d(2),
-            *_block(2 * width, 2 * width), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+            *_block(in_chans, width),
+            *_block(width, 2 * width),
+            nn.MaxPool2d(2),
+            *_block(2 * width, 2 * width),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
         )
         self.head = nn.Linear(2 * width, num_classes)
 

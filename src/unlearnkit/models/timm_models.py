@@ -11,8 +11,9 @@ from unlearnkit.models.registry import MODELS
 @MODELS.register("resnet18")
 def resnet18(num_classes: int, in_chans: int, image_size: int) -> nn.Module:
     """ResNet-18 with a CIFAR-style stem (3x3 stride-1 conv, no max-pool) for 8-32 px inputs."""
-    model = timm.create_model("resnet18", pretrained=False, num_classes=num_classes,
-                              in_chans=in_chans)
+    model = timm.create_model(
+        "resnet18", pretrained=False, num_classes=num_classes, in_chans=in_chans
+    )
     if image_size <= 64:
         model.conv1 = nn.Conv2d(in_chans, 64, kernel_size=3, stride=1, padding=1, bias=False)
         model.maxpool = nn.Identity()
@@ -28,10 +29,16 @@ def _patch_size(image_size: int) -> int:
 
 
 @MODELS.register("vit_tiny")
-def vit_tiny(num_classes: int, in_chans: int, image_size: int, depth: int = 12,
-             patch_size: int | None = None) -> nn.Module:
+def vit_tiny(
+    num_classes: int, in_chans: int, image_size: int, depth: int = 12, patch_size: int | None = None
+) -> nn.Module:
     """ViT-Tiny (192 wide, 3 heads) with a patch size suited to the input size."""
     return timm.models.vision_transformer.VisionTransformer(
-        img_size=image_size, patch_size=patch_size or _patch_size(image_size),
-        in_chans=in_chans, num_classes=num_classes, embed_dim=192, depth=depth, num_heads=3,
+        img_size=image_size,
+        patch_size=patch_size or _patch_size(image_size),
+        in_chans=in_chans,
+        num_classes=num_classes,
+        embed_dim=192,
+        depth=depth,
+        num_heads=3,
     )

@@ -8,7 +8,7 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
 
 def accuracy_figure(results: dict[str, Any], path: Path) -> None:
@@ -23,12 +23,17 @@ def accuracy_figure(results: dict[str, Any], path: Path) -> None:
         xs = [j + (i - 1) * width for j in range(len(methods))]
         bars = ax.bar(xs, values, width, label=part)
         if "retrain" in summary:
-            ax.axhline(summary["retrain"][f"acc_{part}_mean"], color=bars.patches[0].get_facecolor(),
-                       linestyle="--", linewidth=0.8)
+            ax.axhline(
+                summary["retrain"][f"acc_{part}_mean"],
+                color=bars.patches[0].get_facecolor(),
+                linestyle="--",
+                linewidth=0.8,
+            )
     ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
     ax.set_ylabel("accuracy (%)")
-    ax.set_title(f"{results['dataset']} / {results['model']}, forget {results['forget']} "
-                 "(dashed: retrain)")
+    ax.set_title(
+        f"{results['dataset']} / {results['model']}, forget {results['forget']} (dashed: retrain)"
+    )
     ax.legend(loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -41,8 +46,13 @@ def mia_figure(results: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(methods)), 3.5))
     ax.bar(methods, [summary[m]["mia_efficacy_mean"] for m in methods], color="tab:purple")
     if "retrain" in summary:
-        ax.axhline(summary["retrain"]["mia_efficacy_mean"], color="k", linestyle="--",
-                   linewidth=0.8, label="retrain")
+        ax.axhline(
+            summary["retrain"]["mia_efficacy_mean"],
+            color="k",
+            linestyle="--",
+            linewidth=0.8,
+            label="retrain",
+        )
         ax.legend()
     ax.set_ylabel("MIA efficacy (%)")
     ax.set_title("forget samples judged non-members")

@@ -19,8 +19,10 @@ def _ci(entry: dict[str, Any], key: str) -> str:
 
 
 def summary_table(results: dict[str, Any]) -> str:
-    header = ("| method | retain % | forget % | test % | MIA eff. % | ToW [95% CI] | "
-              "ToW-MIA [95% CI] | relearn ep. | time s | peak MB | params touched |")
+    header = (
+        "| method | retain % | forget % | test % | MIA eff. % | ToW [95% CI] | "
+        "ToW-MIA [95% CI] | relearn ep. | time s | peak MB | params touched |"
+    )
     lines = [header, "|" + "---|" * 11]
     for method, s in results["summary"].items():
         lines.append(
@@ -28,7 +30,8 @@ def summary_table(results: dict[str, Any]) -> str:
             f"{_fmt(s['acc_test_mean'])} | {_fmt(s['mia_efficacy_mean'])} | {_ci(s, 'tow')} | "
             f"{_ci(s, 'tow_mia')} | {_fmt(s['relearn_epochs_mean'])} | "
             f"{_fmt(s['time_s_mean'], 2)} | {_fmt(s['peak_mem_mb_mean'])} | "
-            f"{int(s['params_touched_mean'])} |")
+            f"{int(s['params_touched_mean'])} |"
+        )
     return "\n".join(lines)
 
 
