@@ -1,0 +1,119 @@
+"""``unlearnkit memorize``: score every training sample's memorization, exactly or by a proxy.
+
+Mounted on the main Typer app by ``mount(app)`` (see ``unlearnkit.cli.SUBCOMMANDS``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def memorize(
+    method: Annotated[
+        str,
+        typer.Option(
+            help="fz (Feldman-Zhang, K subset models) or a proxy: confidence, max_confidence, "
+            "neg_entropy, binary_accuracy, curvature, holdout"
+        ),
+    ] = "fz",
+    dataset: Annotated[str | None, typer.Option(help="dataset name")] = None,
+    data_dir: Annotated[str | None, typer.Option(help="local folder with the data files")] = None,
+    model: Annotated[str | None, typer.Option(help="smallcnn | resnet18 | vit_tiny")] = None,
+    peft: Annotated[str | None, typer.Option(help="trainable parameters: full | bn | ...")] = None,
+    epochs: Annotated[int | None, typer.Option(help="training epochs per model", min=0)] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML experiment config")] = None,
+    k: Annotated[int, typer.Option("--k", help="FZ: number of subset models (>= 2)")] = 100,
+    fraction: Annotated[float, typer.Option(help="FZ: share of D per subset model")] = 0.7,
+    seed: Annotated[int, typer.Option(help="seed of the subsets / of the proxy run")] = 0,
+    label_noise: Annotated[
+        float,
+        typer.Option(
+            help="relabel this share of D at random first (makes memorization visible on digits)"
+        ),
+    ] = 0.0,
+    executor: Annotated[str, typer.Option(help="FZ: local | ray")] = "local",
+    ray_address: Annotated[
+        str | None, typer.Option(help="FZ: join this Ray cluster (default: start a local one)")
+    ] = None,
+    chunk_size: Annotated[int, typer.Option(help="FZ: models per executor task", min=1)] = 5,
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="output directory (scores.csv + sidecar; FZ keeps its resumable cache here)"
+        ),
+    ] = Path("runs/memorize"),
+) -> None:
+    """Score memorization of every training sample; writes OUT/scores.csv (+ .json sidecar)."""
+    from unlearnkit.cli import console, make_config, user_errors
+    from unlearnkit.errors import UnlearnkitError
+    from unlearnkit.experiment import load_bundle
+    from unlearnkit.memorization import add_label_noise, fz_config, save_scores
+    from unlearnkit.memorization.pipeline import feldman_zhang_scores, proxy_scores
+    from unlearnkit.memorization.proxies import PROXIES
+    from unlearnkit.runtime import EXECUTORS, create_executor
+
+    with user_errors():
+        cfg = make_config(
+            config, dataset=dataset, data_dir=data_dir, model=model, peft=peft, epochs=epochs
+        )
+        if method != "fz" and method not in PROXIES:
+            raise UnlearnkitError(
+                f"unknown memorization method {method!r}; choose fz or one of: "
+                f"{', '.join(PROXIES.names())}"
+            )
+        fz = fz_config(k=k, fraction=fraction, seed=seed, chunk_size=chunk_size)
+        EXECUTORS.get(executor)
+        bundle, _ = add_label_noise(load_bundle(cfg), label_noise, seed)
+        if method == "fz":
+            options = {"address": ray_address} if executor == "ray" else {}
+            with create_executor(executor, **options) as ex, _bar(k) as step:
+                result = feldman_zhang_scores(cfg, bundle, fz, out / "cache", ex, step)
+            table = result.scores
+            console.print(
+                f"{k} models ({result.trained} trained now, the rest from the "
+                f"cache) in {result.wall_seconds:.1f}s wall, "
+                f"{result.model_seconds:.1f}s of model training in total"
+            )
+        else:
+            with console.status(f"training once with the {method} proxy"):
+                tables, run = proxy_scores(cfg, bundle, [method], seed)
+            table = tables[method]
+            console.print(
+                f"{method}: {run.seconds[method]:.2f}s on top of "
+                f"{run.train_seconds:.1f}s of training"
+            )
+        table.meta["label_noise"] = label_noise
+        path = save_scores(table, out / "scores.csv")
+        console.print(
+            f"wrote {path} ({len(table)} samples); use it with --forget memorization:high:N:{path}"
+        )
+
+
+class _bar:
+    """A rich progress bar fed with (models done, models in total)."""
+
+    def __init__(self, total: int) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+        from unlearnkit.cli import console
+
+        self.progress = Progress(
+            "subset models", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        )
+        self.total = total
+
+    def __enter__(self):  # returns the update callback
+        self.progress.__enter__()
+        self.task = self.progress.add_task("fz", total=self.total)
+        return lambda done, total: self.progress.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+
+def mount(app: typer.Typer) -> None:
+    """Add ``memorize`` to the main app."""
+    app.command("memorize")(memorize)
