@@ -59,8 +59,9 @@ def test_streamed_gram_equals_one_shot(tiny):
     model, data, names = tiny
     space = ParamSpace.from_model(model, names)
     streamed = accumulate_gram(model, space, data.x, data.y, 3, chunk_size=3)
-    u, r = stack_jacobian(model, space, data.x, data.y, 3, chunk_size=len(data),
-                          dtype=torch.float64)
+    u, r = stack_jacobian(
+        model, space, data.x, data.y, 3, chunk_size=len(data), dtype=torch.float64
+    )
     assert torch.allclose(streamed.gram, u.T @ u, atol=1e-10)
     assert torch.allclose(streamed.rhs, u.T @ r, atol=1e-10)
 
@@ -107,8 +108,10 @@ def test_bad_deletions_change_nothing(tiny):
     model, data, names = tiny
     state, w0 = _state(model, data, names)
     delete_samples(model, state, w0, data.select_ids([104]))
-    before = {k: v.clone() for k, v in
-              {"g": state.gram, "h": state.inverse, "b": state.rhs, "a": state.alive}.items()}
+    before = {
+        k: v.clone()
+        for k, v in {"g": state.gram, "h": state.inverse, "b": state.rhs, "a": state.alive}.items()
+    }
     with pytest.raises(ConflictError, match="104"):
         delete_samples(model, state, w0, data.select_ids([103, 104]))
     stranger = ArraySplit(data.x[:1], data.y[:1], torch.tensor([999]))
@@ -192,7 +195,8 @@ def test_linear_model_unlearning_equals_exact_ridge_retrain(tiny):
         lhs = phi.T @ phi + lam * torch.eye(7, dtype=torch.float64)
         theta = torch.linalg.solve(lhs, phi.T @ target + lam * theta0.T).T
     lin = LinearizedModel(model, names, w0, state.solution)
-    got = lin.weights()
+    params = dict(lin.named_parameters())
+    got = {n: params[n].detach() for n in names}
     assert rel_err(got["head.weight"], theta[:, :6]) < 1e-8
     assert rel_err(got["head.bias"], theta[:, 6]) < 1e-8
     # the linearized model is the model itself here
@@ -202,16 +206,32 @@ def test_linear_model_unlearning_equals_exact_ridge_retrain(tiny):
         assert torch.allclose(lin(data.x), exact(data.x), atol=1e-10)
 
 
-def test_linearized_model_trains_only_delta(tiny):
+def test_linearized_model_keeps_names_and_trains_only_selected(tiny):
     model, data, names = tiny
     w0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
     lin = LinearizedModel(model, names, w0)
+    assert [n for n, _ in lin.named_parameters()] == [n for n, _ in model.named_parameters()]
     lin.train()
-    assert not lin.base.training
-    assert [n for n, p in lin.named_parameters() if p.requires_grad] == ["delta"]
-    loss = torch.nn.functional.cross_entropy(lin(data.x), data.y)
-    loss.backward()
-    assert lin.delta.grad is not None and float(lin.delta.grad.norm()) > 0
+    assert lin.training and not lin.bn.training
+    assert [n for n, p in lin.named_parameters() if p.requires_grad] == names
     with torch.no_grad():
         model.eval()
-        assert torch.allclose(lin(data.x), model(data.x), atol=1e-12)  # delta = 0: f = f0
+        assert torch.allclose(lin(data.x), model(data.x), atol=1e-12)  # w = w0: f = f0
+    loss = torch.nn.functional.cross_entropy(lin(data.x), data.y)
+    loss.backward()
+    assert float(lin.bn.weight.grad.norm()) > 0 and lin.conv.weight.grad is None
+    # the first-order model differs from the network once w moves (it is not the network)
+    step = 0.5 * torch.ones(ParamSpace.from_model(model, names).numel, dtype=torch.float64)
+    lin.set_displacement(step)
+    assert torch.allclose(lin.displacement(), step)
+    moved = TinyCopy(model, {**w0, **{n: p.detach() for n, p in lin.named_parameters()}})
+    with torch.no_grad():
+        assert not torch.allclose(lin(data.x), moved(data.x), atol=1e-6)
+
+
+def TinyCopy(model: nn.Module, state: dict) -> nn.Module:
+    import copy
+
+    other = copy.deepcopy(model)
+    other.load_state_dict(state)
+    return other.eval()

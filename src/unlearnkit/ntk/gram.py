@@ -23,15 +23,24 @@ class GramStats:
     count: int  # samples summed
 
 
-def jacobian_rows(jac: torch.Tensor, resid: torch.Tensor, dtype: torch.dtype
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def jacobian_rows(
+    jac: torch.Tensor, resid: torch.Tensor, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(n, C, P) and (n, C) -> stacked rows U (n*C, P) and r (n*C,) in ``dtype``."""
     return jac.reshape(-1, jac.shape[-1]).to(dtype), resid.reshape(-1).to(dtype)
 
 
-def accumulate_gram(model: nn.Module, space: ParamSpace, x: torch.Tensor, y: torch.Tensor,
-                    num_classes: int, state: State | None = None, chunk_size: int = 64,
-                    dtype: torch.dtype = torch.float64, progress: bool = False) -> GramStats:
+def accumulate_gram(
+    model: nn.Module,
+    space: ParamSpace,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    state: State | None = None,
+    chunk_size: int = 64,
+    dtype: torch.dtype = torch.float64,
+    progress: bool = False,
+) -> GramStats:
     """A and b of the set (x, y), one chunk of Jacobians at a time."""
     p = space.numel
     gram = torch.zeros(p, p, dtype=dtype)
@@ -46,9 +55,16 @@ def accumulate_gram(model: nn.Module, space: ParamSpace, x: torch.Tensor, y: tor
     return GramStats(gram, rhs, len(x))
 
 
-def stack_jacobian(model: nn.Module, space: ParamSpace, x: torch.Tensor, y: torch.Tensor,
-                   num_classes: int, state: State | None = None, chunk_size: int = 64,
-                   dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+def stack_jacobian(
+    model: nn.Module,
+    space: ParamSpace,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    state: State | None = None,
+    chunk_size: int = 64,
+    dtype: torch.dtype = torch.float32,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The whole stacked Jacobian (N*C, P) and residual (N*C,): for the dual form only."""
     rows_u, rows_r = [], []
     for rows, jac, f0 in iter_jacobians(model, space, x, state, chunk_size):

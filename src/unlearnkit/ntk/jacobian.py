@@ -30,11 +30,15 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was)
 
 
-def split_state(model: nn.Module, space: ParamSpace, state: State | None = None
-                ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+def split_state(
+    model: nn.Module, space: ParamSpace, state: State | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """(trainable, frozen) tensors of ``state`` (default: the model's own params and buffers)."""
-    full = dict(state) if state is not None else {
-        **dict(model.named_parameters()), **dict(model.named_buffers())}
+    full = (
+        dict(state)
+        if state is not None
+        else {**dict(model.named_parameters()), **dict(model.named_buffers())}
+    )
     full = {k: v.detach() for k, v in full.items()}
     wanted = set(space.names)
     trainable = {n: full[n] for n in space.names}
@@ -42,8 +46,9 @@ def split_state(model: nn.Module, space: ParamSpace, state: State | None = None
     return trainable, frozen
 
 
-def batch_logits_fn(model: nn.Module, frozen: dict[str, torch.Tensor]
-                    ) -> Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]:
+def batch_logits_fn(
+    model: nn.Module, frozen: dict[str, torch.Tensor]
+) -> Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor]:
     """logits(trainable, x) for a batch x, all other tensors fixed to ``frozen``."""
 
     def logits(trainable: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
@@ -52,8 +57,9 @@ def batch_logits_fn(model: nn.Module, frozen: dict[str, torch.Tensor]
     return logits
 
 
-def per_sample_jacobian(model: nn.Module, space: ParamSpace, x: torch.Tensor,
-                        state: State | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def per_sample_jacobian(
+    model: nn.Module, space: ParamSpace, x: torch.Tensor, state: State | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(J, f0): J is (n, C, P) = d logits / d params at ``state``; f0 the logits (n, C)."""
     trainable, frozen = split_state(model, space, state)
     logits = batch_logits_fn(model, frozen)
@@ -67,9 +73,13 @@ def per_sample_jacobian(model: nn.Module, space: ParamSpace, x: torch.Tensor,
     return space.flatten_jacobian(jac, lead=2), f0.detach()
 
 
-def iter_jacobians(model: nn.Module, space: ParamSpace, x: torch.Tensor,
-                   state: State | None = None, chunk_size: int = 64
-                   ) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
+def iter_jacobians(
+    model: nn.Module,
+    space: ParamSpace,
+    x: torch.Tensor,
+    state: State | None = None,
+    chunk_size: int = 64,
+) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
     """Stream (rows, J_chunk, f0_chunk) over ``x``: memory bounded by one chunk, not by N."""
     for start in range(0, len(x), chunk_size):
         rows = slice(start, min(start + chunk_size, len(x)))
@@ -82,8 +92,13 @@ def residuals(y: torch.Tensor, f0: torch.Tensor, num_classes: int) -> torch.Tens
     return F.one_hot(y, num_classes).to(f0.dtype) - f0
 
 
-def jvp_logits(model: nn.Module, space: ParamSpace, x: torch.Tensor, direction: torch.Tensor,
-               state: State | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def jvp_logits(
+    model: nn.Module,
+    space: ParamSpace,
+    x: torch.Tensor,
+    direction: torch.Tensor,
+    state: State | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(f0, J v) for a batch without forming J (forward mode)."""
     trainable, frozen = split_state(model, space, state)
     logits = batch_logits_fn(model, frozen)
@@ -93,8 +108,13 @@ def jvp_logits(model: nn.Module, space: ParamSpace, x: torch.Tensor, direction: 
     return f0, jv
 
 
-def vjp_logits(model: nn.Module, space: ParamSpace, x: torch.Tensor, cotangent: torch.Tensor,
-               state: State | None = None) -> torch.Tensor:
+def vjp_logits(
+    model: nn.Module,
+    space: ParamSpace,
+    x: torch.Tensor,
+    cotangent: torch.Tensor,
+    state: State | None = None,
+) -> torch.Tensor:
     """J^T u for a batch (u is n x C) without forming J (reverse mode); returns (P,)."""
     trainable, frozen = split_state(model, space, state)
     logits = batch_logits_fn(model, frozen)

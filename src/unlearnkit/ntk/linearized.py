@@ -1,9 +1,11 @@
-"""The linearized model f(x) = f(x; w0) + J(x) delta, served as an ordinary nn.Module.
+"""The linearized model f(x; w) = f(x; w0) + J(x) (w - w0), served as an ordinary nn.Module.
 
-Trained in closed form (delta = the ridge solution on D) it is unlearned *exactly* by the NTK
+Trained in closed form (w - w0 = the ridge solution on D) it is unlearned *exactly* by the NTK
 downdate: after deleting D_f its weights equal those of the same linearized model retrained on
-D_r. The backbone copy ``base`` holds w0 (parameters and buffers) and is always in eval mode;
-``delta`` is the only parameter (so relearning or fine-tuning it is just training ``delta``).
+D_r. The module has the same parameter names as the network it linearizes (so trainable-name
+lists, ``params_touched`` and relearn-time measurements apply unchanged); the selected
+parameters hold w, a private copy keeps w0, and every layer stays in eval mode (the
+linearization point uses BatchNorm running statistics).
 """
 
 from __future__ import annotations
@@ -21,44 +23,63 @@ from unlearnkit.ntk.params import ParamSpace
 class LinearizedModel(nn.Module):
     """First-order Taylor model around w0 in the directions of the selected parameters."""
 
-    def __init__(self, base: nn.Module, names: list[str], w0: Mapping[str, torch.Tensor],
-                 delta: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        base: nn.Module,
+        names: list[str],
+        w0: Mapping[str, torch.Tensor],
+        displacement: torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
-        self.base = copy.deepcopy(base)
-        self.base.load_state_dict(dict(w0))
-        self.base.eval()
-        for p in self.base.parameters():
-            p.requires_grad_(False)
-        self.space = ParamSpace.from_model(self.base, names)
-        dtype = next(iter(self.base.parameters())).dtype
-        init = torch.zeros(self.space.numel, dtype=dtype) if delta is None else delta.to(dtype)
-        self.delta = nn.Parameter(init.detach().clone())
+        net = copy.deepcopy(base)
+        net.load_state_dict(dict(w0))
+        net.eval()
+        object.__setattr__(self, "_net", net)  # not a child: its children become ours below
+        for name, child in net.named_children():
+            self.add_module(name, child)
+        for name, param in net._parameters.items():
+            self.register_parameter(name, param)
+        for name, buf in net._buffers.items():
+            self.register_buffer(name, buf)
+        self.space = ParamSpace.from_model(net, names)
+        wanted = set(names)
+        for name, param in net.named_parameters():
+            param.requires_grad_(name in wanted)
+        params = dict(net.named_parameters())
+        self._w0 = {n: params[n].detach().clone() for n in names}
+        if displacement is not None:
+            self.set_displacement(displacement)
 
-    def trainable_names(self) -> list[str]:
-        return ["delta"]
+    def set_displacement(self, displacement: torch.Tensor) -> None:
+        """Set the selected parameters to w0 + displacement (a flat vector over them)."""
+        params = dict(self._net.named_parameters())
+        with torch.no_grad():
+            for n, d in self.space.unflatten(displacement).items():
+                params[n].copy_(self._w0[n] + d.to(self._w0[n].dtype))
+
+    def displacement(self) -> torch.Tensor:
+        params = dict(self._net.named_parameters())
+        return self.space.flatten({n: params[n].detach() - self._w0[n] for n in self.space.names})
 
     def get_classifier(self) -> nn.Module:
-        return self.base.get_classifier()
+        return self._net.get_classifier()
 
     def train(self, mode: bool = True) -> LinearizedModel:
         super().train(mode)
-        self.base.eval()  # the linearization point uses running statistics, always
+        self._net.eval()  # the linearization point: running statistics, always
         return self
 
-    def weights(self) -> dict[str, torch.Tensor]:
-        """w0 + delta for the selected parameters (the 'nonlinear' reading of this model)."""
-        params = dict(self.base.named_parameters())
-        return {n: params[n].detach() + d.detach()
-                for n, d in self.space.unflatten(self.delta).items()}
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        full = {**dict(self.base.named_parameters()), **dict(self.base.named_buffers())}
-        primal = {n: full[n].detach() for n in self.space.names}
-        frozen = {k: v.detach() for k, v in full.items() if k not in primal}
-        tangent = self.space.unflatten(self.delta)
+        params = dict(self._net.named_parameters())
+        frozen = {
+            k: v.detach()
+            for k, v in {**params, **dict(self._net.named_buffers())}.items()
+            if k not in self._w0
+        }
+        tangent = {n: params[n] - self._w0[n] for n in self.space.names}
 
-        def logits(params: dict[str, torch.Tensor]) -> torch.Tensor:
-            return functional_call(self.base, {**frozen, **params}, (x,))
+        def logits(primal: dict[str, torch.Tensor]) -> torch.Tensor:
+            return functional_call(self._net, {**frozen, **primal}, (x,))
 
-        f0, jv = jvp(logits, (primal,), (tangent,))
+        f0, jv = jvp(logits, (self._w0,), (tangent,))
         return f0 + jv

@@ -44,14 +44,15 @@ def jacobian_chunk_bytes(chunk: int, num_classes: int, p: int, item: int = 4) ->
     return 3 * chunk * num_classes * p * item
 
 
-def estimate(solver: str, p: int, rows: int, num_classes: int, chunk: int = 64,
-             dtype_bytes: int = 8) -> MemoryEstimate:
+def estimate(
+    solver: str, p: int, rows: int, num_classes: int, chunk: int = 64, dtype_bytes: int = 8
+) -> MemoryEstimate:
     """Peak bytes of one solve. ``rows`` = |S| * C (Jacobian rows of the set being solved)."""
     jac = jacobian_chunk_bytes(chunk, num_classes, p)
     if solver == "primal":  # Gram A, its inverse (or factor), one temporary P x P
         need = 3 * p * p * dtype_bytes + jac
-    elif solver == "dual":  # the stored Jacobian (float32) + kernel and its factor
-        need = rows * p * 4 + 2 * rows * rows * dtype_bytes + jac
+    elif solver == "dual":  # the stored Jacobian (float32), kernel + factor, retain kernel
+        need = rows * p * 4 + 3 * rows * rows * dtype_bytes + 2048 * p * dtype_bytes + jac
     elif solver == "cg":  # a handful of P-vectors + one chunk
         need = 8 * p * dtype_bytes + jac
     else:
@@ -66,11 +67,13 @@ def check_fits(est: MemoryEstimate, budget: int | None = None, what: str = "NTK 
         raise MemoryBudgetError(
             f"{what} with the {est.solver} solver needs about {est.gib:.1f} GiB but only "
             f"{budget / GIB:.1f} GiB is available; use fewer trainable parameters (--peft), "
-            "fewer samples, or solver='cg'")
+            "fewer samples, or solver='cg'"
+        )
 
 
-def choose_solver(p: int, rows: int, num_classes: int, chunk: int = 64,
-                  budget: int | None = None) -> MemoryEstimate:
+def choose_solver(
+    p: int, rows: int, num_classes: int, chunk: int = 64, budget: int | None = None
+) -> MemoryEstimate:
     """The cheaper exact form that fits (primal if P <= rows, else dual), else matrix-free CG."""
     budget = available_memory() if budget is None else budget
     order = ["primal", "dual"] if p <= rows else ["dual", "primal"]

@@ -41,8 +41,9 @@ class ParamSpace:
     def numel(self) -> int:
         return sum(self.sizes)
 
-    def flatten(self, tensors: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None
-                ) -> torch.Tensor:
+    def flatten(
+        self, tensors: Mapping[str, torch.Tensor], dtype: torch.dtype | None = None
+    ) -> torch.Tensor:
         """Concatenate the named tensors into one vector (P,)."""
         flat = torch.cat([tensors[n].detach().reshape(-1) for n in self.names])
         return flat if dtype is None else flat.to(dtype)

@@ -37,19 +37,54 @@ def solve_primal(gram: torch.Tensor, rhs: torch.Tensor, lam: float) -> torch.Ten
     return torch.cholesky_solve(rhs.unsqueeze(1), factor).squeeze(1)
 
 
-def solve_dual(jac: torch.Tensor, resid: torch.Tensor, lam: float,
-               dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    """J^T (J J^T + lambda I)^-1 r with J the stacked rows (N*C, P); O((N C)^3)."""
-    j = jac.to(dtype)
-    kernel = j @ j.T
-    kernel.diagonal().add_(lam)
-    factor = _cholesky(kernel, "the regularized kernel J J^T + lambda I")
-    alpha = torch.cholesky_solve(resid.to(dtype).unsqueeze(1), factor).squeeze(1)
-    return j.T @ alpha
+def dual_kernel(
+    jac: torch.Tensor, dtype: torch.dtype = torch.float64, block: int = 2048
+) -> torch.Tensor:
+    """K = J J^T accumulated in ``dtype`` by row blocks (no full-precision copy of J)."""
+    n = jac.shape[0]
+    kernel = torch.empty(n, n, dtype=dtype)
+    for i in range(0, n, block):
+        bi = jac[i : i + block].to(dtype)
+        for j in range(0, i + 1, block):
+            part = bi @ jac[j : j + block].to(dtype).T
+            kernel[i : i + block, j : j + block] = part
+            kernel[j : j + block, i : i + block] = part.T
+    return kernel
 
 
-def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], rhs: torch.Tensor,
-                       tol: float = 1e-6, max_iter: int = 200) -> tuple[torch.Tensor, int]:
+def _kernel_solve(kernel: torch.Tensor, resid: torch.Tensor, lam: float) -> torch.Tensor:
+    reg = kernel.clone()
+    reg.diagonal().add_(lam)
+    factor = _cholesky(reg, "the regularized kernel J J^T + lambda I")
+    return torch.cholesky_solve(resid.to(kernel.dtype).unsqueeze(1), factor).squeeze(1)
+
+
+def _transpose_apply(jac: torch.Tensor, alpha: torch.Tensor, block: int = 2048) -> torch.Tensor:
+    out = torch.zeros(jac.shape[1], dtype=alpha.dtype)
+    for i in range(0, jac.shape[0], block):
+        out += jac[i : i + block].to(alpha.dtype).T @ alpha[i : i + block]
+    return out
+
+
+def solve_dual(
+    jac: torch.Tensor,
+    resid: torch.Tensor,
+    lam: float,
+    dtype: torch.dtype = torch.float64,
+    kernel: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """J^T (J J^T + lambda I)^-1 r with J the stacked rows (N*C, P); O((N C)^3).
+    ``kernel`` (J J^T) may be passed in, e.g. a sub-block of a larger set's kernel."""
+    kernel = dual_kernel(jac, dtype) if kernel is None else kernel
+    return _transpose_apply(jac, _kernel_solve(kernel, resid, lam))
+
+
+def conjugate_gradient(
+    matvec: Callable[[torch.Tensor], torch.Tensor],
+    rhs: torch.Tensor,
+    tol: float = 1e-6,
+    max_iter: int = 200,
+) -> tuple[torch.Tensor, int]:
     """Solve M x = rhs for symmetric positive definite M given only x -> M x."""
     x = torch.zeros_like(rhs)
     r = rhs.clone()
@@ -69,9 +104,18 @@ def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], rhs: torc
     return x, max_iter
 
 
-def solve_cg(model: nn.Module, space: ParamSpace, x: torch.Tensor, y: torch.Tensor,
-             num_classes: int, lam: float, state: State | None = None, chunk_size: int = 64,
-             tol: float = 1e-6, max_iter: int = 200) -> torch.Tensor:
+def solve_cg(
+    model: nn.Module,
+    space: ParamSpace,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    num_classes: int,
+    lam: float,
+    state: State | None = None,
+    chunk_size: int = 64,
+    tol: float = 1e-6,
+    max_iter: int = 200,
+) -> torch.Tensor:
     """Matrix-free (J^T J + lambda I)^-1 J^T r: one jvp + vjp pass over the data per iteration,
     memory O(P) — for when neither P x P nor (N C)^2 fits."""
     dtype = next(iter(model.parameters())).dtype

@@ -43,17 +43,35 @@ class NTKState:
     fingerprint: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_gram(cls, names: list[str], shapes: list[list[int]], gram: torch.Tensor,
-                  rhs: torch.Tensor, lam: float, num_classes: int, ids: torch.Tensor,
-                  fingerprint: dict[str, str]) -> NTKState:
+    def from_gram(
+        cls,
+        names: list[str],
+        shapes: list[list[int]],
+        gram: torch.Tensor,
+        rhs: torch.Tensor,
+        lam: float,
+        num_classes: int,
+        ids: torch.Tensor,
+        fingerprint: dict[str, str],
+    ) -> NTKState:
         from unlearnkit.ntk.solvers import regularized_inverse
 
         if lam <= 0:
             raise UnlearnkitError(f"ridge lambda must be > 0, got {lam}")
         inverse = regularized_inverse(gram, lam)
-        return cls(list(names), [list(s) for s in shapes], float(lam), int(num_classes), gram,
-                   rhs, inverse, ids.clone().long(), torch.ones(len(ids), dtype=torch.bool),
-                   inverse @ rhs, dict(fingerprint))
+        return cls(
+            list(names),
+            [list(s) for s in shapes],
+            float(lam),
+            int(num_classes),
+            gram,
+            rhs,
+            inverse,
+            ids.clone().long(),
+            torch.ones(len(ids), dtype=torch.bool),
+            inverse @ rhs,
+            dict(fingerprint),
+        )
 
     @property
     def num_params(self) -> int:
@@ -99,8 +117,10 @@ class NTKState:
         pos = self.positions(ids)
         expect = len(pos) * self.num_classes
         if rows.shape != (expect, self.num_params) or resid.shape != (expect,):
-            raise ValueError(f"rows {tuple(rows.shape)} / resid {tuple(resid.shape)} do not "
-                             f"match {len(pos)} samples x {self.num_classes} classes")
+            raise ValueError(
+                f"rows {tuple(rows.shape)} / resid {tuple(resid.shape)} do not "
+                f"match {len(pos)} samples x {self.num_classes} classes"
+            )
         u = rows.to(self.gram.dtype)
         r = resid.to(self.gram.dtype)
         uh = u @ self.inverse  # (kC, P)
@@ -108,8 +128,10 @@ class NTKState:
         inner.diagonal().add_(1.0)  # I - U H U^T: positive definite iff A' + lambda I is
         factor, info = torch.linalg.cholesky_ex(inner)
         if int(info) != 0:
-            raise UnlearnkitError("downdate is numerically unstable (I - U H U^T not positive "
-                                  "definite); increase lambda or recompute the state")
+            raise UnlearnkitError(
+                "downdate is numerically unstable (I - U H U^T not positive "
+                "definite); increase lambda or recompute the state"
+            )
         correction = torch.cholesky_solve(uh, factor)  # (I - U H U^T)^-1 U H
         new_inverse = self.inverse + uh.T @ correction
         new_gram = self.gram - u.T @ u
@@ -120,15 +142,27 @@ class NTKState:
 
     # ---- persistence -------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
-        return {"format": FORMAT, "names": self.names, "shapes": self.shapes, "lam": self.lam,
-                "num_classes": self.num_classes, "fingerprint": self.fingerprint}
+        return {
+            "format": FORMAT,
+            "names": self.names,
+            "shapes": self.shapes,
+            "lam": self.lam,
+            "num_classes": self.num_classes,
+            "fingerprint": self.fingerprint,
+        }
 
     def save(self, path: str | Path) -> None:
         """Write one safetensors file atomically (temp file + rename)."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {"gram": self.gram, "rhs": self.rhs, "inverse": self.inverse, "ids": self.ids,
-                   "alive": self.alive.to(torch.uint8), "solution_full": self.solution_full}
+        tensors = {
+            "gram": self.gram,
+            "rhs": self.rhs,
+            "inverse": self.inverse,
+            "ids": self.ids,
+            "alive": self.alive.to(torch.uint8),
+            "solution_full": self.solution_full,
+        }
         tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
         os.close(fd)
@@ -156,9 +190,19 @@ class NTKState:
             raise UnlearnkitError(f"NTK state {path} is corrupt or unreadable: {exc}") from None
         if meta.get("format") != FORMAT:
             raise UnlearnkitError(f"{path} is not an unlearnkit NTK state")
-        state = cls(meta["names"], meta["shapes"], float(meta["lam"]), int(meta["num_classes"]),
-                    tensors["gram"], tensors["rhs"], tensors["inverse"], tensors["ids"],
-                    tensors["alive"].bool(), tensors["solution_full"], meta["fingerprint"])
+        state = cls(
+            meta["names"],
+            meta["shapes"],
+            float(meta["lam"]),
+            int(meta["num_classes"]),
+            tensors["gram"],
+            tensors["rhs"],
+            tensors["inverse"],
+            tensors["ids"],
+            tensors["alive"].bool(),
+            tensors["solution_full"],
+            meta["fingerprint"],
+        )
         if expect is not None:
             state.check(expect, path)
         return state
@@ -168,5 +212,7 @@ class NTKState:
         for key, value in expect.items():
             have = self.fingerprint.get(key)
             if have != value:
-                raise ConflictError(f"{where} is stale: its {key} is {have!r} but the current "
-                                    f"one is {value!r}; run `ntk precompute` again")
+                raise ConflictError(
+                    f"{where} is stale: its {key} is {have!r} but the current "
+                    f"one is {value!r}; run `ntk precompute` again"
+                )

@@ -1,0 +1,94 @@
+"""Fast-NTK (Li et al. 2023): NTK one-shot unlearning restricted to the PEFT parameters
+(BatchNorm affine + head for CNNs, visual prompts + head for ViTs).
+
+Default mode is ``linearized`` because it is the one that forgets: on digits class-forget the
+paper's weight update on the nonlinearly trained model keeps most of the forget class (see
+ALGORITHMS.md section 1 and results/fast_ntk/report.md); the linearized model retrained in
+closed form on D_r matches retrain. ``mode="paper"`` gives the paper's update with the angle
+scale. With ``state_path`` the Gram of D is computed once, saved, and later calls only pay for
+the Jacobian of D_f plus a Woodbury downdate.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from unlearnkit.data.base import ArraySplit
+from unlearnkit.errors import ConflictError, UnlearnkitError
+from unlearnkit.methods.base import UnlearningContext, UnlearningMethod, register_method
+from unlearnkit.methods.ntk import NTKParams, ntk_unlearn
+from unlearnkit.ntk.incremental import precompute_state, state_fingerprint
+from unlearnkit.ntk.state import NTKState
+from unlearnkit.ntk.update import apply_paper_update, linearized_model, solutions_from_state
+
+PEFT_MODES = ("bn", "prompts")
+
+
+class FastNTKParams(NTKParams):
+    lam: float = Field(0.1, gt=0, description="ridge lambda of the linearized solve")
+    solver: Literal["auto", "primal", "dual", "cg"] = "auto"
+    mode: Literal["paper", "linearized"] = "linearized"
+    chunk_size: int = Field(64, ge=1, le=4096)
+    state_path: str | None = Field(None, description="NTK state file of D (made if missing)")
+
+
+def merge_by_id(a: ArraySplit, b: ArraySplit) -> ArraySplit:
+    """D = D_r + D_f in id order (the order the training split had)."""
+    x, y, ids = torch.cat([a.x, b.x]), torch.cat([a.y, b.y]), torch.cat([a.ids, b.ids])
+    order = torch.argsort(ids)
+    return ArraySplit(x[order], y[order], ids[order])
+
+
+@register_method
+class FastNTK(UnlearningMethod):
+    name = "fast_ntk"
+    Params = FastNTKParams
+    summary = "NTK one-shot unlearning on the PEFT parameters only (BN or visual prompts)"
+
+    def unlearn(self, ctx: UnlearningContext) -> nn.Module:
+        if ctx.peft not in PEFT_MODES:
+            raise UnlearnkitError(
+                f"fast_ntk needs --peft bn or --peft prompts, got "
+                f"{ctx.peft!r} (use method 'ntk' for all parameters)"
+            )
+        p = self.params
+        if p.state_path is None:
+            return ntk_unlearn(ctx, ctx.trainable, p)
+        state = self._state(ctx, Path(p.state_path))
+        sol = solutions_from_state(ctx.model, state, ctx.initial_state, ctx.forget)
+        if p.mode == "linearized":
+            return linearized_model(ctx.model, ctx.trainable, ctx.initial_state, sol.retain)
+        apply_paper_update(ctx.model, ctx.trainable, ctx.initial_state, sol, p.scale)
+        return ctx.model
+
+    def _state(self, ctx: UnlearningContext, path: Path) -> NTKState:
+        """Load the state of D (checked against w0, names, lambda and D's ids) or make it."""
+        p = self.params
+        data = merge_by_id(ctx.retain, ctx.forget)
+        expect = state_fingerprint(ctx.initial_state, ctx.trainable, data.fingerprint(), p.lam)
+        if not path.is_file():
+            state = precompute_state(
+                ctx.model,
+                ctx.trainable,
+                ctx.initial_state,
+                data,
+                ctx.num_classes,
+                p.lam,
+                p.chunk_size,
+                budget=None if p.max_memory_gb is None else int(p.max_memory_gb * 2**30),
+            )
+            state.save(path)
+            return state
+        state = NTKState.load(path)
+        fields = {k: v for k, v in expect.items() if k != "data"}
+        state.check(fields, path)
+        if not torch.equal(state.live_ids.sort().values, data.ids):
+            raise ConflictError(
+                f"NTK state {path} is stale: its live samples are not D_r + D_f of this request"
+            )
+        return state

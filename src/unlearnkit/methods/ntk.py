@@ -1,0 +1,56 @@
+"""NTK forgetting (Golatkar et al. 2020) on *all* parameters: the small-scale baseline Fast-NTK
+improves on. Dual form by default ((N C) x (N C) kernel); a solve that would not fit in memory
+is refused with a clear message (MemoryBudgetError) before any work is done."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from unlearnkit.methods.base import UnlearningContext, UnlearningMethod, register_method
+from unlearnkit.ntk.update import apply_paper_update, linearized_model, ridge_solutions
+
+
+class NTKParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lam: float = Field(1.0, gt=0, description="ridge lambda of the linearized solve")
+    solver: Literal["auto", "primal", "dual", "cg"] = "dual"
+    mode: Literal["paper", "linearized"] = "paper"
+    scale: Literal["angle", "none"] = "angle"
+    chunk_size: int = Field(32, ge=1, le=4096)
+    max_memory_gb: float | None = Field(None, gt=0, description="memory budget (default: free)")
+
+
+def ntk_unlearn(ctx: UnlearningContext, names: list[str], params: BaseModel) -> nn.Module:
+    """Shared by ntk and fast_ntk: solve on D and D_r, then the paper update or the linear model."""
+    p = params
+    sol = ridge_solutions(
+        ctx.model,
+        names,
+        ctx.initial_state,
+        ctx.retain,
+        ctx.forget,
+        ctx.num_classes,
+        p.lam,
+        p.solver,
+        p.chunk_size,
+        p.max_memory_gb,
+    )
+    if p.mode == "linearized":
+        return linearized_model(ctx.model, names, ctx.initial_state, sol.retain)
+    apply_paper_update(ctx.model, names, ctx.initial_state, sol, p.scale)
+    return ctx.model
+
+
+@register_method
+class NTK(UnlearningMethod):
+    name = "ntk"
+    Params = NTKParams
+    summary = "full-model NTK one-shot update (all parameters, dual form; small models only)"
+
+    def unlearn(self, ctx: UnlearningContext) -> nn.Module:
+        names = [n for n, _ in ctx.model.named_parameters()]
+        return ntk_unlearn(ctx, names, self.params)

@@ -1,0 +1,139 @@
+"""The NTK unlearning step shared by the ``ntk`` and ``fast_ntk`` methods.
+
+Given w0, the retain set D_r and the forget set D_f: the ridge solutions of the linearized model
+on D and on D_r (displacements from w0), then either
+- ``paper``: w_unlearned = w_trained + scale * (w_Dr - w_D) on the real trained weights, with the
+  angle-based scale of the NTK forgetting code (ALGORITHMS.md section 1) or scale 1; or
+- ``linearized``: serve f(x; w0) + J(x) (w_Dr - w0), the linearized model retrained on D_r in
+  closed form (exact with respect to that model).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from unlearnkit.data.base import ArraySplit
+from unlearnkit.ntk.gram import accumulate_gram, stack_jacobian
+from unlearnkit.ntk.linearized import LinearizedModel
+from unlearnkit.ntk.memory import GIB, MemoryEstimate, check_fits, choose_solver, estimate
+from unlearnkit.ntk.params import ParamSpace
+from unlearnkit.ntk.solvers import dual_kernel, solve_cg, solve_dual, solve_primal
+from unlearnkit.ntk.state import NTKState
+
+
+@dataclass
+class Solutions:
+    full: torch.Tensor  # w_D - w0
+    retain: torch.Tensor  # w_Dr - w0
+    solver: str
+
+
+def plan_solver(
+    solver: str, p: int, n_samples: int, num_classes: int, chunk: int, max_memory_gb: float | None
+) -> MemoryEstimate:
+    """The solver to use ("auto" picks by a memory estimate); refuses before any work."""
+    budget = None if max_memory_gb is None else int(max_memory_gb * GIB)
+    rows = n_samples * num_classes
+    if solver == "auto":
+        return choose_solver(p, rows, num_classes, chunk, budget)
+    est = estimate(solver, p, rows, num_classes, chunk)
+    check_fits(est, budget, what=f"NTK unlearning over {p} parameters and {n_samples} samples")
+    return est
+
+
+def ridge_solutions(
+    model: nn.Module,
+    names: list[str],
+    w0: Mapping[str, torch.Tensor],
+    retain: ArraySplit,
+    forget: ArraySplit,
+    num_classes: int,
+    lam: float,
+    solver: str = "auto",
+    chunk_size: int = 64,
+    max_memory_gb: float | None = None,
+    progress: bool = False,
+) -> Solutions:
+    """w_D - w0 and w_Dr - w0 with the chosen solver (D = D_r + D_f; one pass over D)."""
+    space = ParamSpace.from_model(model, names)
+    plan = plan_solver(
+        solver, space.numel, len(retain) + len(forget), num_classes, chunk_size, max_memory_gb
+    )
+    if plan.solver == "primal":
+        a_r = accumulate_gram(
+            model, space, retain.x, retain.y, num_classes, w0, chunk_size, progress=progress
+        )
+        a_f = accumulate_gram(
+            model, space, forget.x, forget.y, num_classes, w0, chunk_size, progress=progress
+        )
+        full = solve_primal(a_r.gram + a_f.gram, a_r.rhs + a_f.rhs, lam)
+        return Solutions(full, solve_primal(a_r.gram, a_r.rhs, lam), "primal")
+    if plan.solver == "dual":
+        both = ArraySplit(
+            torch.cat([retain.x, forget.x]),
+            torch.cat([retain.y, forget.y]),
+            torch.cat([retain.ids, forget.ids]),
+        )
+        u, r = stack_jacobian(model, space, both.x, both.y, num_classes, w0, chunk_size)
+        kernel = dual_kernel(u)  # one kernel; D_r's is its leading block
+        full = solve_dual(u, r, lam, kernel=kernel)
+        n_r = len(retain) * num_classes
+        part = solve_dual(u[:n_r], r[:n_r], lam, kernel=kernel[:n_r, :n_r])
+        return Solutions(full, part, "dual")
+    both_x, both_y = torch.cat([retain.x, forget.x]), torch.cat([retain.y, forget.y])
+    full = solve_cg(model, space, both_x, both_y, num_classes, lam, w0, chunk_size)
+    part = solve_cg(model, space, retain.x, retain.y, num_classes, lam, w0, chunk_size)
+    return Solutions(full.double(), part.double(), "cg")
+
+
+def solutions_from_state(
+    model: nn.Module, state: NTKState, w0: Mapping[str, torch.Tensor], forget: ArraySplit
+) -> Solutions:
+    """The same two solutions from a precomputed state: a Woodbury downdate by D_f only."""
+    from unlearnkit.ntk.incremental import delete_samples
+
+    full = state.solution
+    delete_samples(model, state, w0, forget)
+    return Solutions(full, state.solution, "primal (incremental)")
+
+
+def angle_scale(delta: torch.Tensor, error: torch.Tensor) -> float:
+    """Scale of the NTK forgetting code: (|delta| + 2 sin(a) |e|) / |delta|, with a the angle
+    between delta = w_Dr - w_D and e = (w_trained - w0) - (w_Dr - w0), folded into [0, pi/2]."""
+    dn, en = float(delta.norm()), float(error.norm())
+    if dn == 0.0 or en == 0.0:
+        return 1.0
+    cos = max(-1.0, min(1.0, float(delta @ error) / (dn * en)))
+    angle = math.acos(cos) - math.pi / 2 if cos < 0 else math.pi / 2 - math.acos(cos)
+    return (dn + 2 * math.sin(angle) * en) / dn
+
+
+def apply_paper_update(
+    model: nn.Module,
+    names: list[str],
+    w0: Mapping[str, torch.Tensor],
+    sol: Solutions,
+    scale: str = "angle",
+) -> float:
+    """w <- w_trained + s (w_Dr - w_D) in place on the named parameters; returns s."""
+    space = ParamSpace.from_model(model, names)
+    params = dict(model.named_parameters())
+    trained = space.flatten(params, dtype=torch.float64)
+    start = space.flatten(w0, dtype=torch.float64)
+    delta = (sol.retain - sol.full).double()
+    s = angle_scale(delta, (trained - start) - sol.retain.double()) if scale == "angle" else 1.0
+    with torch.no_grad():
+        for n, value in space.unflatten(trained + s * delta).items():
+            params[n].copy_(value.to(params[n].dtype))
+    return s
+
+
+def linearized_model(
+    model: nn.Module, names: list[str], w0: Mapping[str, torch.Tensor], displacement: torch.Tensor
+) -> LinearizedModel:
+    return LinearizedModel(model, names, w0, displacement)

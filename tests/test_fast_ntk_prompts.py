@@ -1,0 +1,58 @@
+"""Visual prompts (VPT) on the timm ViT and the ``prompts`` trainable mode."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from unlearnkit.data.base import ArraySplit
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.models import count_parameters, create_model, select_trainable
+from unlearnkit.models.prompts import add_visual_prompts
+from unlearnkit.ntk import ParamSpace, per_sample_jacobian
+from unlearnkit.training import TrainConfig, train
+
+
+@pytest.mark.parametrize("deep", [False, True])
+def test_prompts_train_and_backbone_stays_bit_identical(deep):
+    torch.manual_seed(0)
+    model = create_model("vit_tiny_vpt", 4, 1, 8, depth=2, deep=deep, num_prompts=3)
+    names = select_trainable(model, "prompts")
+    assert names == ["prompts", "vit.head.weight", "vit.head.bias"]
+    assert model.prompts.shape == (2 if deep else 1, 3, 192)
+    trainable, total = count_parameters(model, names)
+    assert trainable / total < 0.05
+    before = copy.deepcopy(model.state_dict())
+    data = ArraySplit(torch.randn(16, 1, 8, 8), torch.randint(0, 4, (16,)), torch.arange(16))
+    train(model, data, TrainConfig(epochs=2, lr=0.1, batch_size=8), names)
+    after = model.state_dict()
+    for key, value in after.items():
+        if key in names:
+            assert not torch.equal(value, before[key]), key
+        else:
+            assert torch.equal(value, before[key]), key
+
+
+def test_prompts_change_the_output_and_have_nonzero_jacobian():
+    torch.manual_seed(0)
+    vit = create_model("vit_tiny", 3, 1, 8, depth=2)
+    model = add_visual_prompts(vit, num_prompts=2).eval()
+    x = torch.randn(2, 1, 8, 8)
+    out = model(x)
+    with torch.no_grad():
+        model.prompts.add_(torch.randn_like(model.prompts))  # (a constant shift is LN-invariant)
+    assert not torch.allclose(out, model(x))
+    space = ParamSpace.from_model(model, ["prompts"])
+    jac, _ = per_sample_jacobian(model, space, x)
+    assert jac.shape == (2, 3, 2 * 192) and float(jac.abs().sum()) > 0
+
+
+def test_prompts_mode_needs_prompts_and_bn_needs_batchnorm():
+    with pytest.raises(UnlearnkitError, match="prompts"):
+        select_trainable(create_model("smallcnn", 10, 1, 8), "prompts")
+    with pytest.raises(UnlearnkitError, match="BatchNorm"):
+        select_trainable(create_model("vit_tiny_vpt", 10, 1, 8, depth=1), "bn")
+    with pytest.raises(UnlearnkitError, match="num_prompts"):
+        add_visual_prompts(create_model("vit_tiny", 10, 1, 8, depth=1), num_prompts=0)
