@@ -235,3 +235,11 @@ def TinyCopy(model: nn.Module, state: dict) -> nn.Module:
     other = copy.deepcopy(model)
     other.load_state_dict(state)
     return other.eval()
+
+
+def test_blocked_dual_kernel_equals_dense():
+    from unlearnkit.ntk.solvers import dual_kernel
+
+    jac = torch.randn(1000, 17)
+    dense = jac.double() @ jac.double().T
+    assert torch.allclose(dual_kernel(jac, block=128), dense, atol=1e-10)

@@ -85,7 +85,7 @@ def precompute(
             bundle.num_classes,
             lam,
             chunk_size,
-            data_fingerprint=bundle.fingerprint,
+            data_fingerprint=bundle.train.fingerprint(),
             budget=None if max_memory_gb is None else int(max_memory_gb * 2**30),
             progress=True,
         )
@@ -124,7 +124,7 @@ def delete(
         state = NTKState.load(model_dir / STATE_FILE)
         state.check(
             state_fingerprint(
-                trained.initial_state, trained.trainable, bundle.fingerprint, state.lam
+                trained.initial_state, trained.trainable, bundle.train.fingerprint(), state.lam
             ),
             model_dir / STATE_FILE,
         )
@@ -175,7 +175,7 @@ def status(model_dir: FromOpt) -> None:
         try:
             state.check(
                 state_fingerprint(
-                    trained.initial_state, trained.trainable, bundle.fingerprint, state.lam
+                    trained.initial_state, trained.trainable, bundle.train.fingerprint(), state.lam
                 )
             )
         except UnlearnkitError as exc:

@@ -1,0 +1,72 @@
+"""`unlearnkit ntk` precompute / delete / status against a model directory."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from unlearnkit.config import ExperimentConfig
+from unlearnkit.experiment import load_bundle, train_original
+from unlearnkit.ntk.cli import SERVED_FILE, STATE_FILE, app
+from unlearnkit.ntk.state import NTKState
+from unlearnkit.store import save_trained
+from unlearnkit.training import TrainConfig
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    cfg = ExperimentConfig(
+        model="smallcnn",
+        peft="bn",
+        pretrain=False,
+        dataset_options={"test_fraction": 0.8},
+        model_options={"width": 4},
+        train=TrainConfig(epochs=1),
+    )
+    bundle = load_bundle(cfg)
+    trained = train_original(cfg, bundle, 0)
+    out = tmp_path_factory.mktemp("model")
+    save_trained(out, trained, cfg, bundle)
+    return out
+
+
+def test_precompute_delete_status_and_refusals(model_dir):
+    res = runner.invoke(app, ["precompute", "--from", str(model_dir), "--lam", "0.5"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["delete", "--from", str(model_dir), "--ids", "3,5"])
+    assert res.exit_code == 0, res.output
+    assert (model_dir / SERVED_FILE).is_file()
+    state_bytes = (model_dir / STATE_FILE).read_bytes()
+    for ids, why in (
+        ("5", "already deleted"),
+        ("99999", "not in the training set"),
+        ("x", "integers"),
+    ):
+        res = runner.invoke(app, ["delete", "--from", str(model_dir), "--ids", ids])
+        assert res.exit_code == 2 and why in res.output, res.output
+    assert (model_dir / STATE_FILE).read_bytes() == state_bytes  # nothing changed
+    res = runner.invoke(app, ["status", "--from", str(model_dir)])
+    assert res.exit_code == 0 and "deleted: 2 [3, 5]" in res.output and "current" in res.output
+    state = NTKState.load(model_dir / STATE_FILE)
+    assert state.deleted_ids.tolist() == [3, 5]
+
+
+def test_stale_state_is_refused(model_dir, tmp_path):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(model_dir, other)
+    runner.invoke(app, ["precompute", "--from", str(other)])
+    from unlearnkit.models.checkpoint import load_state, save_state
+
+    initial, meta = load_state(other / "initial.safetensors")
+    initial = {k: v + 0.01 if v.is_floating_point() else v for k, v in initial.items()}
+    save_state(other / "initial.safetensors", initial, meta)
+    before = (other / STATE_FILE).read_bytes()
+    res = runner.invoke(app, ["delete", "--from", str(other), "--ids", "1"])
+    assert res.exit_code == 2 and "stale" in res.output
+    assert (other / STATE_FILE).read_bytes() == before
+    assert torch.is_tensor(NTKState.load(other / STATE_FILE).gram)
