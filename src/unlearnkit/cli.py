@@ -6,8 +6,8 @@ written before every input has been validated.
 
 from __future__ import annotations
 
+import importlib
 import sys
-from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -359,12 +359,22 @@ def datasets() -> None:
         typer.echo(name)
 
 
-SUBCOMMANDS: list[Callable[[typer.Typer], None]] = []
+# Feature areas add their own sub-commands: each module has ``mount(app)``. Imported lazily so
+# ``unlearnkit --help`` does not pay for FastAPI or Ray.
+SUBCOMMAND_MODULES: tuple[str, ...] = (
+    "unlearnkit.ntk.cli",
+    "unlearnkit.memorization.cli",
+    "unlearnkit.service.cli",
+)
+
+
+def mount_subcommands(target: typer.Typer) -> None:
+    for module in SUBCOMMAND_MODULES:
+        importlib.import_module(module).mount(target)
 
 
 def main() -> None:
-    for mount in SUBCOMMANDS:
-        mount(app)
+    mount_subcommands(app)
     try:
         app()
     except UnlearnkitError as exc:  # a sub-app that forgot its own guard

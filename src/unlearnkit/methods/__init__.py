@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from unlearnkit.methods import (  # noqa: F401 - each import registers a method
+    fast_ntk,
     finetune,
     l1_sparse,
     neggrad,
     neggrad_plus,
+    ntk,
     random_label,
     retrain,
+    rum,
     salun,
     scrub,
 )

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from torch import nn
 
-from unlearnkit.models import smallcnn, timm_models  # noqa: F401 - registers
+from unlearnkit.models import lora, prompts, smallcnn, timm_models  # noqa: F401 - registers
 from unlearnkit.models.checkpoint import load_checkpoint
 from unlearnkit.models.peft import (
     TRAINABLE,

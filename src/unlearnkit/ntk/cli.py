@@ -189,3 +189,8 @@ def status(model_dir: FromOpt) -> None:
         f"deleted: {len(deleted)} [{shown}]\nlambda: {state.lam}\n"
         f"state: {current}\n"
     )
+
+
+def mount(main_app: typer.Typer) -> None:
+    """Add ``ntk`` to the main app."""
+    main_app.add_typer(app, name="ntk")
