@@ -1,1 +1,16 @@
-"""service."""
+"""Deletion service: an HTTP API that serves predictions and honours deletion requests.
+
+``unlearnkit serve --model DIR`` (see ``cli.py``); the pieces: ``ledger`` (SQLite, the source of
+truth), ``served`` (the ServedModel protocol and its registry), ``exact`` / ``approximate``
+(adapters), ``snapshots``, ``engine`` (threads and ordering), ``app`` (FastAPI), ``auth``,
+``metrics``.
+"""
+
+from unlearnkit.service import exact as _exact  # noqa: F401  (registers "exact")
+from unlearnkit.service.auth import TokenStore
+from unlearnkit.service.config import ServiceConfig
+from unlearnkit.service.engine import DeletionService
+from unlearnkit.service.served import SERVED_MODELS, ServedModel, load_served
+
+__all__ = ["SERVED_MODELS", "DeletionService", "ServedModel", "ServiceConfig", "TokenStore",
+           "load_served"]

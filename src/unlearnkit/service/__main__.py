@@ -1,0 +1,3 @@
+from unlearnkit.service.cli import main
+
+main()

@@ -1,0 +1,25 @@
+"""Validated service settings (a bad value fails at start-up, naming the field)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ServiceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model_dir: Path
+    mode: str = Field("exact", description="exact (S3T) | approximate (Fast-NTK)")
+    max_body_bytes: int = Field(4 * 2**20, ge=1024, description="largest request body")
+    max_batch: int = Field(256, ge=1, le=100_000, description="most inputs per prediction")
+    max_delete_ids: int = Field(1000, ge=1, le=1_000_000, description="most ids per deletion")
+    max_image_bytes: int = Field(2**20, ge=64, description="largest decoded base64 image")
+    snapshot_every: int = Field(200, ge=1, description="applied deletions between snapshots")
+    snapshot_interval_s: float = Field(30.0, gt=0, description="snapshot a changed model after")
+    background_retrain: bool = Field(True, description="retrain dead shards in the background")
+    retrain_poll_s: float = Field(0.5, gt=0)
+    retrain_in_subprocess: bool = Field(True, description="train in a child process")
+    apply_timeout_s: float = Field(10.0, gt=0, description="wait for an exact deletion to apply")
+    torch_threads: int = Field(1, ge=1, le=256, description="torch threads for predictions")

@@ -1,0 +1,146 @@
+"""Exact mode: an S3T ensemble behind the ServedModel protocol.
+
+A deletion switches off every block that saw the sample (milliseconds, no training); a shard
+left with nothing to serve is retrained in the background on its remaining data and swapped in.
+The ensemble's own retrain policy is forced to ``manual``: the service decides when to retrain.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.runtime import Executor
+from unlearnkit.service.served import SERVED_MODELS, RunJobs
+
+
+class _Run(Executor):
+    """Adapts a RunJobs callable to the ensemble's Executor interface."""
+
+    name = "service"
+
+    def __init__(self, run: RunJobs) -> None:
+        self._run = run
+
+    def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
+        return self._run(fn, items)
+
+
+@SERVED_MODELS.register("exact")
+class ExactServedModel:
+    mode = "exact"
+    applies_immediately = True
+
+    def __init__(self, directory: Path, snapshot: bool = False) -> None:
+        from unlearnkit.exact import S3TEnsemble
+
+        self.directory = Path(directory)
+        self.ensemble = S3TEnsemble.load(self.directory)
+        if self.ensemble.config.retrain_policy != "manual":
+            self.ensemble.config = self.ensemble.config.model_copy(
+                update={"retrain_policy": "manual"})
+
+    # -- description -------------------------------------------------------------------------
+    @property
+    def version(self) -> int:
+        return int(self.ensemble.version)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        spec = self.ensemble.spec
+        return (int(spec.in_chans), int(spec.image_size), int(spec.image_size))
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.ensemble.spec.num_classes)
+
+    def identity(self) -> dict[str, str]:
+        part = self.ensemble.partition.to_dict()
+        part.pop("deleted")
+        owner = hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()[:16]
+        return {"mode": self.mode, "scheme": str(self.ensemble.scheme), "ownership": owner}
+
+    # -- serving -----------------------------------------------------------------------------
+    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ensemble.predict_logits(x)
+
+    def known(self, sample_id: int) -> bool:
+        return self.ensemble.partition.locate(sample_id) is not None
+
+    def deleted_ids(self) -> set[int]:
+        return set(self.ensemble.partition.deleted)
+
+    # -- changes -----------------------------------------------------------------------------
+    def apply_deletions(self, sample_ids: list[int]) -> dict[str, Any]:
+        receipts = self.ensemble.delete(sample_ids)
+        return {"kind": "deactivation", "samples": receipts}
+
+    def pending_retrains(self) -> list[int]:
+        return self.ensemble.dead_shards()
+
+    def prepare_retrain(self, unit: int, run: RunJobs) -> Any:
+        saved, self.ensemble.executor = self.ensemble.executor, _Run(run)
+        try:
+            return self.ensemble.prepare_retrain(unit)
+        finally:
+            self.ensemble.executor = saved
+
+    def commit_retrain(self, ticket: Any) -> dict[str, Any]:
+        self.ensemble.commit_retrain(ticket)
+        return {"kind": "retrain", "shard": int(ticket.shard),
+                "blocks_retrained": len(ticket.weights), "seconds": round(ticket.seconds, 3)}
+
+    def retrain(self, unit: int) -> dict[str, Any]:
+        return self.commit_retrain(self.ensemble.prepare_retrain(unit))
+
+    # -- state -------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        try:
+            out = self.ensemble.status()
+        except TypeError:  # an ensemble without the capacity simulator
+            out = self.ensemble.status(simulate=False)
+        return {
+            "live_shards": out.get("live_shards"),
+            "dead_shards": out.get("dead_shards"),
+            "serving": out.get("serving"),
+            "deleted_samples": len(self.ensemble.partition.deleted),
+            "live_samples": out.get("live_samples"),
+            "remaining_capacity": {
+                "theory": out.get("remaining_capacity_theory"),
+                "simulated": out.get("remaining_capacity_simulated"),
+                "total_theory": out.get("capacity_total_theory"),
+            },
+            "retrains_done": out.get("retrains_done"),
+            "retrains_pending": out.get("retrains_pending"),
+            "config": {"num_shards": out.get("num_shards"), "num_slices": out.get("num_slices"),
+                       "num_sequences": out.get("num_sequences")},
+        }
+
+    def clone(self) -> ExactServedModel:
+        return copy.deepcopy(self)
+
+    def save(self, directory: Path) -> None:
+        self.ensemble.save(directory)
+
+    def verify(self) -> None:
+        """Every tensor file is named after its content digest: recompute and compare."""
+        from safetensors.torch import load_file
+
+        from unlearnkit.exact.store import POINTER, tensor_digest
+
+        record = json.loads((self.directory / (self.directory / POINTER).read_text().strip())
+                            .read_text())
+        for name in record.get("files", {}).values():
+            match = re.search(r"-([0-9a-f]+)\.safetensors$", name)
+            if match and tensor_digest(load_file(str(self.directory / name))) != match.group(1):
+                raise UnlearnkitError(
+                    f"model file {self.directory / name} does not match its checksum "
+                    "(corrupted); refusing to serve it")

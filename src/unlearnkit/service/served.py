@@ -1,0 +1,88 @@
+"""What the service needs from a model: the ``ServedModel`` protocol and its registry.
+
+Two adapters implement it: ``exact`` (an S3T ensemble: a deletion switches blocks off at once,
+a dead shard is retrained in the background) and ``approximate`` (a Fast-NTK state: deletions
+are queued and applied as one Woodbury downdate). The service calls these methods under its
+model lock, from one applier thread for changes, so adapters need no locking of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from unlearnkit.registry import Registry
+
+# runs fn over items somewhere (another process), with the model lock released meanwhile
+RunJobs = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
+
+
+@runtime_checkable
+class ServedModel(Protocol):
+    mode: str  # "exact" | "approximate"
+    applies_immediately: bool  # True: a deletion is applied before the 202 is sent
+
+    @property
+    def version(self) -> int: ...
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]: ...  # (C, H, W)
+
+    @property
+    def num_classes(self) -> int: ...
+
+    def identity(self) -> dict[str, str]:
+        """What ties a ledger to this model (compared each time the ledger is opened)."""
+        ...
+
+    def predict_logits(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def known(self, sample_id: int) -> bool:
+        """Is ``sample_id`` in the ownership map (the training set) of this model?"""
+        ...
+
+    def deleted_ids(self) -> set[int]: ...
+
+    def apply_deletions(self, sample_ids: list[int]) -> dict[str, Any]:
+        """Forget these samples now; returns the receipt (what was switched off or updated)."""
+        ...
+
+    def pending_retrains(self) -> list[int]:
+        """Units (shards) that should be retrained in the background; [] if none ever."""
+        ...
+
+    def prepare_retrain(self, unit: int, run: RunJobs) -> Any:
+        """Build the retrain job from the current state and run it via ``run``; the ticket."""
+        ...
+
+    def commit_retrain(self, ticket: Any) -> dict[str, Any]:
+        """Swap a prepared retrain in (ConflictError if the unit changed meanwhile)."""
+        ...
+
+    def retrain(self, unit: int) -> dict[str, Any]:
+        """Prepare and commit in one go (used when replaying the ledger)."""
+        ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def clone(self) -> ServedModel:
+        """An independent copy, so a snapshot can be written without holding the lock."""
+        ...
+
+    def save(self, directory: Path) -> None: ...
+
+    def verify(self) -> None:
+        """Raise UnlearnkitError if the files it was loaded from are damaged."""
+        ...
+
+
+# name -> loader(directory, is_snapshot) -> ServedModel
+SERVED_MODELS: Registry[ServedModel] = Registry("serving mode")
+
+
+def load_served(mode: str, directory: Path, snapshot: bool = False) -> ServedModel:
+    """The base model in ``directory`` (snapshot=False) or a snapshot the service wrote."""
+    return SERVED_MODELS.create(mode, directory=directory, snapshot=snapshot)

@@ -1,0 +1,120 @@
+"""Model snapshots the service writes next to the model, each tagged with the ledger sequence
+number it reflects.
+
+``DIR/service/snapshots/snap-<seq>/`` holds what the adapter saves; ``DIR/service/SERVED.json``
+names the current one with its ledger sequence number and the SHA-256 of every file, and is
+replaced atomically, so a crash leaves the previous snapshot current. Unchanged files are
+hard-linked from the previous snapshot rather than copied. A file whose checksum no longer
+matches makes the service refuse to start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.models.checkpoint import atomic_write_text
+from unlearnkit.service.served import ServedModel, load_served
+
+FORMAT = "unlearnkit-served/1"
+POINTER = "SERVED.json"
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class Snapshot:
+    name: str | None  # None: the base model the service started from
+    ledger_seq: int
+    version: int
+
+
+class SnapshotStore:
+    def __init__(self, model_dir: Path, mode: str) -> None:
+        self.model_dir = Path(model_dir)
+        self.root = self.model_dir / "service"
+        self.dir = self.root / "snapshots"
+        self.mode = mode
+
+    def _pointer(self) -> dict[str, Any] | None:
+        path = self.root / POINTER
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text())
+            if data.get("format") != FORMAT:
+                raise ValueError(f"format is {data.get('format')!r}")
+            int(data["ledger_seq"]), str(data["snapshot"]), dict(data["files"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UnlearnkitError(f"{path} is corrupt ({exc}); refusing to start") from None
+        if data.get("mode") != self.mode:
+            raise UnlearnkitError(f"{path} was written in {data.get('mode')!r} mode, not "
+                                  f"{self.mode!r}; refusing to start")
+        return data
+
+    def load(self) -> tuple[ServedModel, Snapshot]:
+        """The current snapshot (checksums verified), or the base model if there is none yet."""
+        data = self._pointer()
+        if data is None:
+            model = load_served(self.mode, self.model_dir)
+            model.verify()
+            return model, Snapshot(None, 0, model.version)
+        where = self.dir / data["snapshot"]
+        for rel, digest in data["files"].items():
+            path = where / rel
+            if not path.is_file():
+                raise UnlearnkitError(f"model snapshot file {path} is missing; refusing to start")
+            if file_digest(path) != digest:
+                raise UnlearnkitError(f"model snapshot file {path} does not match its checksum "
+                                      "(corrupted); refusing to start")
+        model = load_served(self.mode, where, snapshot=True)
+        return model, Snapshot(data["snapshot"], int(data["ledger_seq"]), model.version)
+
+    def write(self, model: ServedModel, ledger_seq: int) -> Snapshot:
+        """Save ``model`` as the state after ledger event ``ledger_seq`` and make it current."""
+        previous = self._pointer()
+        name = f"snap-{ledger_seq:010d}-v{model.version}"
+        target = self.dir / name
+        tmp = self.dir / f".{name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        if previous is not None:  # hard-link unchanged content-named files
+            for rel in previous["files"]:
+                src = self.dir / previous["snapshot"] / rel
+                if src.suffix == ".safetensors" and src.is_file() and "/" not in rel:
+                    os.link(src, tmp / rel)
+        model.save(tmp)
+        files = {p.name: file_digest(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        for p in tmp.iterdir():  # make the content durable before the pointer names it
+            with p.open("rb") as fh:
+                os.fsync(fh.fileno())
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+        atomic_write_text(self.root / POINTER, json.dumps(
+            {"format": FORMAT, "mode": self.mode, "snapshot": name, "ledger_seq": ledger_seq,
+             "version": model.version, "files": files}, indent=1))
+        _fsync_dir(self.root)
+        for old in self.dir.iterdir():
+            if old.name != name:
+                shutil.rmtree(old, ignore_errors=True)
+        return Snapshot(name, ledger_seq, model.version)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
