@@ -1,1 +1,13 @@
-"""exact."""
+"""Exact unlearning: S3T (sequence-aware sharded sliced LoRA blocks) and SISA, deletion capacity."""
+
+from unlearnkit.exact.capacity import s3t_capacity, simulate_capacity, sisa_capacity
+from unlearnkit.exact.config import S3TConfig, SISAConfig
+from unlearnkit.exact.ensemble import RetrainTicket, ShardedEnsemble
+from unlearnkit.exact.partition import Partition
+from unlearnkit.exact.s3t import S3TEnsemble
+from unlearnkit.exact.sequences import select_sequences
+from unlearnkit.exact.sisa import SISAEnsemble
+
+__all__ = ["Partition", "RetrainTicket", "S3TConfig", "S3TEnsemble", "SISAConfig", "SISAEnsemble",
+           "ShardedEnsemble", "s3t_capacity", "select_sequences", "simulate_capacity",
+           "sisa_capacity"]

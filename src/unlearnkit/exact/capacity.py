@@ -69,6 +69,7 @@ def simulate_capacity(
     Each deletion picks a shard uniformly and a slice from ``prior`` (uniform if None). Every
     shard trains ``sequences`` (a list of orders, or B for the default selection for ``prior``).
     Sampling is with replacement (slices never run empty), as in the closed forms.
+    ``initial_prefix`` (m x B surviving prefix lengths) starts from a partly used ensemble.
     """
     _check(num_shards, num_slices)
     if trials < 1:
@@ -84,8 +85,13 @@ def simulate_capacity(
     position[np.arange(num_seq)[:, None], orders] = np.arange(num_slices)[None, :]
     rng = np.random.default_rng(seed)
     prefix = np.full((trials, num_shards, num_seq), num_slices)
+    if initial_prefix is not None:
+        prefix[:] = np.asarray(initial_prefix, dtype=int)[None]
+        if (prefix.max(axis=2) == 0).all():
+            zeros = np.zeros(trials, dtype=int)
+            return SimulationResult(0.0, 0.0, 0.0, zeros, np.zeros(1))
     done_at = np.zeros(trials, dtype=int)
-    live_curve = [float(num_shards)]
+    live_curve = [float((prefix[0].max(axis=1) > 0).sum())]
     limit = max_steps or 1000 * num_shards * num_slices * max(1, num_seq)
     rows = np.arange(trials)
     for step in range(1, limit + 1):

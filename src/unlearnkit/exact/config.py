@@ -1,0 +1,65 @@
+"""Validated settings for the exact-unlearning ensembles (a bad value fails before any work)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.exact.sequences import check_prior
+from unlearnkit.training import TrainConfig
+
+RetrainPolicy = Literal["eager", "dead_shard", "all_dead", "manual"]
+
+
+def _stage_recipe() -> TrainConfig:
+    return TrainConfig(epochs=8, lr=0.05, batch_size=32, schedule="cosine")
+
+
+class ShardedConfig(BaseModel):
+    """What S3T and SISA share.
+
+    retrain_policy: ``eager`` retrains the switched-off blocks right after each deletion (SISA's
+    classic rule), ``dead_shard`` retrains a shard once it serves nothing, ``all_dead`` retrains
+    everything once every shard is dead, ``manual`` never retrains by itself (a service calls
+    ``retrain_shard``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = "smallcnn"
+    model_options: dict[str, Any] = Field(default_factory=dict)
+    num_shards: int = Field(5, ge=1, le=1000, description="m")
+    num_slices: int = Field(3, ge=1, le=64, description="L: slices = LoRA blocks per sequence")
+    lora_rank: int = Field(16, ge=1, le=1024)
+    lora_alpha: float = Field(16.0, gt=0)
+    train: TrainConfig = Field(default_factory=_stage_recipe, description="recipe of one stage")
+    retrain_policy: RetrainPolicy = "dead_shard"
+    seed: int = 0
+
+
+class S3TConfig(ShardedConfig):
+    num_sequences: int = Field(3, ge=1, description="B: sequences (orders of slices) per shard")
+    deletion_prior: list[float] | None = Field(
+        None, description="per-slice deletion probabilities; None = uniform (cyclic sequences)")
+
+    @model_validator(mode="after")
+    def _check(self) -> S3TConfig:
+        if self.num_sequences > math.factorial(self.num_slices):
+            raise ValueError(f"num_sequences = {self.num_sequences} exceeds the "
+                             f"{math.factorial(self.num_slices)} orders of {self.num_slices} "
+                             "slices (L!)")
+        if self.deletion_prior is not None:
+            try:
+                check_prior(self.deletion_prior, self.num_slices)
+            except UnlearnkitError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+
+class SISAConfig(ShardedConfig):
+    retrain_policy: RetrainPolicy = "eager"
+    aggregation: Literal["mean_logits", "vote"] = "mean_logits"
+

@@ -1,0 +1,123 @@
+"""One frozen backbone carrying many named LoRA blocks and one small head per block.
+
+Block (shard s, sequence b, stage k) is adapter ``s{s}_q{b}_k{k}`` plus head of the same name.
+Serving a prefix switches a set of adapters on and picks one head; nothing is copied, so B
+sequences (and all shards, when serving) share one backbone and a block costs only its LoRA
+weights and head.
+
+Two schemes share this machinery:
+- S3T: stage k adapts the k-th layer group from the top; prefix p = adapters 0..p-1, head p-1.
+- SISA: every stage adapts all layers (one PEFT model per shard); stage k is the checkpoint after
+  slice k; prefix p = adapter p-1 alone, head p-1.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+from unlearnkit.models import create_model
+from unlearnkit.models.lora import (
+    adapter_parameter_names,
+    group_units,
+    inject_lora,
+    lora_layers,
+    lora_units,
+    set_active_adapters,
+    split_qkv,
+)
+
+Scheme = Literal["s3t", "sisa"]
+
+
+def block_name(shard: int, seq: int, stage: int) -> str:
+    return f"s{shard}_q{seq}_k{stage}"
+
+
+@dataclass
+class ModelSpec:
+    """Enough to rebuild the frozen backbone anywhere (a Ray worker, a reloaded state)."""
+
+    name: str
+    num_classes: int
+    in_chans: int
+    image_size: int
+    options: dict = field(default_factory=dict)
+    rank: int = 16
+    alpha: float = 16.0
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def build_backbone(spec: ModelSpec, state: dict[str, torch.Tensor]) -> tuple[nn.Module, nn.Linear]:
+    """The backbone with ``state`` loaded, its head replaced by Identity; returns the old head."""
+    model = create_model(spec.name, spec.num_classes, spec.in_chans, spec.image_size,
+                         **spec.options)
+    model.load_state_dict(state)
+    split_qkv(model)
+    head = model.get_classifier()
+    for prefix, module in model.named_modules():
+        if module is head and prefix:
+            parent_name, _, child = prefix.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, nn.Identity())
+            break
+    return model, head
+
+
+class LoRAStack(nn.Module):
+    """Backbone + blocks for some shards; ``forward(x, adapters, head)``."""
+
+    def __init__(self, spec: ModelSpec, backbone_state: dict[str, torch.Tensor], scheme: Scheme,
+                 num_stages: int, shards: Iterable[int], num_sequences: int) -> None:
+        super().__init__()
+        self.scheme = scheme
+        self.num_stages = num_stages
+        self.backbone, base_head = build_backbone(spec, backbone_state)
+        units = lora_units(self.backbone)
+        groups = (group_units(units, num_stages) if scheme == "s3t"
+                  else [[n for u in units for n in u]] * num_stages)
+        self.groups = groups
+        self.heads = nn.ModuleDict()
+        for s in shards:
+            for b in range(num_sequences):
+                for k in range(num_stages):
+                    name = block_name(s, b, k)
+                    inject_lora(self.backbone, name, groups[k], spec.rank, spec.alpha)
+                    self.heads[name] = copy.deepcopy(base_head)
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self._layers = lora_layers(self.backbone)
+        self.eval()  # the backbone is frozen: BatchNorm statistics must not move either
+
+    def prefix(self, shard: int, seq: int, length: int) -> tuple[list[str], str]:
+        """(active adapters, head) serving the first ``length`` stages of a sequence."""
+        if length < 1:
+            raise ValueError("a prefix needs at least one stage")
+        names = [block_name(shard, seq, k) for k in range(length)]
+        return (names if self.scheme == "s3t" else names[-1:]), names[-1]
+
+    def forward(self, x: torch.Tensor, adapters: Sequence[str], head: str) -> torch.Tensor:
+        set_active_adapters(self._layers, adapters)
+        return self.heads[head](self.backbone(x))
+
+    def block_parameter_names(self, name: str) -> list[str]:
+        """The parameters of one block: its adapter and its head."""
+        adapter = [f"backbone.{n}" for n in adapter_parameter_names(self.backbone, name)]
+        return adapter + [f"heads.{name}.{n}" for n, _ in self.heads[name].named_parameters()]
+
+    def block_state(self, names: Iterable[str]) -> dict[str, torch.Tensor]:
+        params = dict(self.named_parameters())
+        return {p: params[p].detach().clone() for n in names for p in self.block_parameter_names(n)}
+
+    @torch.no_grad()
+    def load_blocks(self, state: dict[str, torch.Tensor]) -> None:
+        params = dict(self.named_parameters())
+        for key, value in state.items():
+            params[key].copy_(value)

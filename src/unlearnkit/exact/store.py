@@ -1,0 +1,77 @@
+"""Atomic on-disk state: content-named tensor files + a JSON record + a ``CURRENT`` pointer.
+
+A save writes any tensor file it needs under a name derived from its content (so unchanged
+weights are never rewritten), then the JSON record, then flips ``CURRENT`` with an atomic
+rename, and only then removes files no longer referenced. An interrupted train or delete leaves
+``CURRENT`` on the previous record, whose files all still exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.models.checkpoint import atomic_write_text, save_state
+
+POINTER = "CURRENT"
+
+
+def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].detach().contiguous().cpu()
+        h.update(key.encode())
+        h.update(str(t.dtype).encode() + str(tuple(t.shape)).encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:20]
+
+
+def save_record(directory: str | Path, record: dict[str, Any],
+                files: dict[str, dict[str, torch.Tensor]]) -> Path:
+    """Write ``files`` (role -> tensors) and ``record`` (gets ``files``: role -> file name)."""
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    names = {}
+    for role, tensors in files.items():
+        name = f"{role}-{tensor_digest(tensors)}.safetensors"
+        if not (root / name).is_file():
+            save_state(root / name, tensors, {"role": role})
+        names[role] = name
+    record = {**record, "files": names}
+    version = int(record.get("version", 0))
+    record_name = f"state-{version:08d}-{hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:8]}.json"  # noqa: E501
+    atomic_write_text(root / record_name, json.dumps(record, indent=1))
+    atomic_write_text(root / POINTER, record_name + "\n")
+    keep = {record_name, POINTER, *names.values(), *(n + ".json" for n in names.values())}
+    for path in root.iterdir():
+        stale = path.name.startswith("state-") or path.suffix == ".safetensors" or (
+            path.name.endswith(".safetensors.json"))
+        if stale and path.name not in keep:
+            path.unlink(missing_ok=True)
+    return root / record_name
+
+
+def load_record(directory: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]]]:
+    root = Path(directory)
+    pointer = root / POINTER
+    if not pointer.is_file():
+        raise UnlearnkitError(f"{root} holds no saved ensemble (no {POINTER} file)")
+    record_path = root / pointer.read_text().strip()
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UnlearnkitError(f"ensemble record {record_path} is unreadable: {exc}") from None
+    files = {}
+    for role, name in record.get("files", {}).items():
+        try:
+            files[role] = load_file(str(root / name))
+        except (SafetensorError, OSError) as exc:
+            raise UnlearnkitError(f"ensemble file {root / name} is missing or corrupt: {exc}") from None
+    return record, files

@@ -1,0 +1,146 @@
+"""LoRA blocks through peft: which layers get adapters, grouped into L blocks, switched by name.
+
+ViT: LoRA on the q and v projections. timm fuses q, k, v into one ``attn.qkv`` Linear, so the
+fused layer is split into three Linears (same weights) and peft adapts ``...qkv.q`` and
+``...qkv.v``. CNN: LoRA on every Conv2d (peft supports Conv2d). The adapted layers, ordered from
+input to output, are cut into L groups of consecutive layers; group 0 is the *top* (nearest the
+head), as S3T trains top-down.
+
+Targets are always exact module names handed to peft as a list (peft matches a list entry only
+as the whole name or a dotted suffix), never substrings: "blocks.1" must not select "blocks.10".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+from peft import LoraConfig, inject_adapter_in_model
+from peft.tuners.lora import LoraLayer
+from torch import nn
+
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.models.peft import TRAINABLE, head_parameter_names
+
+
+class SplitQKV(nn.Module):
+    """A fused qkv Linear as three Linears, so q and v can carry their own adapters."""
+
+    def __init__(self, fused: nn.Linear) -> None:
+        super().__init__()
+        dim = fused.out_features // 3
+        with_bias = fused.bias is not None
+        self.q, self.k, self.v = (nn.Linear(fused.in_features, dim, bias=with_bias)
+                                  for _ in range(3))
+        with torch.no_grad():
+            for i, part in enumerate((self.q, self.k, self.v)):
+                part.weight.copy_(fused.weight[i * dim:(i + 1) * dim])
+                if with_bias:
+                    part.bias.copy_(fused.bias[i * dim:(i + 1) * dim])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.q(x), self.k(x), self.v(x)], dim=-1)
+
+
+def _is_vit(model: nn.Module) -> bool:
+    blocks = getattr(model, "blocks", None)
+    return isinstance(blocks, nn.Sequential | nn.ModuleList) and all(
+        hasattr(getattr(b, "attn", None), "qkv") for b in blocks)
+
+
+def split_qkv(model: nn.Module) -> nn.Module:
+    """Replace every ViT block's fused ``attn.qkv`` by a :class:`SplitQKV` (idempotent)."""
+    if _is_vit(model):
+        for block in model.blocks:
+            if isinstance(block.attn.qkv, nn.Linear):
+                block.attn.qkv = SplitQKV(block.attn.qkv)
+    return model
+
+
+def lora_units(model: nn.Module) -> list[list[str]]:
+    """Adaptable units from input to output: one per ViT block (its q and v), or one per conv.
+
+    For a ViT the model must have gone through :func:`split_qkv`.
+    """
+    if _is_vit(model):
+        units = []
+        for i, block in enumerate(model.blocks):
+            if not isinstance(block.attn.qkv, SplitQKV):
+                raise UnlearnkitError("call split_qkv(model) before selecting ViT LoRA targets")
+            units.append([f"blocks.{i}.attn.qkv.q", f"blocks.{i}.attn.qkv.v"])
+        return units
+    head = set(head_parameter_names(model)) if hasattr(model, "get_classifier") else set()
+    units = [[name] for name, module in model.named_modules()
+             if isinstance(module, nn.Conv2d) and f"{name}.weight" not in head]
+    if not units:
+        raise UnlearnkitError("model has neither ViT blocks nor Conv2d layers to put LoRA on")
+    return units
+
+
+def group_units(units: Sequence[Sequence[str]], num_blocks: int) -> list[list[str]]:
+    """Cut the units into ``num_blocks`` runs of consecutive units; index 0 is the top run."""
+    if not 1 <= num_blocks <= len(units):
+        raise UnlearnkitError(f"num_slices (LoRA blocks) = {num_blocks} must be between 1 and "
+                              f"the {len(units)} adaptable layers of this model")
+    runs = np.array_split(np.arange(len(units)), num_blocks)
+    return [[name for u in run for name in units[u]] for run in reversed(runs)]
+
+
+def inject_lora(model: nn.Module, adapter: str, targets: Sequence[str], rank: int = 16,
+                alpha: float = 16.0) -> None:
+    """Add adapter ``adapter`` on exactly the modules named in ``targets``; verify that."""
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(targets),
+                        bias="none")
+    inject_adapter_in_model(config, model, adapter_name=adapter)
+    got = {name for name, m in model.named_modules()
+           if isinstance(m, LoraLayer) and adapter in m.lora_A}
+    if got != set(targets):
+        raise RuntimeError(f"LoRA adapter {adapter!r} landed on {sorted(got)}, "
+                           f"wanted exactly {sorted(targets)}")
+
+
+def lora_layers(model: nn.Module) -> list[LoraLayer]:
+    return [m for m in model.modules() if isinstance(m, LoraLayer)]
+
+
+def set_active_adapters(layers: Iterable[LoraLayer], names: Sequence[str]) -> None:
+    """Switch on exactly ``names`` in every LoRA layer (names a layer lacks are skipped)."""
+    active = list(names)
+    for layer in layers:
+        layer._active_adapter = active  # set_adapter would also flip requires_grad; we own that
+
+
+def adapter_parameter_names(model: nn.Module, adapter: str) -> list[str]:
+    """Parameter names of one adapter, matched on the exact name component after lora_A/B."""
+    out = []
+    for name, _ in model.named_parameters():
+        parts = name.split(".")
+        for i, part in enumerate(parts[:-1]):
+            if part in ("lora_A", "lora_B") and parts[i + 1] == adapter:
+                out.append(name)
+                break
+    return out
+
+
+@torch.no_grad()
+def reset_adapter(model: nn.Module, adapter: str, generator: torch.Generator) -> None:
+    """LoRA's initialisation (A Kaiming-uniform, B zero) drawn from ``generator``: each block's
+    start depends only on its own seed, not on what was built or trained before."""
+    for layer in lora_layers(model):
+        if adapter in layer.lora_A:
+            nn.init.kaiming_uniform_(layer.lora_A[adapter].weight, a=math.sqrt(5),
+                                     generator=generator)
+            nn.init.zeros_(layer.lora_B[adapter].weight)
+
+
+@TRAINABLE.register("lora")
+def lora_and_head(model: nn.Module) -> list[str]:
+    """Every LoRA adapter parameter plus the classifier head (after :func:`inject_lora`)."""
+    chosen = set(head_parameter_names(model))
+    chosen.update(n for n, _ in model.named_parameters() if ".lora_A." in n or ".lora_B." in n)
+    if len(chosen) == len(head_parameter_names(model)):
+        raise UnlearnkitError("trainable mode 'lora' needs a model with LoRA adapters injected "
+                              "(unlearnkit.models.lora.inject_lora)")
+    return [name for name, _ in model.named_parameters() if name in chosen]
