@@ -1,0 +1,249 @@
+"""RUM on digits: each baseline alone vs inside RUM (FZ scores or the best proxy), per forget set.
+
+Needs ``benchmarks/memorization.py`` first (it writes the FZ scores and the proxy ranking).
+Forget sets of N samples with low, medium, high and mixed FZ memorization on the noisy digits
+set; ToW and ToW-MIA against retraining, mean and 95% CI over 3 seeds.
+
+    PYTHONPATH=src python benchmarks/rum.py                      # -> results/rum/
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from memorization import recipe
+
+from unlearnkit.data.forget import select_forget
+from unlearnkit.experiment import TrainedModel, evaluate, load_bundle, starting_model
+from unlearnkit.memorization import add_label_noise, save_scores
+from unlearnkit.memorization.pipeline import proxy_scores
+from unlearnkit.methods import UnlearningContext, create_method
+from unlearnkit.metrics import mean_ci95, measure_cost, tow, tow_mia
+from unlearnkit.models import select_trainable
+
+BASELINES = ["finetune", "neggrad_plus", "salun"]
+LEVELS = ["low", "mid", "high", "mixed"]
+
+
+def variants(fz_file: Path, proxy_file: Path, proxy: str) -> dict[str, tuple[str, dict]]:
+    """name -> (method, params): each baseline alone and inside RUM (same method per subset),
+    and the paper's none/finetune/salun choice; RUM with FZ scores and with the best proxy."""
+    out: dict[str, tuple[str, dict]] = {}
+    sources = {"fz": f"file:{fz_file}", proxy: f"file:{proxy_file}"}
+    for base in BASELINES:
+        out[base] = (base, {})
+        for tag, source in sources.items():
+            step = {"method": base}
+            out[f"rum[{base}]/{tag}"] = (
+                "rum",
+                {"scores": source, "low": step, "medium": step, "high": step},
+            )
+    for tag, source in sources.items():
+        out[f"rum[paper]/{tag}"] = (
+            "rum",
+            {"config": "configs/rum.yaml", "variant": "paper", "scores": source},
+        )
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--mem", type=Path, default=Path("results/memorization"))
+    ap.add_argument("--out", type=Path, default=Path("results/rum"))
+    ap.add_argument("--forget-size", type=int, default=150)
+    ap.add_argument("--seeds", type=int, default=3)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    mem = json.loads((args.mem / "results.json").read_text())
+    proxy = mem["best_proxy"]["name"]
+    cfg = recipe(mem["epochs"], mem["width"]).model_copy(update={"relearn_max_epochs": 10})
+    bundle, _ = add_label_noise(load_bundle(cfg), mem["label_noise"], seed=0)
+    fz_file = args.mem / "fz_noisy.csv"
+    args.out.mkdir(parents=True, exist_ok=True)
+    runs = []
+    start = time.perf_counter()
+    for seed in range(args.seeds):
+        tables, run = proxy_scores(cfg, bundle, [proxy], seed)  # trains the original once
+        proxy_file = save_scores(tables[proxy], args.out / f"proxy_{proxy}_seed{seed}.csv")
+        initial = starting_model(cfg, bundle, seed)
+        original = TrainedModel(
+            run.model,
+            copy.deepcopy(initial.state_dict()),
+            select_trainable(initial, cfg.peft),
+            seed,
+        )
+        table = variants(fz_file, proxy_file, proxy)
+        for level in LEVELS:
+            ids = select_forget(
+                bundle.train, f"memorization:{level}:{args.forget_size}:{fz_file}", seed
+            )
+            ctx0 = UnlearningContext(
+                model=original.model,
+                initial_state=original.initial_state,
+                retain=bundle.train.drop_ids(ids),
+                forget=bundle.train.select_ids(ids),
+                test=bundle.test,
+                num_classes=bundle.num_classes,
+                trainable=original.trainable,
+                train_config=cfg.train.model_copy(update={"seed": seed}),
+                peft=cfg.peft,
+                seed=seed,
+            )
+            rows = []
+            for name, (method, params) in {"retrain": ("retrain", {}), **table}.items():
+                ctx = copy.copy(ctx0)
+                ctx.model = copy.deepcopy(original.model)
+                with measure_cost() as cost:
+                    model = create_method(method, **params).unlearn(ctx)
+                rows.append(
+                    {
+                        "variant": name,
+                        "level": level,
+                        "seed": seed,
+                        **evaluate(model, ctx, cfg),
+                        "time_s": cost.time_s,
+                    }
+                )
+            ref = rows[0]
+            for row in rows:
+                row["tow"] = tow(row["acc"], ref["acc"])
+                row["tow_mia"] = tow_mia(
+                    row["acc"], row["mia_efficacy"], ref["acc"], ref["mia_efficacy"]
+                )
+            runs += rows
+            print(
+                f"seed {seed} {level}: "
+                + ", ".join(f"{r['variant']}={r['tow']:.3f}" for r in rows),
+                flush=True,
+            )
+    summary = summarise(runs)
+    result = {
+        "proxy": proxy,
+        "forget_size": args.forget_size,
+        "seeds": args.seeds,
+        "baselines": BASELINES,
+        "levels": LEVELS,
+        "runs": runs,
+        "summary": summary,
+        "wall_s": time.perf_counter() - start,
+        "targets": targets(summary),
+    }
+    (args.out / "results.json").write_text(json.dumps(result, indent=2))
+    figure(summary, args.out / "tow.png")
+    (args.out / "report.md").write_text(report(result))
+    print(json.dumps(result["targets"], indent=2))
+
+
+def summarise(runs: list[dict]) -> dict:
+    out: dict = {}
+    for level in LEVELS:
+        out[level] = {}
+        for name in dict.fromkeys(r["variant"] for r in runs):
+            rows = [r for r in runs if r["level"] == level and r["variant"] == name]
+            entry = {}
+            for key in ("tow", "tow_mia"):
+                mean, ci = mean_ci95([r[key] for r in rows])
+                entry[key], entry[f"{key}_ci95"] = mean, list(ci) if ci else None
+            for part in ("retain", "forget", "test"):
+                entry[f"acc_{part}"] = sum(r["acc"][part] for r in rows) / len(rows)
+            entry["mia"] = sum(r["mia_efficacy"] for r in rows) / len(rows)
+            entry["time_s"] = sum(r["time_s"] for r in rows) / len(rows)
+            out[level][name] = entry
+    return out
+
+
+def targets(summary: dict) -> dict:
+    mixed = summary["mixed"]
+    best_single = max(BASELINES, key=lambda b: mixed[b]["tow"])
+    rum = {k: v["tow"] for k, v in mixed.items() if k.startswith("rum")}
+    best_rum = max(rum, key=rum.get)
+    return {
+        "best_single_on_mixed": best_single,
+        "best_single_tow": mixed[best_single]["tow"],
+        "best_rum_on_mixed": best_rum,
+        "best_rum_tow": rum[best_rum],
+        "rum_beats_best_single": rum[best_rum] >= mixed[best_single]["tow"],
+    }
+
+
+def figure(summary: dict, path: Path) -> None:
+    names = [n for n in summary["mixed"] if n != "retrain"]
+    fig, axes = plt.subplots(1, len(LEVELS), figsize=(4 * len(LEVELS), 4.5), sharey=True)
+    for ax, level in zip(axes, LEVELS, strict=True):
+        vals = [summary[level][n]["tow"] for n in names]
+        errs = [
+            (summary[level][n]["tow"] - summary[level][n]["tow_ci95"][0])
+            if summary[level][n]["tow_ci95"]
+            else 0
+            for n in names
+        ]
+        colors = [
+            "tab:gray"
+            if not n.startswith("rum")
+            else ("tab:blue" if n.endswith("/fz") else "tab:orange")
+            for n in names
+        ]
+        ax.barh(names, vals, xerr=errs, color=colors)
+        ax.set_title(f"{level} memorization")
+        ax.set_xlabel("ToW (95% CI)")
+        ax.set_xlim(min(0.5, min(vals) - 0.05), 1.0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def report(r: dict) -> str:
+    lines = [
+        "# RUM on noisy digits (smallcnn)",
+        "",
+        f"Forget sets of {r['forget_size']} samples chosen by Feldman-Zhang memorization "
+        f"(low, mid, high, and mixed = a third of each); {r['seeds']} seeds; ToW and "
+        f"ToW-MIA against retraining with 95% CI. RUM variants: `rum[B]` runs baseline B on "
+        f"each subset (low -> medium -> high) ranked by FZ (`/fz`) or by the best proxy "
+        f"(`/{r['proxy']}`); `rum[paper]` = none / finetune / salun from configs/rum.yaml.",
+        "",
+    ]
+    for level in r["levels"]:
+        lines += [
+            f"## {level} memorization",
+            "",
+            "| variant | ToW | 95% CI | ToW-MIA | 95% CI | forget % | test % | MIA % |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, e in r["summary"][level].items():
+            ci = e["tow_ci95"] or [float("nan")] * 2
+            cm = e["tow_mia_ci95"] or [float("nan")] * 2
+            lines.append(
+                f"| {name} | {e['tow']:.3f} | [{ci[0]:.3f}, {ci[1]:.3f}] | "
+                f"{e['tow_mia']:.3f} | [{cm[0]:.3f}, {cm[1]:.3f}] | "
+                f"{e['acc_forget']:.1f} | {e['acc_test']:.1f} | {e['mia']:.1f} |"
+            )
+        lines.append("")
+    t = r["targets"]
+    lines += [
+        "## Target",
+        "",
+        f"Mixed forget set: best single method {t['best_single_on_mixed']} ToW "
+        f"{t['best_single_tow']:.3f}; best RUM {t['best_rum_on_mixed']} ToW "
+        f"{t['best_rum_tow']:.3f} -> RUM >= best single: {t['rum_beats_best_single']}.",
+        "",
+        "Figure: `tow.png`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
