@@ -133,12 +133,14 @@ class NTKState:
                 "definite); increase lambda or recompute the state"
             )
         correction = torch.cholesky_solve(uh, factor)  # (I - U H U^T)^-1 U H
-        new_inverse = self.inverse + uh.T @ correction
-        new_gram = self.gram - u.T @ u
-        new_rhs = self.rhs - u.T @ r
         new_alive = self.alive.clone()
         new_alive[pos] = False
-        self.inverse, self.gram, self.rhs, self.alive = new_inverse, new_gram, new_rhs, new_alive
+        # validated and factorised: from here on nothing can fail, so update in place
+        # (no new P x P allocations: memory stays at the size of the state)
+        self.inverse.addmm_(uh.T, correction)
+        self.gram.addmm_(u.T, u, alpha=-1.0)
+        self.rhs.sub_(u.T @ r)
+        self.alive = new_alive
 
     # ---- persistence -------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
