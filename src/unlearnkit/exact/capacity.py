@@ -63,6 +63,7 @@ def simulate_capacity(
     trials: int = 2000,
     seed: int = 0,
     max_steps: int | None = None,
+    initial_prefix: np.ndarray | Sequence[Sequence[int]] | None = None,
 ) -> SimulationResult:
     """Play ``trials`` deletion streams until all shards are dead.
 

@@ -73,5 +73,7 @@ def load_record(directory: str | Path) -> tuple[dict[str, Any], dict[str, dict[s
         try:
             files[role] = load_file(str(root / name))
         except (SafetensorError, OSError) as exc:
-            raise UnlearnkitError(f"ensemble file {root / name} is missing or corrupt: {exc}") from None
+            raise UnlearnkitError(
+                f"ensemble file {root / name} is missing or corrupt: {exc}"
+            ) from None
     return record, files
