@@ -6,11 +6,18 @@ truth), ``served`` (the ServedModel protocol and its registry), ``exact`` / ``ap
 ``metrics``.
 """
 
+from unlearnkit.service import approximate as _approximate  # noqa: F401  (registers it)
 from unlearnkit.service import exact as _exact  # noqa: F401  (registers "exact")
 from unlearnkit.service.auth import TokenStore
 from unlearnkit.service.config import ServiceConfig
 from unlearnkit.service.engine import DeletionService
 from unlearnkit.service.served import SERVED_MODELS, ServedModel, load_served
 
-__all__ = ["SERVED_MODELS", "DeletionService", "ServedModel", "ServiceConfig", "TokenStore",
-           "load_served"]
+__all__ = [
+    "SERVED_MODELS",
+    "DeletionService",
+    "ServedModel",
+    "ServiceConfig",
+    "TokenStore",
+    "load_served",
+]

@@ -4,8 +4,6 @@ Every error is JSON ``{"error": {"type", "message"}}`` with a 4xx code naming th
 raised before anything is written, so bad input changes neither the ledger nor the model.
 """
 
-from __future__ import annotations
-
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -30,23 +28,31 @@ from unlearnkit.service.schemas import (
     PredictResponse,
 )
 
-ERRORS = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse},
-          404: {"model": ErrorResponse}, 409: {"model": ErrorResponse},
-          413: {"model": ErrorResponse}, 415: {"model": ErrorResponse},
-          422: {"model": ErrorResponse}}
+ERRORS = {
+    401: {"model": ErrorResponse},
+    403: {"model": ErrorResponse},
+    404: {"model": ErrorResponse},
+    409: {"model": ErrorResponse},
+    413: {"model": ErrorResponse},
+    415: {"model": ErrorResponse},
+    422: {"model": ErrorResponse},
+}
 
 
 class HTTPProblem(Exception):
-    def __init__(self, status: int, kind: str, message: str,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, kind: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.kind, self.message, self.headers = status, kind, message, headers
 
 
-def problem(status: int, kind: str, message: str,
-            headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status,
-                        headers=headers)
+def problem(
+    status: int, kind: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"type": kind, "message": message}}, status_code=status, headers=headers
+    )
 
 
 class GuardMiddleware:
@@ -80,10 +86,18 @@ class GuardMiddleware:
             route = scope.get("route")
             label = getattr(route, "path", None) or "unmatched"
             metrics = self.service.metrics
-            metrics.inc("unlearnkit_http_requests_total", route=label, method=scope["method"],
-                        status=str(status_seen["code"]))
-            metrics.observe("unlearnkit_http_request_seconds", time.perf_counter() - start,
-                            route=label, method=scope["method"])
+            metrics.inc(
+                "unlearnkit_http_requests_total",
+                route=label,
+                method=scope["method"],
+                status=str(status_seen["code"]),
+            )
+            metrics.observe(
+                "unlearnkit_http_request_seconds",
+                time.perf_counter() - start,
+                route=label,
+                method=scope["method"],
+            )
 
     async def _check(self, scope: Scope, receive: Receive) -> JSONResponse | Receive:
         if scope["method"] not in ("POST", "PUT", "PATCH"):
@@ -95,8 +109,11 @@ class GuardMiddleware:
             return problem(413, "too_large", f"request body is over the {limit}-byte limit")
         ctype = headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/json":
-            return problem(415, "unsupported_media_type",
-                           f"content type must be application/json, got {ctype or 'none'!r}")
+            return problem(
+                415,
+                "unsupported_media_type",
+                f"content type must be application/json, got {ctype or 'none'!r}",
+            )
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -133,10 +150,15 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str]:
 
 def view(event: Event) -> DeletionView:
     return DeletionView(
-        request_id=event.request_id, status=event.status,  # type: ignore[arg-type]
-        sample_ids=event.payload["sample_ids"], idempotency_key=event.idempotency_key,
-        reason=event.reason, receipt=event.receipt, accepted_at=event.accepted_at,
-        applied_at=event.applied_at)
+        request_id=event.request_id,
+        status=event.status,  # type: ignore[arg-type]
+        sample_ids=event.payload["sample_ids"],
+        idempotency_key=event.idempotency_key,
+        reason=event.reason,
+        receipt=event.receipt,
+        accepted_at=event.accepted_at,
+        applied_at=event.applied_at,
+    )
 
 
 def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
@@ -147,10 +169,14 @@ def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
         yield
         service.close()
 
-    app = FastAPI(title="unlearnkit deletion service", version="1", lifespan=lifespan,
-                  description="Predictions from a model that honours deletion requests: "
-                  "exact (S3T) or approximate (Fast-NTK). Bearer tokens with scopes "
-                  "predict, delete, admin.")
+    app = FastAPI(
+        title="unlearnkit deletion service",
+        version="1",
+        lifespan=lifespan,
+        description="Predictions from a model that honours deletion requests: "
+        "exact (S3T) or approximate (Fast-NTK). Bearer tokens with scopes "
+        "predict, delete, admin.",
+    )
     app.add_middleware(GuardMiddleware, service=service)
 
     @app.exception_handler(HTTPProblem)
@@ -179,51 +205,62 @@ def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
             if who is None:
                 raise HTTPProblem(401, "unauthorized", "invalid token", challenge)
             if not who.allows(scope):
-                raise HTTPProblem(403, "forbidden", f"token {who.name!r} lacks the "
-                                  f"{scope!r} scope")
+                raise HTTPProblem(403, "forbidden", f"token {who.name!r} lacks the {scope!r} scope")
             return who
 
         return check
 
     @app.get("/healthz")
     def healthz() -> dict[str, Any]:
-        return {"status": "ok", "mode": service.config.mode,
-                "model_version": service.model.version}
+        return {"status": "ok", "mode": service.config.mode, "model_version": service.model.version}
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics(_: Annotated[Principal, Depends(require("admin"))]) -> PlainTextResponse:
-        return PlainTextResponse(service.metrics.render(),
-                                 media_type="text/plain; version=0.0.4; charset=utf-8")
+        return PlainTextResponse(
+            service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
 
     @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS)
-    def predict(body: PredictRequest,
-                _: Annotated[Principal, Depends(require("predict"))]) -> PredictResponse:
+    def predict(
+        body: PredictRequest, _: Annotated[Principal, Depends(require("predict"))]
+    ) -> PredictResponse:
         shape, cfg = service.model.input_shape, service.config
-        x = (array_batch(body.inputs, shape, cfg.max_batch) if body.inputs is not None
-             else image_batch(body.images or [], shape, cfg.max_batch, cfg.max_image_bytes))
+        x = (
+            array_batch(body.inputs, shape, cfg.max_batch)
+            if body.inputs is not None
+            else image_batch(body.images or [], shape, cfg.max_batch, cfg.max_image_bytes)
+        )
         try:
             probs, version = service.predict(x)
         except ConflictError as exc:  # nothing left to serve until a retrain lands
             raise HTTPProblem(503, "unavailable", str(exc), {"Retry-After": "5"}) from None
-        return PredictResponse(probabilities=probs.tolist(),
-                               predictions=probs.argmax(dim=1).tolist(), model_version=version)
+        return PredictResponse(
+            probabilities=probs.tolist(),
+            predictions=probs.argmax(dim=1).tolist(),
+            model_version=version,
+        )
 
     @app.post("/v1/deletions", status_code=202, response_model=DeletionView, responses=ERRORS)
-    def delete(body: DeletionRequest,
-               who: Annotated[Principal, Depends(require("delete"))],
-               idempotency_key: Annotated[str | None, Header()] = None) -> DeletionView:
+    def delete(
+        body: DeletionRequest,
+        who: Annotated[Principal, Depends(require("delete"))],
+        idempotency_key: Annotated[str | None, Header()] = None,
+    ) -> DeletionView:
         if idempotency_key is None:
-            raise HTTPProblem(400, "missing_idempotency_key",
-                              "the Idempotency-Key header is required")
+            raise HTTPProblem(
+                400, "missing_idempotency_key", "the Idempotency-Key header is required"
+            )
         if not 1 <= len(idempotency_key) <= 200 or not idempotency_key.isprintable():
-            raise HTTPProblem(400, "invalid_idempotency_key",
-                              "Idempotency-Key must be 1-200 printable characters")
+            raise HTTPProblem(
+                400, "invalid_idempotency_key", "Idempotency-Key must be 1-200 printable characters"
+            )
         event, _ = service.submit_deletion(who, list(body.sample_ids), idempotency_key)
         return view(event)
 
     @app.get("/v1/deletions/{request_id}", response_model=DeletionView, responses=ERRORS)
-    def deletion(request_id: str,
-                 _: Annotated[Principal, Depends(require("delete"))]) -> DeletionView:
+    def deletion(
+        request_id: str, _: Annotated[Principal, Depends(require("delete"))]
+    ) -> DeletionView:
         return view(service.get_deletion(request_id))
 
     @app.get("/v1/model")

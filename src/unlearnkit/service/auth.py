@@ -69,8 +69,9 @@ class TokenStore:
             raise UnlearnkitError("token names must be unique")
         if len({s.token for s in specs}) != len(specs):
             raise UnlearnkitError("two token entries share the same secret")
-        self._entries = [(_digest(s.token), Principal(name=s.name, scopes=frozenset(s.scopes)))
-                         for s in specs]
+        self._entries = [
+            (_digest(s.token), Principal(name=s.name, scopes=frozenset(s.scopes))) for s in specs
+        ]
 
     def identify(self, presented: str) -> Principal | None:
         wanted = _digest(presented)

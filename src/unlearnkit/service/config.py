@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class ServiceConfig(BaseModel):
@@ -23,3 +24,19 @@ class ServiceConfig(BaseModel):
     retrain_in_subprocess: bool = Field(True, description="train in a child process")
     apply_timeout_s: float = Field(10.0, gt=0, description="wait for an exact deletion to apply")
     torch_threads: int = Field(1, ge=1, le=256, description="torch threads for predictions")
+    ntk_update: Literal["linearized", "paper"] = Field(
+        "linearized",
+        description="approximate mode: serve the linearized model or the paper's "
+        "angle-scaled update of the trained network",
+    )
+
+    @field_validator("mode")
+    @classmethod
+    def _known_mode(cls, value: str) -> str:
+        from unlearnkit.service.served import SERVED_MODELS
+
+        if value not in SERVED_MODELS:
+            raise ValueError(
+                f"unknown serving mode {value!r}; choose one of: {', '.join(SERVED_MODELS.names())}"
+            )
+        return value

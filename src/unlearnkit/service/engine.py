@@ -52,7 +52,7 @@ class DeletionService:
     def __init__(self, config: ServiceConfig, metrics: Registry | None = None) -> None:
         self.config = config
         self.metrics = metrics or service_metrics()
-        self.store = SnapshotStore(config.model_dir, config.mode)
+        self.store = SnapshotStore(config.model_dir, config.mode, {"config": config})
         self._lock = threading.Lock()  # the model: predictions and changes
         self._accept_lock = threading.Lock()  # claim check + ledger append
         self._queue: queue.Queue[_Item | None] = queue.Queue()
@@ -76,7 +76,8 @@ class DeletionService:
         if snap.ledger_seq > last:
             raise UnlearnkitError(
                 f"the model snapshot reflects ledger event {snap.ledger_seq} but the ledger "
-                f"ends at {last} (ledger lost or replaced); refusing to start")
+                f"ends at {last} (ledger lost or replaced); refusing to start"
+            )
         self.applied_seq = snap.ledger_seq
         replayed = self._replay(self.ledger.after(snap.ledger_seq))
         if replayed or snap.name is None:
@@ -92,8 +93,13 @@ class DeletionService:
         if self.config.background_retrain:
             self._spawn(self._retrainer, "retrainer")
         self.started = True
-        log.info("serving %s model v%d (ledger at %d, replayed %d events)",
-                 self.config.mode, self.model.version, self.applied_seq, replayed)
+        log.info(
+            "serving %s model v%d (ledger at %d, replayed %d events)",
+            self.config.mode,
+            self.model.version,
+            self.applied_seq,
+            replayed,
+        )
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=f"unlearnkit-{name}", daemon=True)
@@ -104,9 +110,16 @@ class DeletionService:
         """Apply, in order, every event after the snapshot that did not fail."""
         results = []
         for group in self._groups([e for e in events if e.status != "failed"]):
-            items = [_Item(e.seq, e.kind, [int(i) for i in e.payload.get("sample_ids", [])],
-                           ticket=e.payload.get("shard"), accepted_at=e.accepted_at)
-                     for e in group]
+            items = [
+                _Item(
+                    e.seq,
+                    e.kind,
+                    [int(i) for i in e.payload.get("sample_ids", [])],
+                    ticket=e.payload.get("shard"),
+                    accepted_at=e.accepted_at,
+                )
+                for e in group
+            ]
             outcome = self._apply_group(items, replay=True)
             results += [r for r, e in zip(outcome, group, strict=True) if e.status == "accepted"]
             self.applied_seq = group[-1].seq
@@ -126,16 +139,20 @@ class DeletionService:
         return groups
 
     # -- applying ----------------------------------------------------------------------------
-    def _apply_group(self, items: list[_Item], replay: bool = False
-                     ) -> list[tuple[int, str, dict[str, Any] | None, str | None]]:
+    def _apply_group(
+        self, items: list[_Item], replay: bool = False
+    ) -> list[tuple[int, str, dict[str, Any] | None, str | None]]:
         """Apply one group (caller holds the model lock or runs alone); ledger result rows."""
         before = self.model.version
         started = time.time()
         try:
             if items[0].kind == "retrain":
                 shard = items[0].ticket if replay else items[0].ticket.shard
-                change = (self.model.retrain(int(shard)) if replay
-                          else self.model.commit_retrain(items[0].ticket))
+                change = (
+                    self.model.retrain(int(shard))
+                    if replay
+                    else self.model.commit_retrain(items[0].ticket)
+                )
                 self.metrics.inc("unlearnkit_retrains_total")
             else:
                 ids = [i for it in items for i in it.sample_ids]
@@ -145,9 +162,13 @@ class DeletionService:
         rows = []
         for it in items:
             receipt = {
-                "change": change, "model_version_before": before,
-                "model_version_after": self.model.version, "accepted_at": it.accepted_at,
-                "apply_started_at": started, "applied_at": time.time(), "replayed": replay,
+                "change": change,
+                "model_version_before": before,
+                "model_version_after": self.model.version,
+                "accepted_at": it.accepted_at,
+                "apply_started_at": started,
+                "applied_at": time.time(),
+                "replayed": replay,
             }
             rows.append((it.seq, "applied", receipt, None))
         return rows
@@ -217,9 +238,11 @@ class DeletionService:
         """Called by the applier only, between batches: the model reflects ``applied_seq``."""
         if self.applied_seq == self.snapshot_seq:
             return
-        due = (force or self._since_snapshot >= self.config.snapshot_every
-               or (idle and time.monotonic() - self._last_snapshot
-                   >= self.config.snapshot_interval_s))
+        due = (
+            force
+            or self._since_snapshot >= self.config.snapshot_every
+            or (idle and time.monotonic() - self._last_snapshot >= self.config.snapshot_interval_s)
+        )
         if not due:
             return
         with self._lock:
@@ -262,8 +285,11 @@ class DeletionService:
             from concurrent.futures import ProcessPoolExecutor
 
             self._pool = ProcessPoolExecutor(
-                1, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_subprocess_init, initargs=(1,))
+                1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_subprocess_init,
+                initargs=(1,),
+            )
         while not self._stop.wait(self.config.retrain_poll_s):
             with self._lock:
                 pending = self.model.pending_retrains()
@@ -283,8 +309,9 @@ class DeletionService:
                         self._done[ev.seq] = w
                     self._queue.put(_Item(ev.seq, "retrain", ticket=t, accepted_at=ev.accepted_at))
 
-                self.ledger.append("retrain", SERVICE_CLIENT, {"shard": int(shard)},
-                                   on_commit=enqueue)
+                self.ledger.append(
+                    "retrain", SERVICE_CLIENT, {"shard": int(shard)}, on_commit=enqueue
+                )
                 while not waiter.wait(0.5):  # the swap is applied in ledger order
                     if self._stop.is_set():
                         return
@@ -307,8 +334,9 @@ class DeletionService:
         if not ids:
             raise UnlearnkitError("sample_ids is empty")
         if len(ids) > self.config.max_delete_ids:
-            raise UnlearnkitError(f"sample_ids has {len(ids)} ids; at most "
-                                  f"{self.config.max_delete_ids} per request")
+            raise UnlearnkitError(
+                f"sample_ids has {len(ids)} ids; at most {self.config.max_delete_ids} per request"
+            )
         seen: set[int] = set()
         for i in ids:
             if i in seen:
@@ -318,8 +346,9 @@ class DeletionService:
                 raise NotFoundError(f"sample id {i} is not in the training set of this model")
         return sorted(ids)
 
-    def submit_deletion(self, who: Principal, ids: list[int], key: str | None
-                        ) -> tuple[Event, bool]:
+    def submit_deletion(
+        self, who: Principal, ids: list[int], key: str | None
+    ) -> tuple[Event, bool]:
         """Durably accept a deletion (then, in exact mode, wait until it is applied)."""
         ids = self.check_ids(ids)
         payload = {"sample_ids": ids}
@@ -329,13 +358,15 @@ class DeletionService:
                 old = self.ledger.find(who.name, key)
                 if old is not None:
                     if old.request_hash != payload_hash(payload):
-                        raise ConflictError(f"Idempotency-Key {key!r} was already used for a "
-                                            "different request")
+                        raise ConflictError(
+                            f"Idempotency-Key {key!r} was already used for a different request"
+                        )
                     return old, False
             for i in ids:
                 if i in self._claimed:
-                    raise ConflictError(f"sample id {i} is already deleted (request "
-                                        f"{self._claimed[i]})")
+                    raise ConflictError(
+                        f"sample id {i} is already deleted (request {self._claimed[i]})"
+                    )
 
             def enqueue(ev: Event) -> None:
                 with self._done_lock:
@@ -364,11 +395,17 @@ class DeletionService:
         counts = self.ledger.counts()
         pending = status.get("retrains_pending") or []
         return {
-            "mode": self.config.mode, "version": version, **status,
+            "mode": self.config.mode,
+            "version": version,
+            **status,
             "retrain_in_progress": self.retrain_inflight,
             "retrains_pending": pending,
-            "ledger": {"last_seq": self.ledger.last_seq(), "applied_seq": self.applied_seq,
-                       "snapshot_seq": self.snapshot_seq, "events": counts},
+            "ledger": {
+                "last_seq": self.ledger.last_seq(),
+                "applied_seq": self.applied_seq,
+                "snapshot_seq": self.snapshot_seq,
+                "events": counts,
+            },
         }
 
     # -- shutdown ----------------------------------------------------------------------------

@@ -38,15 +38,19 @@ class _Run(Executor):
 class ExactServedModel:
     mode = "exact"
     applies_immediately = True
+    batches_deletions = False
 
-    def __init__(self, directory: Path, snapshot: bool = False) -> None:
+    def __init__(
+        self, model_dir: Path, snapshot_dir: Path | None = None, config: Any = None
+    ) -> None:
         from unlearnkit.exact import S3TEnsemble
 
-        self.directory = Path(directory)
+        self.directory = Path(snapshot_dir or model_dir)
         self.ensemble = S3TEnsemble.load(self.directory)
         if self.ensemble.config.retrain_policy != "manual":
             self.ensemble.config = self.ensemble.config.model_copy(
-                update={"retrain_policy": "manual"})
+                update={"retrain_policy": "manual"}
+            )
 
     # -- description -------------------------------------------------------------------------
     @property
@@ -95,8 +99,12 @@ class ExactServedModel:
 
     def commit_retrain(self, ticket: Any) -> dict[str, Any]:
         self.ensemble.commit_retrain(ticket)
-        return {"kind": "retrain", "shard": int(ticket.shard),
-                "blocks_retrained": len(ticket.weights), "seconds": round(ticket.seconds, 3)}
+        return {
+            "kind": "retrain",
+            "shard": int(ticket.shard),
+            "blocks_retrained": len(ticket.weights),
+            "seconds": round(ticket.seconds, 3),
+        }
 
     def retrain(self, unit: int) -> dict[str, Any]:
         return self.commit_retrain(self.ensemble.prepare_retrain(unit))
@@ -120,8 +128,11 @@ class ExactServedModel:
             },
             "retrains_done": out.get("retrains_done"),
             "retrains_pending": out.get("retrains_pending"),
-            "config": {"num_shards": out.get("num_shards"), "num_slices": out.get("num_slices"),
-                       "num_sequences": out.get("num_sequences")},
+            "config": {
+                "num_shards": out.get("num_shards"),
+                "num_slices": out.get("num_slices"),
+                "num_sequences": out.get("num_sequences"),
+            },
         }
 
     def clone(self) -> ExactServedModel:
@@ -136,11 +147,13 @@ class ExactServedModel:
 
         from unlearnkit.exact.store import POINTER, tensor_digest
 
-        record = json.loads((self.directory / (self.directory / POINTER).read_text().strip())
-                            .read_text())
+        record = json.loads(
+            (self.directory / (self.directory / POINTER).read_text().strip()).read_text()
+        )
         for name in record.get("files", {}).values():
             match = re.search(r"-([0-9a-f]+)\.safetensors$", name)
             if match and tensor_digest(load_file(str(self.directory / name))) != match.group(1):
                 raise UnlearnkitError(
                     f"model file {self.directory / name} does not match its checksum "
-                    "(corrupted); refusing to serve it")
+                    "(corrupted); refusing to serve it"
+                )

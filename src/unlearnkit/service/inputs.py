@@ -24,15 +24,18 @@ def array_batch(inputs: list, shape: tuple[int, int, int], max_batch: int) -> to
         raise UnlearnkitError("inputs must be a rectangular nested array of numbers") from None
     want = (len(inputs), *shape)
     if tuple(x.shape) != want:
-        raise UnlearnkitError(f"inputs has shape {tuple(x.shape)} but the model takes "
-                              f"(N, {shape[0]}, {shape[1]}, {shape[2]})")
+        raise UnlearnkitError(
+            f"inputs has shape {tuple(x.shape)} but the model takes "
+            f"(N, {shape[0]}, {shape[1]}, {shape[2]})"
+        )
     if not bool(torch.isfinite(x).all()):
         raise UnlearnkitError("inputs contains NaN or infinite values")
     return x
 
 
-def image_batch(images: list[str], shape: tuple[int, int, int], max_batch: int,
-                max_bytes: int) -> torch.Tensor:
+def image_batch(
+    images: list[str], shape: tuple[int, int, int], max_batch: int, max_bytes: int
+) -> torch.Tensor:
     """base64 PNG/JPEG -> float32 (N, C, H, W) in [0, 1] at the model's size and channels."""
     from PIL import Image, UnidentifiedImageError
 

@@ -166,8 +166,15 @@ class Ledger:
                 cur = db.execute(
                     "INSERT INTO events (kind, request_id, client, idempotency_key, request_hash,"
                     " payload, status, accepted_at) VALUES (?, ?, ?, ?, ?, ?, 'accepted', ?)",
-                    (kind, request_id, client, idempotency_key, digest, json.dumps(payload),
-                     time.time()),
+                    (
+                        kind,
+                        request_id,
+                        client,
+                        idempotency_key,
+                        digest,
+                        json.dumps(payload),
+                        time.time(),
+                    ),
                 )
                 seq = cur.lastrowid
             event = self._get(seq)
@@ -190,8 +197,9 @@ class Ledger:
 
     # -- reads -------------------------------------------------------------------------------
     def _get(self, seq: int) -> Event:
-        return Event.from_row(self._db.execute("SELECT * FROM events WHERE seq = ?",
-                                               (seq,)).fetchone())
+        return Event.from_row(
+            self._db.execute("SELECT * FROM events WHERE seq = ?", (seq,)).fetchone()
+        )
 
     def find(self, client: str, idempotency_key: str) -> Event | None:
         with self._lock:

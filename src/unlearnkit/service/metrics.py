@@ -38,8 +38,9 @@ class Registry:
         self._hist: dict[str, dict[Labels, list[float]]] = defaultdict(dict)
         self._buckets: dict[str, tuple[float, ...]] = {}
 
-    def describe(self, name: str, kind: str, text: str,
-                 buckets: tuple[float, ...] = DEFAULT_BUCKETS) -> None:
+    def describe(
+        self, name: str, kind: str, text: str, buckets: tuple[float, ...] = DEFAULT_BUCKETS
+    ) -> None:
         self._help[name] = (kind, text)
         if kind == "histogram":
             self._buckets[name] = buckets
@@ -74,8 +75,9 @@ class Registry:
                         for bound, count in zip((*buckets, float("inf")), row[:-1], strict=True):
                             running += count
                             le = "+Inf" if bound == float("inf") else repr(bound)
-                            lines.append(f"{name}_bucket{_fmt_labels(labels, (('le', le),))} "
-                                         f"{_fmt(running)}")
+                            lines.append(
+                                f"{name}_bucket{_fmt_labels(labels, (('le', le),))} {_fmt(running)}"
+                            )
                         lines.append(f"{name}_sum{_fmt_labels(labels)} {row[-1]!r}")
                         lines.append(f"{name}_count{_fmt_labels(labels)} {_fmt(running)}")
                 else:
@@ -88,10 +90,14 @@ def service_metrics() -> Registry:
     reg = Registry()
     reg.describe("unlearnkit_http_requests_total", "counter", "HTTP requests by route and status")
     reg.describe("unlearnkit_http_request_seconds", "histogram", "HTTP request latency by route")
-    reg.describe("unlearnkit_deletions_accepted_total", "counter",
-                 "deletion requests durably accepted")
-    reg.describe("unlearnkit_deletions_applied_total", "counter",
-                 "deletion requests applied to the served model")
+    reg.describe(
+        "unlearnkit_deletions_accepted_total", "counter", "deletion requests durably accepted"
+    )
+    reg.describe(
+        "unlearnkit_deletions_applied_total",
+        "counter",
+        "deletion requests applied to the served model",
+    )
     reg.describe("unlearnkit_deletions_failed_total", "counter", "deletion requests that failed")
     reg.describe("unlearnkit_samples_deleted_total", "counter", "sample ids deleted")
     reg.describe("unlearnkit_retrains_total", "counter", "background retrains swapped in")

@@ -24,6 +24,7 @@ RunJobs = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
 class ServedModel(Protocol):
     mode: str  # "exact" | "approximate"
     applies_immediately: bool  # True: a deletion is applied before the 202 is sent
+    batches_deletions: bool  # True: consecutive queued deletions are applied as one change
 
     @property
     def version(self) -> int: ...
@@ -79,10 +80,15 @@ class ServedModel(Protocol):
         ...
 
 
-# name -> loader(directory, is_snapshot) -> ServedModel
+# name -> loader(model_dir, snapshot_dir, **options) -> ServedModel
 SERVED_MODELS: Registry[ServedModel] = Registry("serving mode")
 
 
-def load_served(mode: str, directory: Path, snapshot: bool = False) -> ServedModel:
-    """The base model in ``directory`` (snapshot=False) or a snapshot the service wrote."""
-    return SERVED_MODELS.create(mode, directory=directory, snapshot=snapshot)
+def load_served(
+    mode: str, model_dir: Path, snapshot_dir: Path | None = None, **options: Any
+) -> ServedModel:
+    """The base model in ``model_dir``, or its state as saved in ``snapshot_dir`` by the service
+    (the adapter may still read unchanging files, such as w0 or the data, from ``model_dir``)."""
+    return SERVED_MODELS.create(
+        mode, model_dir=Path(model_dir), snapshot_dir=snapshot_dir, **options
+    )

@@ -42,11 +42,12 @@ class Snapshot:
 
 
 class SnapshotStore:
-    def __init__(self, model_dir: Path, mode: str) -> None:
+    def __init__(self, model_dir: Path, mode: str, options: dict[str, Any] | None = None) -> None:
         self.model_dir = Path(model_dir)
         self.root = self.model_dir / "service"
         self.dir = self.root / "snapshots"
         self.mode = mode
+        self.options = dict(options or {})
 
     def _pointer(self) -> dict[str, Any] | None:
         path = self.root / POINTER
@@ -60,15 +61,17 @@ class SnapshotStore:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise UnlearnkitError(f"{path} is corrupt ({exc}); refusing to start") from None
         if data.get("mode") != self.mode:
-            raise UnlearnkitError(f"{path} was written in {data.get('mode')!r} mode, not "
-                                  f"{self.mode!r}; refusing to start")
+            raise UnlearnkitError(
+                f"{path} was written in {data.get('mode')!r} mode, not "
+                f"{self.mode!r}; refusing to start"
+            )
         return data
 
     def load(self) -> tuple[ServedModel, Snapshot]:
         """The current snapshot (checksums verified), or the base model if there is none yet."""
         data = self._pointer()
         if data is None:
-            model = load_served(self.mode, self.model_dir)
+            model = load_served(self.mode, self.model_dir, **self.options)
             model.verify()
             return model, Snapshot(None, 0, model.version)
         where = self.dir / data["snapshot"]
@@ -77,9 +80,11 @@ class SnapshotStore:
             if not path.is_file():
                 raise UnlearnkitError(f"model snapshot file {path} is missing; refusing to start")
             if file_digest(path) != digest:
-                raise UnlearnkitError(f"model snapshot file {path} does not match its checksum "
-                                      "(corrupted); refusing to start")
-        model = load_served(self.mode, where, snapshot=True)
+                raise UnlearnkitError(
+                    f"model snapshot file {path} does not match its checksum "
+                    "(corrupted); refusing to start"
+                )
+        model = load_served(self.mode, self.model_dir, where, **self.options)
         return model, Snapshot(data["snapshot"], int(data["ledger_seq"]), model.version)
 
     def write(self, model: ServedModel, ledger_seq: int) -> Snapshot:
@@ -102,9 +107,20 @@ class SnapshotStore:
                 os.fsync(fh.fileno())
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
-        atomic_write_text(self.root / POINTER, json.dumps(
-            {"format": FORMAT, "mode": self.mode, "snapshot": name, "ledger_seq": ledger_seq,
-             "version": model.version, "files": files}, indent=1))
+        atomic_write_text(
+            self.root / POINTER,
+            json.dumps(
+                {
+                    "format": FORMAT,
+                    "mode": self.mode,
+                    "snapshot": name,
+                    "ledger_seq": ledger_seq,
+                    "version": model.version,
+                    "files": files,
+                },
+                indent=1,
+            ),
+        )
         _fsync_dir(self.root)
         for old in self.dir.iterdir():
             if old.name != name:

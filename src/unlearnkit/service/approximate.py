@@ -1,0 +1,214 @@
+"""Approximate mode: a trained model with a Fast-NTK state behind the ServedModel protocol.
+
+The model directory is what ``unlearnkit train --out DIR`` wrote plus the state of
+``unlearnkit ntk precompute --from DIR``. Deletions are queued and applied by the service's
+applier as one Woodbury downdate per batch (the Jacobians of the deleted samples only); the
+served function is then rebuilt from the new ridge solution:
+
+- ``linearized`` (default): f(x; w0) + J(x) (w_Dr - w0), which after the downdate equals the
+  same linearized model retrained on the remaining data (up to float64 round-off);
+- ``paper``: the trained network moved by the angle-scaled difference of the two solutions
+  (ALGORITHMS.md section 1); close to retraining, not equal.
+
+Nothing is ever retrained. A snapshot holds the downdated state and a small JSON record; the
+network, w0 and the training data are re-read from the model directory.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.models.checkpoint import atomic_write_text
+from unlearnkit.service.served import SERVED_MODELS, RunJobs
+
+STATE_FILE = "ntk_state.safetensors"
+RECORD_FILE = "approximate.json"
+UPDATES = ("linearized", "paper")
+
+
+@SERVED_MODELS.register("approximate")
+class ApproximateServedModel:
+    mode = "approximate"
+    applies_immediately = False
+    batches_deletions = True
+
+    def __init__(
+        self, model_dir: Path, snapshot_dir: Path | None = None, config: Any = None
+    ) -> None:
+        from unlearnkit.experiment import load_bundle
+        from unlearnkit.ntk.incremental import state_fingerprint
+        from unlearnkit.ntk.state import NTKState
+        from unlearnkit.store import check_fingerprint, load_trained
+
+        self.update = getattr(config, "ntk_update", "linearized")
+        if self.update not in UPDATES:
+            raise UnlearnkitError(f"ntk_update {self.update!r}: choose one of {', '.join(UPDATES)}")
+        self.model_dir = Path(model_dir)
+        self.trained, cfg, meta = load_trained(self.model_dir)
+        self.bundle = load_bundle(cfg)
+        check_fingerprint(meta, self.bundle, self.model_dir)
+        source = Path(snapshot_dir) if snapshot_dir is not None else self.model_dir
+        if not (source / STATE_FILE).is_file():
+            raise UnlearnkitError(
+                f"{source} has no {STATE_FILE}: run `unlearnkit ntk precompute "
+                f"--from {self.model_dir}` before serving in approximate mode"
+            )
+        self.state = NTKState.load(source / STATE_FILE)
+        self.state.check(
+            state_fingerprint(
+                self.trained.initial_state,
+                self.trained.trainable,
+                self.bundle.train.fingerprint(),
+                self.state.lam,
+            ),
+            source / STATE_FILE,
+        )
+        self._version = 0
+        if snapshot_dir is not None:
+            record = _read_record(source / RECORD_FILE)
+            self._version = int(record["version"])
+            if int(record["deleted"]) != int((~self.state.alive).sum()):
+                raise UnlearnkitError(f"{source}: record and NTK state disagree; refusing to start")
+        self._ids = frozenset(int(i) for i in self.state.ids.tolist())
+        self.served: nn.Module = self._build()
+
+    # -- description -------------------------------------------------------------------------
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        x = self.bundle.train.x
+        return (int(x.shape[1]), int(x.shape[2]), int(x.shape[3]))
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.state.num_classes)
+
+    def identity(self) -> dict[str, str]:
+        fp = self.state.fingerprint
+        return {
+            "mode": self.mode,
+            "w0": fp.get("w0", ""),
+            "data": fp.get("data", ""),
+            "params": fp.get("params", ""),
+            "lam": fp.get("lam", ""),
+        }
+
+    # -- serving -----------------------------------------------------------------------------
+    def _build(self) -> nn.Module:
+        """The served network for the current state (a new module; the old one is untouched)."""
+        from unlearnkit.ntk.update import Solutions, apply_paper_update, linearized_model
+
+        t = self.trained
+        if self.update == "linearized":
+            served = linearized_model(t.model, t.trainable, t.initial_state, self.state.solution)
+        else:
+            served = copy.deepcopy(t.model)
+            sol = Solutions(self.state.solution_full, self.state.solution, "primal")
+            apply_paper_update(served, t.trainable, t.initial_state, sol, "angle")
+        return served.eval()
+
+    def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.served(x).detach()
+
+    def known(self, sample_id: int) -> bool:
+        return int(sample_id) in self._ids
+
+    def deleted_ids(self) -> set[int]:
+        return {int(i) for i in self.state.deleted_ids.tolist()}
+
+    # -- changes -----------------------------------------------------------------------------
+    def apply_deletions(self, sample_ids: list[int]) -> dict[str, Any]:
+        """One downdate for the whole batch; validated first, so a failure changes nothing."""
+        from unlearnkit.ntk.incremental import delete_samples
+
+        start = time.perf_counter()
+        ids = torch.tensor(sample_ids, dtype=torch.long)
+        self.state.positions(ids)
+        samples = self.bundle.train.select_ids(sample_ids)
+        delete_samples(self.trained.model, self.state, self.trained.initial_state, samples)
+        self.served = self._build()
+        self._version += 1
+        return {
+            "kind": "ntk_downdate",
+            "update": self.update,
+            "samples": len(sample_ids),
+            "rank": len(sample_ids) * self.state.num_classes,
+            "parameters": self.state.num_params,
+            "seconds": round(time.perf_counter() - start, 4),
+        }
+
+    def pending_retrains(self) -> list[int]:
+        return []
+
+    def prepare_retrain(self, unit: int, run: RunJobs) -> Any:
+        raise UnlearnkitError("approximate mode never retrains")
+
+    def commit_retrain(self, ticket: Any) -> dict[str, Any]:
+        raise UnlearnkitError("approximate mode never retrains")
+
+    def retrain(self, unit: int) -> dict[str, Any]:
+        raise UnlearnkitError("approximate mode never retrains")
+
+    # -- state -------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        deleted = int((~self.state.alive).sum())
+        return {
+            "update": self.update,
+            "parameters": self.state.num_params,
+            "lambda": self.state.lam,
+            "deleted_samples": deleted,
+            "live_samples": int(self.state.alive.sum()),
+            "remaining_capacity": {
+                "theory": None,
+                "simulated": None,
+                "note": "no retraining ever; a downdate that would be "
+                "numerically unstable is refused (status failed)",
+            },
+            "retrains_done": 0,
+            "retrains_pending": [],
+        }
+
+    def clone(self) -> ApproximateServedModel:
+        """Shares the read-only network, w0 and data; copies the state (what a snapshot saves)."""
+        other = copy.copy(self)
+        other.state = copy.deepcopy(self.state)
+        return other
+
+    def save(self, directory: Path) -> None:
+        directory = Path(directory)
+        self.state.save(directory / STATE_FILE)
+        atomic_write_text(
+            directory / RECORD_FILE,
+            json.dumps(
+                {
+                    "format": "unlearnkit-approximate/1",
+                    "version": self._version,
+                    "update": self.update,
+                    "deleted": int((~self.state.alive).sum()),
+                }
+            ),
+        )
+
+    def verify(self) -> None:
+        """Loading already checked the files (fingerprints tie the state to w0 and the data)."""
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text())
+        int(record["version"]), int(record["deleted"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UnlearnkitError(f"{path} is missing or corrupt ({exc}); refusing to start") from None
+    return record
