@@ -91,7 +91,8 @@ def batch_indices(n: int, batch_size: int, generator: torch.Generator) -> list[t
     cannot train on a single sample)."""
     batches = list(torch.randperm(n, generator=generator).split(batch_size))
     if len(batches) > 1 and len(batches[-1]) == 1:
-        batches[-2] = torch.cat([batches[-2], batches.pop()])
+        last = batches.pop()  # pop first: batches[-2] must name the neighbour, not the one before
+        batches[-1] = torch.cat([batches[-1], last])
     return batches
 
 
