@@ -13,15 +13,25 @@ from unlearnkit.exact.sequences import cyclic_sequences, matched_sequences, sele
 
 
 def test_partition_is_balanced_and_covers_every_id() -> None:
-    part = Partition.create(range(103), num_shards=5, num_slices=4, seed=3)
-    assert sorted(part.owner) == list(range(103))
+    part = Partition.create(range(2000), num_shards=5, num_slices=4, seed=3)
+    assert sorted(part.owner) == list(range(2000))
     sizes = np.array(part.slice_sizes())
-    assert sizes.sum() == 103
-    assert sizes.sum(axis=1).max() - sizes.sum(axis=1).min() <= 1
-    for row in sizes:
-        assert row.max() - row.min() <= 1
-    assert Partition.create(range(103), 5, 4, seed=3).owner == part.owner
-    assert Partition.create(range(103), 5, 4, seed=4).owner != part.owner
+    assert sizes.sum() == 2000
+    assert sizes.min() > 60 and sizes.max() < 140  # multinomial around 100 per cell
+    assert Partition.create(range(2000), 5, 4, seed=3).owner == part.owner
+    assert Partition.create(range(2000), 5, 4, seed=4).owner != part.owner
+
+
+def test_partition_of_d_without_x_is_the_partition_minus_x() -> None:
+    """A sample's cell depends on (seed, id) only: removing others never moves it."""
+    full = Partition.create(range(500), 4, 3, seed=1)
+    smaller = Partition.create([i for i in range(500) if i not in (0, 17, 250)], 4, 3, seed=1)
+    assert smaller.owner == {i: c for i, c in full.owner.items() if i not in (0, 17, 250)}
+
+
+def test_empty_slice_is_refused() -> None:
+    with pytest.raises(UnlearnkitError, match="would be empty"):
+        Partition.create(range(12), 4, 3, seed=0)
 
 
 def test_deletion_only_removes_members() -> None:

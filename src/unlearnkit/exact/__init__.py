@@ -8,6 +8,16 @@ from unlearnkit.exact.s3t import S3TEnsemble
 from unlearnkit.exact.sequences import select_sequences
 from unlearnkit.exact.sisa import SISAEnsemble
 
-__all__ = ["Partition", "RetrainTicket", "S3TConfig", "S3TEnsemble", "SISAConfig", "SISAEnsemble",
-           "ShardedEnsemble", "s3t_capacity", "select_sequences", "simulate_capacity",
-           "sisa_capacity"]
+__all__ = [
+    "Partition",
+    "RetrainTicket",
+    "S3TConfig",
+    "S3TEnsemble",
+    "SISAConfig",
+    "SISAEnsemble",
+    "ShardedEnsemble",
+    "s3t_capacity",
+    "select_sequences",
+    "simulate_capacity",
+    "sisa_capacity",
+]

@@ -15,7 +15,7 @@ RetrainPolicy = Literal["eager", "dead_shard", "all_dead", "manual"]
 
 
 def _stage_recipe() -> TrainConfig:
-    return TrainConfig(epochs=8, lr=0.05, batch_size=32, schedule="cosine")
+    return TrainConfig(epochs=5, lr=0.01, batch_size=32, schedule="cosine")
 
 
 class ShardedConfig(BaseModel):
@@ -43,14 +43,17 @@ class ShardedConfig(BaseModel):
 class S3TConfig(ShardedConfig):
     num_sequences: int = Field(3, ge=1, description="B: sequences (orders of slices) per shard")
     deletion_prior: list[float] | None = Field(
-        None, description="per-slice deletion probabilities; None = uniform (cyclic sequences)")
+        None, description="per-slice deletion probabilities; None = uniform (cyclic sequences)"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> S3TConfig:
         if self.num_sequences > math.factorial(self.num_slices):
-            raise ValueError(f"num_sequences = {self.num_sequences} exceeds the "
-                             f"{math.factorial(self.num_slices)} orders of {self.num_slices} "
-                             "slices (L!)")
+            raise ValueError(
+                f"num_sequences = {self.num_sequences} exceeds the "
+                f"{math.factorial(self.num_slices)} orders of {self.num_slices} "
+                "slices (L!)"
+            )
         if self.deletion_prior is not None:
             try:
                 check_prior(self.deletion_prior, self.num_slices)
@@ -62,4 +65,3 @@ class S3TConfig(ShardedConfig):
 class SISAConfig(ShardedConfig):
     retrain_policy: RetrainPolicy = "eager"
     aggregation: Literal["mean_logits", "vote"] = "mean_logits"
-

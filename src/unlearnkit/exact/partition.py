@@ -1,9 +1,10 @@
 """Sharding and slicing of D: a persisted ownership map sample id -> (shard, slice).
 
-The map is fixed once, from a seeded permutation of the ids, and deletions only remove members.
-So the place of every remaining sample never depends on which samples were deleted: training
-"the same procedure on D without x" means training on this map minus x, which is what makes
-exact unlearning checkable bit for bit.
+Each id's cell comes from a keyed hash of (seed, id) alone, so the place of a sample never
+depends on which other samples are in D: the map built on D without x is the map of D minus x.
+That is what makes "the same procedure run on D without x" reproducible from scratch, and exact
+unlearning checkable bit for bit. Cells are balanced in expectation (multinomial sizes), not
+exactly; an empty slice is refused.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from unlearnkit.errors import UnlearnkitError
@@ -31,10 +33,7 @@ class Partition:
     def create(
         cls, ids: torch.Tensor | Iterable[int], num_shards: int, num_slices: int, seed: int = 0
     ) -> Partition:
-        """Deal a seeded permutation of ``ids`` round-robin over shards, then over slices.
-
-        Shard sizes differ by at most one, and so do the slices of a shard.
-        """
+        """Put every id in cell ``hash(seed, id) mod (m L)`` (shard = cell mod m)."""
         id_list = sorted(int(i) for i in (ids.tolist() if isinstance(ids, torch.Tensor) else ids))
         if len(set(id_list)) != len(id_list):
             raise UnlearnkitError("sample ids must be unique to build a partition")
@@ -42,16 +41,25 @@ class Partition:
             raise UnlearnkitError(f"num_shards must be >= 1, got {num_shards}")
         if num_slices < 1:
             raise UnlearnkitError(f"num_slices must be >= 1, got {num_slices}")
-        if num_shards * num_slices > len(id_list):
+        cells = num_shards * num_slices
+        if cells > len(id_list):
             raise UnlearnkitError(
-                f"num_shards x num_slices = {num_shards} x {num_slices} = "
-                f"{num_shards * num_slices} exceeds the {len(id_list)} training samples "
-                "(every slice needs at least one sample)"
+                f"num_shards x num_slices = {num_shards} x {num_slices} = {cells} exceeds the "
+                f"{len(id_list)} training samples (every slice needs at least one sample)"
             )
-        perm = torch.randperm(len(id_list), generator=torch.Generator().manual_seed(seed)).tolist()
-        owner = {}
-        for rank, pos in enumerate(perm):
-            owner[id_list[pos]] = (rank % num_shards, (rank // num_shards) % num_slices)
+        cell = cell_of(np.asarray(id_list, dtype=np.int64), seed) % np.uint64(cells)
+        counts = np.bincount(cell.astype(np.int64), minlength=cells)
+        if counts.min() == 0:
+            empty = int(np.argmin(counts))
+            raise UnlearnkitError(
+                f"slice {empty // num_shards} of shard {empty % num_shards} would be empty with "
+                f"{len(id_list)} samples in {num_shards} x {num_slices} cells: use fewer "
+                "shards or slices"
+            )
+        owner = {
+            i: (int(c) % num_shards, int(c) // num_shards)
+            for i, c in zip(id_list, cell.tolist(), strict=True)
+        }
         return cls(num_shards, num_slices, seed, owner)
 
     # -- queries -------------------------------------------------------------------------------
@@ -121,3 +129,12 @@ class Partition:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UnlearnkitError(f"partition record is malformed: {exc}") from None
+
+
+def cell_of(ids: np.ndarray, seed: int) -> np.ndarray:
+    """splitmix64 of (seed, id): a fixed, platform-independent pseudo-random uint64 per id."""
+    with np.errstate(over="ignore"):
+        z = ids.astype(np.uint64) + np.uint64(0x9E3779B97F4A7C15) * np.uint64(seed + 1)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))

@@ -21,12 +21,12 @@ class S3TEnsemble(ShardedEnsemble):
 
     @classmethod
     def _sequences(cls, config: S3TConfig) -> list[tuple[int, ...]]:  # type: ignore[override]
-        return select_sequences(config.num_slices, config.num_sequences, config.deletion_prior,
-                                config.seed)
+        return select_sequences(
+            config.num_slices, config.num_sequences, config.deletion_prior, config.seed
+        )
 
     def capacity_theory(self) -> float:
-        return s3t_capacity(self.config.num_shards, self.config.num_slices,
-                            len(self.sequences))
+        return s3t_capacity(self.config.num_shards, self.config.num_slices, len(self.sequences))
 
     def _prior(self) -> list[float] | None:
         return self.config.deletion_prior

@@ -57,8 +57,9 @@ class ModelSpec:
 
 def build_backbone(spec: ModelSpec, state: dict[str, torch.Tensor]) -> tuple[nn.Module, nn.Linear]:
     """The backbone with ``state`` loaded, its head replaced by Identity; returns the old head."""
-    model = create_model(spec.name, spec.num_classes, spec.in_chans, spec.image_size,
-                         **spec.options)
+    model = create_model(
+        spec.name, spec.num_classes, spec.in_chans, spec.image_size, **spec.options
+    )
     model.load_state_dict(state)
     split_qkv(model)
     head = model.get_classifier()
@@ -74,15 +75,25 @@ def build_backbone(spec: ModelSpec, state: dict[str, torch.Tensor]) -> tuple[nn.
 class LoRAStack(nn.Module):
     """Backbone + blocks for some shards; ``forward(x, adapters, head)``."""
 
-    def __init__(self, spec: ModelSpec, backbone_state: dict[str, torch.Tensor], scheme: Scheme,
-                 num_stages: int, shards: Iterable[int], num_sequences: int) -> None:
+    def __init__(
+        self,
+        spec: ModelSpec,
+        backbone_state: dict[str, torch.Tensor],
+        scheme: Scheme,
+        num_stages: int,
+        shards: Iterable[int],
+        num_sequences: int,
+    ) -> None:
         super().__init__()
         self.scheme = scheme
         self.num_stages = num_stages
         self.backbone, base_head = build_backbone(spec, backbone_state)
         units = lora_units(self.backbone)
-        groups = (group_units(units, num_stages) if scheme == "s3t"
-                  else [[n for u in units for n in u]] * num_stages)
+        groups = (
+            group_units(units, num_stages)
+            if scheme == "s3t"
+            else [[n for u in units for n in u]] * num_stages
+        )
         self.groups = groups
         self.heads = nn.ModuleDict()
         for s in shards:

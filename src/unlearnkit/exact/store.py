@@ -33,8 +33,9 @@ def tensor_digest(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()[:20]
 
 
-def save_record(directory: str | Path, record: dict[str, Any],
-                files: dict[str, dict[str, torch.Tensor]]) -> Path:
+def save_record(
+    directory: str | Path, record: dict[str, Any], files: dict[str, dict[str, torch.Tensor]]
+) -> Path:
     """Write ``files`` (role -> tensors) and ``record`` (gets ``files``: role -> file name)."""
     root = Path(directory)
     root.mkdir(parents=True, exist_ok=True)
@@ -51,8 +52,11 @@ def save_record(directory: str | Path, record: dict[str, Any],
     atomic_write_text(root / POINTER, record_name + "\n")
     keep = {record_name, POINTER, *names.values(), *(n + ".json" for n in names.values())}
     for path in root.iterdir():
-        stale = path.name.startswith("state-") or path.suffix == ".safetensors" or (
-            path.name.endswith(".safetensors.json"))
+        stale = (
+            path.name.startswith("state-")
+            or path.suffix == ".safetensors"
+            or (path.name.endswith(".safetensors.json"))
+        )
         if stale and path.name not in keep:
             path.unlink(missing_ok=True)
     return root / record_name

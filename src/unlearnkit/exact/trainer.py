@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unlearnkit.data.base import ArraySplit
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.exact.stack import LoRAStack, ModelSpec, Scheme, block_name
 from unlearnkit.models.lora import reset_adapter
 from unlearnkit.training import TrainConfig, batch_indices, make_optimizer, make_scheduler
@@ -47,14 +48,21 @@ def init_block(stack: LoRAStack, shard: int, seq: int, stage: int, seed: int) ->
         for pname in stack.block_parameter_names(name):
             if pname.startswith("backbone."):
                 src = pname.replace(f".{name}.", f".{prev}.")
-                params[pname[len("backbone."):]].copy_(params[src[len("backbone."):]])
+                params[pname[len("backbone.") :]].copy_(params[src[len("backbone.") :]])
     else:
         reset_adapter(stack.backbone, name, gen)
     head.load_state_dict(stack.heads[prev].state_dict())
 
 
-def train_block(stack: LoRAStack, shard: int, seq: int, stage: int, data: ArraySplit,
-                cfg: TrainConfig, seed: int) -> None:
+def train_block(
+    stack: LoRAStack,
+    shard: int,
+    seq: int,
+    stage: int,
+    data: ArraySplit,
+    cfg: TrainConfig,
+    seed: int,
+) -> None:
     """Initialise and train block (shard, seq, stage) on ``data``; nothing else may move."""
     init_block(stack, shard, seq, stage, seed)
     name = block_name(shard, seq, stage)
@@ -72,6 +80,11 @@ def train_block(stack: LoRAStack, shard: int, seq: int, stage: int, data: ArrayS
         for index in batch_indices(len(data), cfg.batch_size, gen):
             optimizer.zero_grad(set_to_none=True)
             loss = F.cross_entropy(stack(data.x[index], adapters, head), data.y[index])
+            if not torch.isfinite(loss):
+                raise UnlearnkitError(
+                    f"training block {name} diverged (loss {float(loss)}): lower train.lr "
+                    f"(now {cfg.lr})"
+                )
             loss.backward()
             optimizer.step()
             scheduler.step()
@@ -79,8 +92,9 @@ def train_block(stack: LoRAStack, shard: int, seq: int, stage: int, data: ArrayS
         p.requires_grad_(False)
 
 
-def stage_data(data: ArraySplit, slice_of: dict[int, int], order: Sequence[int],
-               stage: int) -> ArraySplit:
+def stage_data(
+    data: ArraySplit, slice_of: dict[int, int], order: Sequence[int], stage: int
+) -> ArraySplit:
     """The shard's samples in slices order[0..stage] (cumulative), in data order."""
     wanted = set(order[: stage + 1])
     mask = torch.tensor([slice_of[int(i)] in wanted for i in data.ids.tolist()], dtype=torch.bool)
@@ -110,13 +124,17 @@ def run_shard_job(job: ShardJob) -> dict[str, torch.Tensor]:
     """Train the requested blocks of one shard; return all of the shard's block weights."""
     if job.threads:
         torch.set_num_threads(job.threads)
-    stack = LoRAStack(job.spec, job.backbone_state, job.scheme, job.num_stages, [job.shard],
-                      len(job.sequences))
+    stack = LoRAStack(
+        job.spec, job.backbone_state, job.scheme, job.num_stages, [job.shard], len(job.sequences)
+    )
     if job.weights:
         stack.load_blocks(job.weights)
     for seq, stage in job.stages:
         part = stage_data(job.data, job.slice_of, job.sequences[seq], stage)
         train_block(stack, job.shard, seq, stage, part, job.train, job.seed)
-    names = [block_name(job.shard, b, k) for b in range(len(job.sequences))
-             for k in range(job.num_stages)]
+    names = [
+        block_name(job.shard, b, k)
+        for b in range(len(job.sequences))
+        for k in range(job.num_stages)
+    ]
     return stack.block_state(names)

@@ -13,6 +13,7 @@ as the whole name or a dotted suffix), never substrings: "blocks.1" must not sel
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -32,13 +33,14 @@ class SplitQKV(nn.Module):
         super().__init__()
         dim = fused.out_features // 3
         with_bias = fused.bias is not None
-        self.q, self.k, self.v = (nn.Linear(fused.in_features, dim, bias=with_bias)
-                                  for _ in range(3))
+        self.q, self.k, self.v = (
+            nn.Linear(fused.in_features, dim, bias=with_bias) for _ in range(3)
+        )
         with torch.no_grad():
             for i, part in enumerate((self.q, self.k, self.v)):
-                part.weight.copy_(fused.weight[i * dim:(i + 1) * dim])
+                part.weight.copy_(fused.weight[i * dim : (i + 1) * dim])
                 if with_bias:
-                    part.bias.copy_(fused.bias[i * dim:(i + 1) * dim])
+                    part.bias.copy_(fused.bias[i * dim : (i + 1) * dim])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.cat([self.q(x), self.k(x), self.v(x)], dim=-1)
@@ -47,7 +49,8 @@ class SplitQKV(nn.Module):
 def _is_vit(model: nn.Module) -> bool:
     blocks = getattr(model, "blocks", None)
     return isinstance(blocks, nn.Sequential | nn.ModuleList) and all(
-        hasattr(getattr(b, "attn", None), "qkv") for b in blocks)
+        hasattr(getattr(b, "attn", None), "qkv") for b in blocks
+    )
 
 
 def split_qkv(model: nn.Module) -> nn.Module:
@@ -72,33 +75,53 @@ def lora_units(model: nn.Module) -> list[list[str]]:
             units.append([f"blocks.{i}.attn.qkv.q", f"blocks.{i}.attn.qkv.v"])
         return units
     head = set(head_parameter_names(model)) if hasattr(model, "get_classifier") else set()
-    units = [[name] for name, module in model.named_modules()
-             if isinstance(module, nn.Conv2d) and f"{name}.weight" not in head]
+    units = [
+        [name]
+        for name, module in model.named_modules()
+        if isinstance(module, nn.Conv2d) and f"{name}.weight" not in head
+    ]
     if not units:
         raise UnlearnkitError("model has neither ViT blocks nor Conv2d layers to put LoRA on")
     return units
 
 
 def group_units(units: Sequence[Sequence[str]], num_blocks: int) -> list[list[str]]:
-    """Cut the units into ``num_blocks`` runs of consecutive units; index 0 is the top run."""
-    if not 1 <= num_blocks <= len(units):
-        raise UnlearnkitError(f"num_slices (LoRA blocks) = {num_blocks} must be between 1 and "
-                              f"the {len(units)} adaptable layers of this model")
-    runs = np.array_split(np.arange(len(units)), num_blocks)
+    """Cut the units into ``num_blocks`` runs of consecutive units; index 0 is the top run.
+
+    With more blocks than units (a 3-conv CNN and L = 4), consecutive blocks share a unit, each
+    with its own adapter; blocks stay ordered from the top down.
+    """
+    if num_blocks < 1 or not units:
+        raise UnlearnkitError(
+            f"need >= 1 LoRA block and >= 1 adaptable layer, got "
+            f"{num_blocks} blocks and {len(units)} layers"
+        )
+    if num_blocks <= len(units):
+        runs = np.array_split(np.arange(len(units)), num_blocks)
+    else:
+        runs = [np.array([k * len(units) // num_blocks]) for k in range(num_blocks)]
     return [[name for u in run for name in units[u]] for run in reversed(runs)]
 
 
-def inject_lora(model: nn.Module, adapter: str, targets: Sequence[str], rank: int = 16,
-                alpha: float = 16.0) -> None:
+def inject_lora(
+    model: nn.Module, adapter: str, targets: Sequence[str], rank: int = 16, alpha: float = 16.0
+) -> None:
     """Add adapter ``adapter`` on exactly the modules named in ``targets``; verify that."""
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(targets),
-                        bias="none")
-    inject_adapter_in_model(config, model, adapter_name=adapter)
-    got = {name for name, m in model.named_modules()
-           if isinstance(m, LoraLayer) and adapter in m.lora_A}
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(targets), bias="none"
+    )
+    with warnings.catch_warnings():  # several named adapters on one model is the point here
+        warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+        inject_adapter_in_model(config, model, adapter_name=adapter)
+    got = {
+        name
+        for name, m in model.named_modules()
+        if isinstance(m, LoraLayer) and adapter in m.lora_A
+    }
     if got != set(targets):
-        raise RuntimeError(f"LoRA adapter {adapter!r} landed on {sorted(got)}, "
-                           f"wanted exactly {sorted(targets)}")
+        raise RuntimeError(
+            f"LoRA adapter {adapter!r} landed on {sorted(got)}, wanted exactly {sorted(targets)}"
+        )
 
 
 def lora_layers(model: nn.Module) -> list[LoraLayer]:
@@ -130,8 +153,9 @@ def reset_adapter(model: nn.Module, adapter: str, generator: torch.Generator) ->
     start depends only on its own seed, not on what was built or trained before."""
     for layer in lora_layers(model):
         if adapter in layer.lora_A:
-            nn.init.kaiming_uniform_(layer.lora_A[adapter].weight, a=math.sqrt(5),
-                                     generator=generator)
+            nn.init.kaiming_uniform_(
+                layer.lora_A[adapter].weight, a=math.sqrt(5), generator=generator
+            )
             nn.init.zeros_(layer.lora_B[adapter].weight)
 
 
@@ -141,6 +165,8 @@ def lora_and_head(model: nn.Module) -> list[str]:
     chosen = set(head_parameter_names(model))
     chosen.update(n for n, _ in model.named_parameters() if ".lora_A." in n or ".lora_B." in n)
     if len(chosen) == len(head_parameter_names(model)):
-        raise UnlearnkitError("trainable mode 'lora' needs a model with LoRA adapters injected "
-                              "(unlearnkit.models.lora.inject_lora)")
+        raise UnlearnkitError(
+            "trainable mode 'lora' needs a model with LoRA adapters injected "
+            "(unlearnkit.models.lora.inject_lora)"
+        )
     return [name for name, _ in model.named_parameters() if name in chosen]

@@ -1,0 +1,47 @@
+"""The frozen backbone every block sits on: random, pretrained on public data, or from a file.
+
+S3T assumes a pretrained backbone that never saw the private data D; here it is trained on the
+data set's disjoint public split (or loaded from a local checkpoint), so deleting a sample of D
+never has to touch it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from unlearnkit.data.base import ArraySplit
+from unlearnkit.exact.stack import ModelSpec
+from unlearnkit.models import create_model, select_trainable
+from unlearnkit.training import TrainConfig, train
+
+
+def _fresh(spec: ModelSpec, seed: int, weights: str | Path | None = None) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return create_model(
+        spec.name, spec.num_classes, spec.in_chans, spec.image_size, weights=weights, **spec.options
+    )
+
+
+def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def random_backbone(spec: ModelSpec, seed: int) -> dict[str, torch.Tensor]:
+    """A seeded random-init backbone (when no public data or weights are given)."""
+    return _state(_fresh(spec, seed))
+
+
+def pretrained_backbone(
+    spec: ModelSpec, public: ArraySplit, recipe: TrainConfig, seed: int
+) -> dict[str, torch.Tensor]:
+    """Train the whole backbone on ``public`` (disjoint from D); its head is replaced later."""
+    model = _fresh(spec, seed)
+    train(model, public, recipe.model_copy(update={"seed": seed}), select_trainable(model, "full"))
+    return _state(model)
+
+
+def file_backbone(spec: ModelSpec, weights: str | Path) -> dict[str, torch.Tensor]:
+    """A local checkpoint (safetensors or .pth; a mismatch is a clear error)."""
+    return _state(_fresh(spec, 0, weights))
