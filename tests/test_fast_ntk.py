@@ -19,10 +19,15 @@ from unlearnkit.ntk import LinearizedModel, MemoryBudgetError
 from unlearnkit.training import TrainConfig, accuracy
 
 
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="module")
 def digits_class_forget():
     """smallcnn pretrained on a public split, BN + new head trained on D; forget class 3."""
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # 2 threads on a shared 2-core box spin and run 20x slower
     cfg = ExperimentConfig(
         model="smallcnn",
         peft="bn",

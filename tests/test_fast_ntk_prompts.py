@@ -15,6 +15,11 @@ from unlearnkit.ntk import ParamSpace, per_sample_jacobian
 from unlearnkit.training import TrainConfig, train
 
 
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)
+
+
 @pytest.mark.parametrize("deep", [False, True])
 def test_prompts_train_and_backbone_stays_bit_identical(deep):
     torch.manual_seed(0)

@@ -26,6 +26,11 @@ class TinyBNNet(nn.Module):
         return self.head(self.pool(torch.tanh(self.bn(self.conv(x)))).flatten(1))
 
 
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # after the root conftest's 2: two threads spin on a shared box
+
+
 @pytest.fixture
 def tiny() -> tuple[nn.Module, ArraySplit, list[str]]:
     torch.manual_seed(0)
