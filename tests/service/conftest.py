@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from service_helpers import ADMIN, DELETE, PREDICT
+from service_helpers import ADMIN, DELETE, PREDICT, start_service
 
 from unlearnkit.data import load_dataset
-from unlearnkit.service import DeletionService, ServiceConfig, TokenStore
+from unlearnkit.service import TokenStore
 from unlearnkit.service.app import create_app
 from unlearnkit.service.auth import TokenSpec
 from unlearnkit.training import TrainConfig
@@ -99,15 +99,6 @@ def tokens() -> TokenStore:
             TokenSpec(name="privacy", token=DELETE, scopes=["delete"]),
         ]
     )
-
-
-def start_service(model_dir: Path, **overrides: Any) -> DeletionService:
-    """A started service; background retraining in-process (no child process) by default."""
-    settings: dict[str, Any] = {"retrain_in_subprocess": False, "retrain_poll_s": 0.05}
-    settings.update(overrides)
-    service = DeletionService(ServiceConfig(model_dir=model_dir, **settings))
-    service.start()
-    return service
 
 
 @pytest.fixture

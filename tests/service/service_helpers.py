@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from unlearnkit.service import DeletionService, ServiceConfig
 
 ADMIN, PREDICT, DELETE = "admin-token-000000001", "predict-token-0000001", "delete-token-00000001"
 
@@ -22,3 +26,12 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("condition not reached in time")
+
+
+def start_service(model_dir: Path, **overrides: Any) -> DeletionService:
+    """A started service; background retraining in-process (no child process) by default."""
+    settings: dict[str, Any] = {"retrain_in_subprocess": False, "retrain_poll_s": 0.05}
+    settings.update(overrides)
+    service = DeletionService(ServiceConfig(model_dir=model_dir, **settings))
+    service.start()
+    return service
