@@ -27,6 +27,7 @@ def test_local_map_keeps_order() -> None:
         assert ex.map(square_after_delay, []) == []
 
 
+@pytest.mark.slow  # starting Ray takes ~15 s
 def test_ray_local_cluster_keeps_order() -> None:
     pytest.importorskip("ray")
     with create_executor("ray", num_cpus=2) as ex:

@@ -2,13 +2,14 @@
 
 from unlearnkit.exact.capacity import s3t_capacity, simulate_capacity, sisa_capacity
 from unlearnkit.exact.config import S3TConfig, SISAConfig
-from unlearnkit.exact.ensemble import RetrainTicket, ShardedEnsemble
+from unlearnkit.exact.ensemble import ENSEMBLES, RetrainTicket, ShardedEnsemble, load_ensemble
 from unlearnkit.exact.partition import Partition
 from unlearnkit.exact.s3t import S3TEnsemble
 from unlearnkit.exact.sequences import select_sequences
 from unlearnkit.exact.sisa import SISAEnsemble
 
 __all__ = [
+    "ENSEMBLES",
     "Partition",
     "RetrainTicket",
     "S3TConfig",
@@ -16,6 +17,7 @@ __all__ = [
     "SISAConfig",
     "SISAEnsemble",
     "ShardedEnsemble",
+    "load_ensemble",
     "s3t_capacity",
     "select_sequences",
     "simulate_capacity",

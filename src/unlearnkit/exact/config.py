@@ -41,13 +41,20 @@ class ShardedConfig(BaseModel):
 
 
 class S3TConfig(ShardedConfig):
-    num_sequences: int = Field(3, ge=1, description="B: sequences (orders of slices) per shard")
+    num_sequences: int | None = Field(
+        None,
+        ge=1,
+        validate_default=False,
+        description="B: sequences (orders of slices) per shard; default min(3, L)",
+    )
     deletion_prior: list[float] | None = Field(
         None, description="per-slice deletion probabilities; None = uniform (cyclic sequences)"
     )
 
     @model_validator(mode="after")
     def _check(self) -> S3TConfig:
+        if self.num_sequences is None:
+            self.num_sequences = min(3, self.num_slices)
         if self.num_sequences > math.factorial(self.num_slices):
             raise ValueError(
                 f"num_sequences = {self.num_sequences} exceeds the "

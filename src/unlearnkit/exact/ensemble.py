@@ -29,8 +29,9 @@ from unlearnkit.exact.capacity import harmonic, simulate_capacity
 from unlearnkit.exact.config import ShardedConfig
 from unlearnkit.exact.partition import Partition
 from unlearnkit.exact.stack import LoRAStack, ModelSpec, Scheme, block_name
-from unlearnkit.exact.store import load_record, save_record
+from unlearnkit.exact.store import load_record, read_kind, save_record
 from unlearnkit.exact.trainer import ShardJob, run_shard_job
+from unlearnkit.registry import Registry
 from unlearnkit.runtime import Executor, LocalExecutor
 
 Plan = dict[int, tuple[int, int]]  # shard -> (sequence, prefix length) it serves
@@ -44,6 +45,14 @@ class RetrainTicket:
     deleted_in_shard: frozenset[int]
     weights: dict[str, torch.Tensor]
     seconds: float
+
+
+ENSEMBLES: Registry[ShardedEnsemble] = Registry("ensemble scheme")
+
+
+def load_ensemble(directory: str | Path) -> ShardedEnsemble:
+    """Load whichever scheme (``s3t`` or ``sisa``) the directory holds."""
+    return ENSEMBLES.get(read_kind(directory)).load(directory)
 
 
 class ShardedEnsemble:
@@ -425,22 +434,29 @@ class ShardedEnsemble:
             raise UnlearnkitError(
                 f"{directory} holds a {record.get('kind')!r} ensemble, not {cls.scheme!r}"
             )
-        config = cls.config_type.model_validate(record["config"])
-        d = files["data"]
-        self = cls(
-            config,
-            ModelSpec(**record["spec"]),
-            files["backbone"],
-            Partition.from_dict(record["partition"]),
-            [tuple(o) for o in record["sequences"]],
-            ArraySplit(d["x"], d["y"], d["ids"]),
-        )
-        self.stack.load_blocks(files["blocks"])
-        self.alive = np.asarray(record["alive"], dtype=bool)
-        self.version = int(record["version"])
-        self.receipts = {int(k): v for k, v in record["receipts"].items()}
-        self.retrains_done = int(record["retrains_done"])
-        self.retrain_seconds = float(record["retrain_seconds"])
-        self.train_seconds = float(record.get("train_seconds", 0.0))
-        self.meta = dict(record.get("meta", {}))
+        try:
+            config = cls.config_type.model_validate(record["config"])
+            d = files["data"]
+            self = cls(
+                config,
+                ModelSpec(**record["spec"]),
+                files["backbone"],
+                Partition.from_dict(record["partition"]),
+                [tuple(o) for o in record["sequences"]],
+                ArraySplit(d["x"], d["y"], d["ids"]),
+            )
+            self.stack.load_blocks(files["blocks"])
+            self.alive = np.asarray(record["alive"], dtype=bool)
+            if self.alive.shape != (config.num_shards, len(self.sequences), config.num_slices):
+                raise ValueError(f"block table has shape {self.alive.shape}")
+            self.version = int(record["version"])
+            self.receipts = {int(k): v for k, v in record["receipts"].items()}
+            self.retrains_done = int(record["retrains_done"])
+            self.retrain_seconds = float(record["retrain_seconds"])
+            self.train_seconds = float(record.get("train_seconds", 0.0))
+            self.meta = dict(record.get("meta", {}))
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise UnlearnkitError(
+                f"saved ensemble in {directory} is malformed or does not fit its model: {exc}"
+            ) from None
         return self

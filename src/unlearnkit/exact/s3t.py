@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from unlearnkit.exact.capacity import s3t_capacity
 from unlearnkit.exact.config import S3TConfig
-from unlearnkit.exact.ensemble import ShardedEnsemble
+from unlearnkit.exact.ensemble import ENSEMBLES, ShardedEnsemble
 from unlearnkit.exact.sequences import select_sequences
 
 
+@ENSEMBLES.register("s3t")
 class S3TEnsemble(ShardedEnsemble):
     """``S3TEnsemble.train(data, S3TConfig(...))``, then ``delete``, ``predict_logits``..."""
 

@@ -11,9 +11,10 @@ import torch
 
 from unlearnkit.exact.capacity import sisa_capacity
 from unlearnkit.exact.config import SISAConfig
-from unlearnkit.exact.ensemble import ShardedEnsemble
+from unlearnkit.exact.ensemble import ENSEMBLES, ShardedEnsemble
 
 
+@ENSEMBLES.register("sisa")
 class SISAEnsemble(ShardedEnsemble):
     """``SISAEnsemble.train(data, SISAConfig(...))``; same API as :class:`S3TEnsemble`."""
 

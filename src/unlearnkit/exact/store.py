@@ -62,12 +62,25 @@ def save_record(
     return root / record_name
 
 
-def load_record(directory: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]]]:
-    root = Path(directory)
+def _record_path(root: Path) -> Path:
     pointer = root / POINTER
     if not pointer.is_file():
         raise UnlearnkitError(f"{root} holds no saved ensemble (no {POINTER} file)")
-    record_path = root / pointer.read_text().strip()
+    return root / pointer.read_text().strip()
+
+
+def read_kind(directory: str | Path) -> str:
+    """The scheme a saved ensemble uses (``s3t`` or ``sisa``), without loading tensors."""
+    path = _record_path(Path(directory))
+    try:
+        return str(json.loads(path.read_text())["kind"])
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise UnlearnkitError(f"ensemble record {path} is unreadable: {exc}") from None
+
+
+def load_record(directory: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, torch.Tensor]]]:
+    root = Path(directory)
+    record_path = _record_path(root)
     try:
         record = json.loads(record_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:

@@ -82,7 +82,7 @@ def train_block(
             loss = F.cross_entropy(stack(data.x[index], adapters, head), data.y[index])
             if not torch.isfinite(loss):
                 raise UnlearnkitError(
-                    f"training block {name} diverged (loss {float(loss)}): lower train.lr "
+                    f"training block {name} diverged (loss {float(loss.detach())}): lower train.lr "
                     f"(now {cfg.lr})"
                 )
             loss.backward()
