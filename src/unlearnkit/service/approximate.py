@@ -114,8 +114,10 @@ class ApproximateServedModel:
             served = linearized_model(t.model, t.trainable, t.initial_state, self.state.solution)
         else:
             served = copy.deepcopy(t.model)
-            sol = Solutions(self.state.solution_full, self.state.solution, "primal")
-            apply_paper_update(served, t.trainable, t.initial_state, sol, "angle")
+            if not bool(self.state.alive.all()):  # with nothing deleted w_Dr - w_D is round-off,
+                # which the angle scale would blow up: serve the trained network as it is
+                sol = Solutions(self.state.solution_full, self.state.solution, "primal")
+                apply_paper_update(served, t.trainable, t.initial_state, sol, "angle")
         return served.eval()
 
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:

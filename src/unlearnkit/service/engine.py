@@ -183,18 +183,10 @@ class DeletionService:
             if first is None:
                 return
             items = [first]
-            while len(items) < 512:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    self._queue.put(None)
-                    break
-                items.append(nxt)
             rows = []
             retrained = False
-            with self._lock:
+            with self._lock:  # drain after taking the lock: what queued meanwhile joins in
+                self._drain(items)
                 for group in self._groups(items):
                     rows += self._apply_group(group)
                     retrained |= group[0].kind == "retrain"
@@ -213,6 +205,18 @@ class DeletionService:
                         ev.set()
             self._since_snapshot += sum(it.kind == "deletion" for it in items)
             self._maybe_snapshot(force=retrained)
+
+    def _drain(self, items: list[_Item], limit: int = 512) -> None:
+        """Add what is queued now (up to ``limit`` items), leaving the stop sentinel queued."""
+        while len(items) < limit:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if nxt is None:
+                self._queue.put(None)
+                return
+            items.append(nxt)
 
     def _count(self, items: list[_Item], rows: list[tuple[Any, ...]]) -> None:
         for it, row in zip(items, rows, strict=True):
