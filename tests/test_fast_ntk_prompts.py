@@ -61,3 +61,22 @@ def test_prompts_mode_needs_prompts_and_bn_needs_batchnorm():
         select_trainable(create_model("vit_tiny_vpt", 10, 1, 8, depth=1), "bn")
     with pytest.raises(UnlearnkitError, match="num_prompts"):
         add_visual_prompts(create_model("vit_tiny", 10, 1, 8, depth=1), num_prompts=0)
+
+
+def test_linearized_vit_runs_forward_mode_through_attention():
+    from unlearnkit.ntk import LinearizedModel
+
+    torch.manual_seed(0)
+    model = create_model("vit_tiny_vpt", 3, 1, 8, depth=1, num_prompts=2).eval()
+    names = select_trainable(model, "prompts")
+    w0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    x = torch.randn(4, 1, 8, 8)
+    lin = LinearizedModel(model, names, w0)  # jvp: the fused attention kernel has no forward AD
+    with torch.no_grad():
+        assert torch.allclose(lin(x), model(x), atol=1e-5)  # w = w0: f = f0
+        lin.set_displacement(torch.full((ParamSpace.from_model(model, names).numel,), 0.1))
+        assert not torch.allclose(lin(x), model(x), atol=1e-3)
+    attn = model.vit.blocks[0].attn
+    fused = attn.fused_attn
+    per_sample_jacobian(model, ParamSpace.from_model(model, names), x)
+    assert attn.fused_attn == fused  # the Jacobian pass restores the model's attention path

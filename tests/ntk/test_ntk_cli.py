@@ -70,3 +70,54 @@ def test_stale_state_is_refused(model_dir, tmp_path):
     assert res.exit_code == 2 and "stale" in res.output
     assert (other / STATE_FILE).read_bytes() == before
     assert torch.is_tensor(NTKState.load(other / STATE_FILE).gram)
+
+
+def _main_app():
+    from unlearnkit.cli import app as main_app
+
+    return main_app
+
+
+def _unlearn(tmp_path, config: str, *flags: str):
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(config)
+    out = tmp_path / "out"
+    res = runner.invoke(
+        _main_app(),
+        ["unlearn", "--method", "fast_ntk", "--config", str(cfg), "--out", str(out), *flags],
+    )
+    return res, out
+
+
+FAST = (
+    "dataset: synthetic\npretrain: false\ntrain: {epochs: 3, lr: 0.05}\nrelearn_max_epochs: 2\n"
+    "dataset_options: {n_train: 300, n_test: 100, image_size: 8, channels: 1, num_classes: 5}\n"
+)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        "model: smallcnn\nmodel_options: {width: 8}\npeft: bn\n",
+        "model: vit_tiny_vpt\nmodel_options: {depth: 1, num_prompts: 2}\npeft: prompts\n",
+    ],
+    ids=["smallcnn-bn", "vit-prompts"],
+)
+def test_unlearn_cli_runs_fast_ntk_end_to_end(tmp_path, config):
+    import json
+
+    res, out = _unlearn(tmp_path, config + FAST, "--forget", "class:3")
+    assert res.exit_code == 0, res.output
+    doc = json.loads((out / "results.json").read_text())
+    row = next(r for r in doc["runs"] if r["method"] == "fast_ntk")
+    assert "relearn_epochs" in row  # relearn time reported (None = not back within the max)
+    assert 0 < row["params_touched"] <= doc["trainable_params"] < doc["total_params"]
+    assert row["acc"]["forget"] <= 5.0  # the linearized model retrained on D_r drops class 3
+
+
+def test_unlearn_cli_refuses_bn_on_a_vit_and_writes_nothing(tmp_path):
+    res, out = _unlearn(
+        tmp_path, "model: vit_tiny_vpt\nmodel_options: {depth: 1}\npeft: bn\n" + FAST
+    )
+    assert res.exit_code == 2 and "BatchNorm" in res.output, res.output
+    assert not out.exists()

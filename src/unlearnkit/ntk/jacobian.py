@@ -20,14 +20,29 @@ from unlearnkit.ntk.params import ParamSpace
 State = Mapping[str, torch.Tensor]
 
 
+def unfuse_attention(model: nn.Module) -> list[nn.Module]:
+    """Switch timm attention layers to the explicit softmax(QK^T)V path; returns those switched.
+
+    The fused CPU kernel (scaled_dot_product_attention) has neither a forward-mode derivative
+    (jvp fails) nor a vmap batching rule (per-sample Jacobians fall back to a slow loop)."""
+    switched = [m for m in model.modules() if getattr(m, "fused_attn", False) is True]
+    for module in switched:
+        module.fused_attn = False
+    return switched
+
+
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Eval mode (BatchNorm running statistics) and unfused attention, both restored after."""
     was = model.training
+    switched = unfuse_attention(model)
     model.eval()
     try:
         yield model
     finally:
         model.train(was)
+        for module in switched:
+            module.fused_attn = True
 
 
 def split_state(

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, jvp
 
+from unlearnkit.ntk.jacobian import unfuse_attention
 from unlearnkit.ntk.params import ParamSpace
 
 
@@ -34,6 +35,7 @@ class LinearizedModel(nn.Module):
         net = copy.deepcopy(base)
         net.load_state_dict(dict(w0))
         net.eval()
+        unfuse_attention(net)  # the fused attention kernel has no forward-mode derivative
         object.__setattr__(self, "_net", net)  # not a child: its children become ours below
         for name, child in net.named_children():
             self.add_module(name, child)
