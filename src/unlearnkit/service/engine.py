@@ -159,6 +159,9 @@ class DeletionService:
                 change = self.model.apply_deletions(ids)
         except (UnlearnkitError, ValueError) as exc:
             return [(it.seq, "failed", None, str(exc)) for it in items]
+        except Exception as exc:  # a bug must not stop the applier: record it and go on
+            log.exception("applying ledger events %s failed", [it.seq for it in items])
+            return [(it.seq, "failed", None, f"internal error: {exc!r}") for it in items]
         rows = []
         for it in items:
             receipt = {
@@ -249,8 +252,13 @@ class DeletionService:
         )
         if not due:
             return
-        with self._lock:
-            frozen, seq = self.model.clone(), self.applied_seq
+        try:
+            with self._lock:
+                frozen, seq = self.model.clone(), self.applied_seq
+        except Exception:  # the ledger still holds everything: log, retry at the next chance
+            log.exception("cannot copy the model for a snapshot")
+            self._since_snapshot, self._last_snapshot = 0, time.monotonic()
+            return
         self.snapshot_seq = seq
         self._since_snapshot, self._last_snapshot = 0, time.monotonic()
         with self._snap_cv:

@@ -136,7 +136,10 @@ class ExactServedModel:
         }
 
     def clone(self) -> ExactServedModel:
-        return copy.deepcopy(self)
+        """A deep copy that shares the executor (it may be a service-bound adapter mid-retrain,
+        holding locks that cannot be copied)."""
+        executor = self.ensemble.executor
+        return copy.deepcopy(self, {id(executor): executor})
 
     def save(self, directory: Path) -> None:
         self.ensemble.save(directory)
