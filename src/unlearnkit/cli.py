@@ -365,6 +365,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "unlearnkit.ntk.cli",
     "unlearnkit.memorization.cli",
     "unlearnkit.service.cli",
+    "unlearnkit.exact.cli",
 )
 
 

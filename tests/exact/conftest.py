@@ -21,6 +21,12 @@ def _few_threads() -> None:
     torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread_for_module_fixtures() -> None:
+    """Autouse runs before the module-scoped fixtures that train ensembles."""
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def small(digits) -> tuple[ArraySplit, ArraySplit]:
     """240 training samples (ids kept), 120 test samples."""

@@ -72,6 +72,15 @@ def build_backbone(spec: ModelSpec, state: dict[str, torch.Tensor]) -> tuple[nn.
     return model, head
 
 
+def check_blocks(spec: ModelSpec, scheme: Scheme, num_stages: int) -> list[list[str]]:
+    """Build the bare model once to fail early (unknown model, nothing to adapt)."""
+    model = split_qkv(
+        create_model(spec.name, spec.num_classes, spec.in_chans, spec.image_size, **spec.options)
+    )
+    units = lora_units(model)
+    return group_units(units, num_stages) if scheme == "s3t" else [[n for u in units for n in u]]
+
+
 class LoRAStack(nn.Module):
     """Backbone + blocks for some shards; ``forward(x, adapters, head)``."""
 

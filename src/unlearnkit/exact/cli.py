@@ -1,0 +1,437 @@
+"""``unlearnkit s3t`` and ``unlearnkit sisa``: train once, delete instantly, watch capacity.
+
+  unlearnkit s3t train --out runs/s3t --shards 5 --slices 3 --sequences 3
+  unlearnkit s3t delete runs/s3t --ids 3,17,42          # receipts as JSON lines on stdout
+  unlearnkit s3t status runs/s3t                        # live shards, capacity left, retrains
+  unlearnkit s3t predict runs/s3t --split test          # accuracy (+ --save predictions)
+  unlearnkit s3t retrain runs/s3t --pending             # retrain shards with switched-off blocks
+  unlearnkit s3t capacity --shards 5 --slices 4 --sequences 4   # theory vs simulation
+
+``sisa`` has the same commands (no sequences or prior; ``--aggregation vote``). Every command
+validates all input before it changes anything; the state directory is written atomically, so
+an interrupted train or delete leaves the previous state usable. Bad input: one line, exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from unlearnkit.errors import UnlearnkitError
+
+DirArg = Annotated[Path, typer.Argument(help="ensemble directory (written by `train`)")]
+IdsOpt = Annotated[str, typer.Option(help="comma-separated sample ids, or @file (one per line)")]
+OutOpt = Annotated[Path, typer.Option(help="directory for the ensemble state")]
+DatasetOpt = Annotated[str, typer.Option(help="dataset name (see `unlearnkit datasets`)")]
+DataDirOpt = Annotated[str | None, typer.Option(help="local folder with the data files")]
+ModelOpt = Annotated[str, typer.Option(help="backbone: smallcnn | resnet18 | vit_tiny")]
+ShardsOpt = Annotated[int, typer.Option("--shards", help="m: disjoint shards of D")]
+SlicesOpt = Annotated[int, typer.Option("--slices", help="L: slices per shard (= blocks)")]
+EpochsOpt = Annotated[int, typer.Option(help="epochs of every training stage")]
+LrOpt = Annotated[float, typer.Option(help="SGD learning rate of every stage")]
+BatchOpt = Annotated[int, typer.Option(help="batch size")]
+RankOpt = Annotated[int, typer.Option(help="LoRA rank r")]
+PolicyOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="when to retrain: eager | dead_shard | all_dead | manual "
+        "(default: dead_shard for S3T, eager for SISA)"
+    ),
+]
+PretrainOpt = Annotated[
+    bool,
+    typer.Option(
+        "--pretrain/--no-pretrain",
+        help="train the frozen backbone on the data set's disjoint public split first",
+    ),
+]
+PublicOpt = Annotated[float, typer.Option(help="share of the training pool kept public")]
+WeightsOpt = Annotated[
+    Path | None, typer.Option(help="local backbone checkpoint instead of pretraining")
+]
+SeedOpt = Annotated[int, typer.Option(help="seed of the partition, blocks and backbone")]
+ExecutorOpt = Annotated[str, typer.Option(help="where shards train: local | ray")]
+RayOpt = Annotated[
+    str | None, typer.Option(help="join this Ray cluster (default: start a local one)")
+]
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="replace an ensemble already in --out")
+]
+
+
+def parse_ids(text: str) -> list[int]:
+    """``3,17,42`` or ``@file`` (one id per line)."""
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text().replace("\n", ",")
+        except OSError as exc:
+            raise UnlearnkitError(f"--ids {text}: cannot read the file ({exc.strerror})") from None
+    try:
+        ids = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UnlearnkitError(f"--ids {text!r}: expected comma-separated integers") from None
+    if not ids:
+        raise UnlearnkitError("--ids: no sample ids given")
+    return ids
+
+
+def parse_floats(text: str, flag: str) -> list[float]:
+    try:
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UnlearnkitError(f"{flag} {text!r}: expected comma-separated numbers") from None
+
+
+@contextmanager
+def guarded() -> Iterator[None]:
+    """User mistakes (and config validation errors, named by field): one line, exit 2."""
+    from pydantic import ValidationError
+
+    from unlearnkit.cli import console
+    from unlearnkit.config import validation_message
+
+    try:
+        yield
+    except (UnlearnkitError, ValidationError) as exc:
+        text = validation_message(exc) if isinstance(exc, ValidationError) else str(exc)
+        console.print(f"[red]error:[/red] {text}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from None
+    except KeyboardInterrupt:
+        console.print("interrupted; the previous state is intact")
+        raise typer.Exit(code=130) from None
+
+
+def _echo(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=1) + "\n")
+
+
+def _bundle(meta: dict[str, Any]) -> Any:
+    """The data set an ensemble was trained on (checked against its fingerprint)."""
+    from unlearnkit.data import load_dataset
+
+    if "dataset" not in meta:
+        raise UnlearnkitError("this ensemble records no data set; evaluate it from Python")
+    bundle = load_dataset(
+        meta["dataset"], meta.get("data_dir"), seed=0, public_fraction=meta["public_fraction"]
+    )
+    if bundle.train.fingerprint() != meta.get("train_fingerprint"):
+        raise UnlearnkitError(
+            f"data set {meta['dataset']!r} differs from the one this ensemble was trained on "
+            "(fingerprint mismatch)"
+        )
+    return bundle
+
+
+def _load(directory: Path, scheme: str) -> Any:
+    from unlearnkit.exact import ENSEMBLES
+
+    return ENSEMBLES.get(scheme).load(directory)
+
+
+# -- commands shared by both schemes ------------------------------------------------------------
+def _train(scheme: str, out: Path, overwrite: bool, opts: dict[str, Any], extra: dict) -> None:
+    from unlearnkit.cli import console
+    from unlearnkit.data import load_dataset
+    from unlearnkit.exact import ENSEMBLES
+    from unlearnkit.exact.backbone import file_backbone, pretrained_backbone, random_backbone
+    from unlearnkit.exact.partition import Partition
+    from unlearnkit.exact.stack import ModelSpec, check_blocks
+    from unlearnkit.exact.store import POINTER
+    from unlearnkit.runtime import EXECUTORS, LocalExecutor, create_executor
+    from unlearnkit.training import TrainConfig
+
+    cls = ENSEMBLES.get(scheme)
+    if (out / POINTER).exists() and not overwrite:
+        raise UnlearnkitError(f"{out} already holds an ensemble; pass --overwrite to replace it")
+    EXECUTORS.get(opts["executor"])
+    if opts["weights"] is not None and not opts["weights"].is_file():
+        raise UnlearnkitError(f"--weights {opts['weights']}: no such file")
+    recipe = {"epochs": opts["epochs"], "lr": opts["lr"], "batch_size": opts["batch_size"]}
+    config = cls.config_type(
+        model=opts["model"],
+        num_shards=opts["shards"],
+        num_slices=opts["slices"],
+        lora_rank=opts["rank"],
+        train=recipe,
+        seed=opts["seed"],
+        **({"retrain_policy": opts["policy"]} if opts["policy"] else {}),
+        **extra,
+    )
+    pretrain = opts["pretrain"] and opts["weights"] is None
+    public = opts["public_fraction"] if pretrain else 0.0
+    bundle = load_dataset(opts["dataset"], opts["data_dir"], seed=0, public_fraction=public)
+    Partition.create(bundle.train.ids, config.num_shards, config.num_slices, config.seed)
+    spec = ModelSpec(
+        config.model, bundle.num_classes, bundle.in_chans, bundle.image_size,
+        dict(config.model_options), config.lora_rank, config.lora_alpha,
+    )  # fmt: skip
+    check_blocks(spec, scheme, config.num_slices)
+    executor = create_executor(
+        opts["executor"], **({"address": opts["ray_address"]} if opts["executor"] == "ray" else {})
+    )
+    start = time.perf_counter()
+    if opts["weights"] is not None:
+        backbone = file_backbone(spec, opts["weights"])
+    elif pretrain and bundle.public is not None:
+        console.print(f"pretraining the backbone on {len(bundle.public)} public samples")
+        backbone = pretrained_backbone(spec, bundle.public, TrainConfig(epochs=20), config.seed)
+    else:
+        backbone = random_backbone(spec, config.seed)
+    meta = {
+        "dataset": opts["dataset"],
+        "data_dir": opts["data_dir"],
+        "public_fraction": public,
+        "train_fingerprint": bundle.train.fingerprint(),
+        "backbone": str(opts["weights"])
+        if opts["weights"]
+        else ("public" if pretrain else "random"),
+    }
+    console.print(
+        f"training {scheme}: {config.num_shards} shards x {config.num_slices} slices on "
+        f"{len(bundle.train)} samples ({opts['executor']})"
+    )
+    with executor:
+        ens = cls.train(
+            bundle.train, config, executor, num_classes=bundle.num_classes,
+            backbone_state=backbone, meta=meta,
+        )  # fmt: skip
+    ens.executor = LocalExecutor()
+    ens.save(out)
+    acc = ens.accuracy(bundle.test)
+    console.print(
+        f"trained in {time.perf_counter() - start:.1f} s; test accuracy {acc:.2f}%; wrote {out}"
+    )
+    _echo({"out": str(out), "test_accuracy": round(acc, 2), "train_seconds": ens.train_seconds})
+
+
+def _delete(directory: Path, scheme: str, ids: str) -> None:
+    from unlearnkit.cli import console
+
+    wanted = parse_ids(ids)
+    ens = _load(directory, scheme)
+    before = ens.version
+    start = time.perf_counter()
+    receipts = ens.delete(wanted)
+    seconds = time.perf_counter() - start
+    if ens.version != before:
+        ens.save(directory)
+    for receipt in receipts:
+        sys.stdout.write(json.dumps(receipt) + "\n")
+    console.print(
+        f"deleted {len(set(wanted))} id(s) in {1000 * seconds:.1f} ms; version {ens.version}; "
+        f"live shards {len(ens.serving_plan())}/{ens.config.num_shards}"
+    )
+
+
+def _status(directory: Path, scheme: str) -> None:
+    _echo(_load(directory, scheme).status())
+
+
+def _predict(directory: Path, scheme: str, split: str, save: Path | None) -> None:
+    from unlearnkit.cli import console
+    from unlearnkit.models.checkpoint import atomic_write_text
+
+    if split not in ("test", "train"):
+        raise UnlearnkitError(f"--split {split!r}: choose test or train")
+    ens = _load(directory, scheme)
+    bundle = _bundle(ens.meta)
+    data = bundle.test if split == "test" else bundle.train.drop_ids(ens.partition.deleted)
+    pred = ens.predict(data.x)
+    acc = 100.0 * float((pred == data.y).float().mean())
+    if save is not None:
+        rows = ["id,prediction,label"]
+        rows += [f"{i},{p},{y}" for i, p, y in zip(data.ids.tolist(), pred.tolist(),
+                                                   data.y.tolist(), strict=True)]  # fmt: skip
+        atomic_write_text(save, "\n".join(rows) + "\n")
+        console.print(f"wrote {save}")
+    _echo({"split": split, "samples": len(data), "accuracy": round(acc, 2),
+           "version": ens.version, "live_shards": sorted(ens.serving_plan())})  # fmt: skip
+
+
+def _retrain(directory: Path, scheme: str, shard: int | None, pending: bool) -> None:
+    from unlearnkit.cli import console
+
+    if (shard is None) == (not pending):
+        raise UnlearnkitError("give exactly one of --shard N or --pending")
+    ens = _load(directory, scheme)
+    todo = [shard] if shard is not None else ens.status(simulate=False)["retrains_pending"]
+    for s in todo:
+        ens.prepare_retrain(s)  # validates the shard number before anything changes
+    start = time.perf_counter()
+    for s in todo:
+        ens.retrain_shard(s)
+    if todo:
+        ens.save(directory)
+    console.print(f"retrained shard(s) {todo} in {time.perf_counter() - start:.1f} s")
+    _echo({"retrained": todo, "version": ens.version})
+
+
+def _capacity(shards: int, slices: int, sequences: int, prior: str | None, trials: int) -> None:
+    from unlearnkit.exact.capacity import s3t_capacity, simulate_capacity, sisa_capacity
+    from unlearnkit.exact.sequences import select_sequences
+
+    p = parse_floats(prior, "--prior") if prior else None
+    orders = select_sequences(slices, sequences, p)
+    sim = simulate_capacity(shards, slices, orders, prior=p, trials=trials)
+    sisa = simulate_capacity(shards, slices, 1, prior=p, trials=trials)
+    _echo({
+        "m": shards, "L": slices, "B": sequences, "prior": p,
+        "sequences": [list(o) for o in orders],
+        "s3t_theory": s3t_capacity(shards, slices, sequences) if p is None else None,
+        "s3t_simulated": round(sim.mean, 2), "s3t_stderr": round(sim.stderr, 2),
+        "sisa_theory": sisa_capacity(shards, slices) if p is None else None,
+        "sisa_simulated": round(sisa.mean, 2),
+        "ratio_simulated": round(sim.mean / sisa.mean, 3),
+    })  # fmt: skip
+
+
+# -- the two Typer apps -----------------------------------------------------------------------
+def _common(app: typer.Typer, scheme: str) -> None:
+    """delete / status / predict / retrain, identical for S3T and SISA."""
+
+    def run(fn: Callable[..., None], *args: Any) -> None:
+        with guarded():
+            fn(*args)
+
+    @app.command()
+    def delete(directory: DirArg, ids: IdsOpt) -> None:
+        """Delete samples: switch off every block that saw them (receipts on stdout)."""
+        run(_delete, directory, scheme, ids)
+
+    @app.command()
+    def status(directory: DirArg) -> None:
+        """Live and dead shards, served prefixes, capacity left (theory and simulation)."""
+        run(_status, directory, scheme)
+
+    @app.command()
+    def predict(
+        directory: DirArg,
+        split: Annotated[str, typer.Option(help="test | train (live samples)")] = "test",
+        save: Annotated[Path | None, typer.Option(help="write id,prediction,label CSV")] = None,
+    ) -> None:
+        """Accuracy of the served ensemble on the data set it was trained for."""
+        run(_predict, directory, scheme, split, save)
+
+    @app.command()
+    def retrain(
+        directory: DirArg,
+        shard: Annotated[int | None, typer.Option(help="retrain this shard")] = None,
+        pending: Annotated[
+            bool, typer.Option("--pending", help="every shard with switched-off blocks")
+        ] = False,
+    ) -> None:
+        """Retrain switched-off blocks on the remaining data (exact: as if never seen)."""
+        run(_retrain, directory, scheme, shard, pending)
+
+
+s3t_app = typer.Typer(
+    help="S3T exact unlearning: sharded, sliced, sequence-aware LoRA blocks; deleting switches "
+    "blocks off.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+sisa_app = typer.Typer(
+    help="SISA exact unlearning (baseline): one PEFT model per shard, checkpoint per slice; "
+    "deleting retrains from the last clean checkpoint.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+
+@s3t_app.command("train")
+def s3t_train(
+    out: OutOpt = Path("runs/s3t"),
+    dataset: DatasetOpt = "digits",
+    data_dir: DataDirOpt = None,
+    model: ModelOpt = "smallcnn",
+    shards: ShardsOpt = 5,
+    slices: SlicesOpt = 3,
+    sequences: Annotated[
+        int | None, typer.Option("--sequences", help="B: orders per shard (default min(3, L))")
+    ] = None,
+    prior: Annotated[
+        str | None,
+        typer.Option(help="per-slice deletion prior, e.g. 0.1,0.2,0.7 (matching sequences)"),
+    ] = None,
+    epochs: EpochsOpt = 5,
+    lr: LrOpt = 0.01,
+    batch_size: BatchOpt = 32,
+    rank: RankOpt = 16,
+    retrain_policy: PolicyOpt = None,
+    pretrain: PretrainOpt = True,
+    public_fraction: PublicOpt = 0.3,
+    weights: WeightsOpt = None,
+    seed: SeedOpt = 0,
+    executor: ExecutorOpt = "local",
+    ray_address: RayOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Shard, slice and train B sequences of L LoRA blocks per shard."""
+    opts = dict(locals())
+    with guarded():
+        extra: dict[str, Any] = {"num_sequences": sequences}
+        if prior is not None:
+            extra["deletion_prior"] = parse_floats(prior, "--prior")
+        _train("s3t", out, overwrite, _rename(opts), extra)
+
+
+@sisa_app.command("train")
+def sisa_train(
+    out: OutOpt = Path("runs/sisa"),
+    dataset: DatasetOpt = "digits",
+    data_dir: DataDirOpt = None,
+    model: ModelOpt = "smallcnn",
+    shards: ShardsOpt = 5,
+    slices: SlicesOpt = 3,
+    aggregation: Annotated[str, typer.Option(help="mean_logits | vote")] = "mean_logits",
+    epochs: EpochsOpt = 5,
+    lr: LrOpt = 0.01,
+    batch_size: BatchOpt = 32,
+    rank: RankOpt = 16,
+    retrain_policy: PolicyOpt = None,
+    pretrain: PretrainOpt = True,
+    public_fraction: PublicOpt = 0.3,
+    weights: WeightsOpt = None,
+    seed: SeedOpt = 0,
+    executor: ExecutorOpt = "local",
+    ray_address: RayOpt = None,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Shard, slice and train one LoRA model per shard with a checkpoint after every slice."""
+    opts = dict(locals())
+    with guarded():
+        _train("sisa", out, overwrite, _rename(opts), {"aggregation": aggregation})
+
+
+def _rename(opts: dict[str, Any]) -> dict[str, Any]:
+    return {**opts, "policy": opts["retrain_policy"]}
+
+
+@s3t_app.command("capacity")
+def s3t_capacity_cmd(
+    shards: ShardsOpt = 5,
+    slices: SlicesOpt = 4,
+    sequences: Annotated[int, typer.Option("--sequences", help="B")] = 4,
+    prior: Annotated[str | None, typer.Option(help="per-slice deletion prior")] = None,
+    trials: Annotated[int, typer.Option(help="Monte Carlo deletion streams")] = 2000,
+) -> None:
+    """Expected deletions before every shard is dead: S3T vs SISA, closed form and simulated."""
+    with guarded():
+        _capacity(shards, slices, sequences, prior, trials)
+
+
+_common(s3t_app, "s3t")
+_common(sisa_app, "sisa")
+
+
+def mount(main_app: typer.Typer) -> None:
+    """Add ``s3t`` and ``sisa`` to the main app."""
+    main_app.add_typer(s3t_app, name="s3t")
+    main_app.add_typer(sisa_app, name="sisa")
