@@ -22,6 +22,7 @@ class ServiceConfig(BaseModel):
     background_retrain: bool = Field(True, description="retrain dead shards in the background")
     retrain_poll_s: float = Field(0.5, gt=0)
     retrain_in_subprocess: bool = Field(True, description="train in a child process")
+    retrain_nice: int = Field(10, ge=0, le=19, description="CPU niceness of the retrain child")
     apply_timeout_s: float = Field(10.0, gt=0, description="wait for an exact deletion to apply")
     torch_threads: int = Field(1, ge=1, le=256, description="torch threads for predictions")
     ntk_update: Literal["linearized", "paper"] = Field(

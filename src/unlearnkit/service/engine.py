@@ -12,10 +12,12 @@ released; the swap is itself a ledger event, applied in order by the applier.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,8 +44,11 @@ class _Item:
     accepted_at: float = 0.0
 
 
-def _subprocess_init(threads: int) -> None:
+def _subprocess_init(threads: int, niceness: int) -> None:
+    """The retrain child: few threads and a lower CPU priority, so serving keeps its share."""
     torch.set_num_threads(threads)
+    if niceness:
+        os.nice(niceness)
 
 
 class DeletionService:
@@ -54,6 +59,7 @@ class DeletionService:
         self.metrics = metrics or service_metrics()
         self.store = SnapshotStore(config.model_dir, config.mode, {"config": config})
         self._lock = threading.Lock()  # the model: predictions and changes
+        self._turnstile = threading.Lock()  # a waiting change goes before new predictions
         self._accept_lock = threading.Lock()  # claim check + ledger append
         self._queue: queue.Queue[_Item | None] = queue.Queue()
         self._done: dict[int, threading.Event] = {}
@@ -100,6 +106,25 @@ class DeletionService:
             self.applied_seq,
             replayed,
         )
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """The model lock for a change: holding the turnstile while waiting stops new
+        predictions from overtaking, so a deletion waits for at most the prediction running."""
+        with self._turnstile:
+            self._lock.acquire()
+        try:
+            yield
+        finally:
+            self._lock.release()
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        """The model lock for a prediction (they share module state, so one at a time)."""
+        with self._turnstile:
+            pass
+        with self._lock:
+            yield
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=f"unlearnkit-{name}", daemon=True)
@@ -188,7 +213,7 @@ class DeletionService:
             items = [first]
             rows = []
             retrained = False
-            with self._lock:  # drain after taking the lock: what queued meanwhile joins in
+            with self._writing():  # drain after taking the lock: what queued meanwhile joins in
                 self._drain(items)
                 for group in self._groups(items):
                     rows += self._apply_group(group)
@@ -253,7 +278,7 @@ class DeletionService:
         if not due:
             return
         try:
-            with self._lock:
+            with self._writing():
                 frozen, seq = self.model.clone(), self.applied_seq
         except Exception:  # the ledger still holds everything: log, retry at the next chance
             log.exception("cannot copy the model for a snapshot")
@@ -300,7 +325,7 @@ class DeletionService:
                 1,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_subprocess_init,
-                initargs=(1,),
+                initargs=(1, self.config.retrain_nice),
             )
         while not self._stop.wait(self.config.retrain_poll_s):
             with self._lock:
@@ -310,7 +335,7 @@ class DeletionService:
             shard = pending[0]
             self.retrain_inflight = shard
             try:
-                with self._lock:
+                with self._writing():
                     ticket = self.model.prepare_retrain(shard, self._run_unlocked)
                 if self._stop.is_set():
                     return
@@ -337,7 +362,7 @@ class DeletionService:
 
     # -- requests ----------------------------------------------------------------------------
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
-        with self._lock:
+        with self._reading():
             logits = self.model.predict_logits(x)
             version = self.model.version
         return torch.softmax(logits.float(), dim=1), version
