@@ -17,6 +17,11 @@ from unlearnkit.models import create_model
 from unlearnkit.training import TrainConfig
 
 
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    torch.set_num_threads(1)  # small models: a second thread only adds contention
+
+
 @pytest.fixture()
 def ctx(digits) -> UnlearningContext:
     train = digits.train.subset(torch.arange(90))
@@ -161,7 +166,9 @@ def test_bad_params_are_refused(params, message) -> None:
 
 
 def test_yaml_variants(tmp_path) -> None:
-    paper = create_method("rum", config="configs/rum.yaml")
+    with pytest.raises(UnlearnkitError, match=r"score file .*missing\.csv not found"):
+        create_method("rum", config="configs/rum.yaml", scores=f"file:{tmp_path}/missing.csv")
+    paper = create_method("rum", config="configs/rum.yaml", scores="proxy:confidence")
     assert (paper.params.low.method, paper.params.medium.method, paper.params.high.method) == (
         "none",
         "finetune",
@@ -190,6 +197,12 @@ def test_rum_inside_an_experiment(digits) -> None:
         pretrain=False,
         peft="full",
         methods=["rum"],
+        method_params={
+            "rum": {
+                "medium": {"method": "finetune", "params": {"epochs": 1}},
+                "high": {"method": "neggrad_plus", "params": {"epochs": 1}},
+            }
+        },
         forget="random:30",
         train={"epochs": 2, "lr": 0.05},
         relearn_max_epochs=2,
@@ -198,3 +211,4 @@ def test_rum_inside_an_experiment(digits) -> None:
     results = run_experiment(cfg)
     assert set(results["summary"]) == {"original", "retrain", "rum"}
     assert 0 <= results["summary"]["rum"]["tow_mean"] <= 1
+    assert results["summary"]["rum"]["params_touched_mean"] > 0

@@ -238,8 +238,8 @@ def unlearn(
     from unlearnkit.methods import METHODS
 
     with user_errors():
-        METHODS.get(method)
         params = parse_params(param or [])
+        METHODS.create(method, **params)  # bad hyper-parameters fail before any training
         if model_dir is not None:
             from unlearnkit.experiment import load_bundle
             from unlearnkit.store import check_fingerprint, load_trained

@@ -12,6 +12,13 @@ from unlearnkit.training import TrainConfig
 NOISY = 8
 
 
+@pytest.fixture(autouse=True)
+def _one_thread() -> None:
+    """One thread (after the root conftest's two): on a shared, loaded 2-core machine the
+    small models here run many times slower with two threads than with one."""
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def tiny(digits) -> tuple[ArraySplit, torch.Tensor]:
     """240 training digits (ids 0..239) of which ``NOISY`` have a wrong label."""

@@ -55,6 +55,7 @@ def test_resumed_run_gives_the_same_scores(tiny, tiny_spec, tiny_recipe, tmp_pat
     assert torch.equal(whole.scores.stderr.nan_to_num(7.0), resumed.scores.stderr.nan_to_num(7.0))
 
 
+@pytest.mark.slow  # starting Ray and its workers takes 30-60 s on a shared 2-core machine
 def test_ray_and_local_give_identical_scores(tiny, tiny_spec, tiny_recipe, tmp_path):
     pytest.importorskip("ray")
     from unlearnkit.runtime import create_executor

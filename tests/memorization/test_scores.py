@@ -41,7 +41,8 @@ def test_round_trip_keeps_ids_scores_and_nan(tmp_path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("level", "expected"), [("high", [15, 18]), ("low", [0, 3]), ("mid", [10, 13])]
+    ("level", "expected"),
+    [("high", [18, 19]), ("low", [0, 1]), ("mid", [9, 10]), ("medium", [9, 10])],
 )
 def test_memorization_selectors(tmp_path, level, expected) -> None:
     train = _train()

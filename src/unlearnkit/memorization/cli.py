@@ -6,9 +6,11 @@ Mounted on the main Typer app by ``mount(app)`` (see ``unlearnkit.cli.SUBCOMMAND
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from unlearnkit.errors import UnlearnkitError
 
 
 def memorize(
@@ -31,7 +33,8 @@ def memorize(
     label_noise: Annotated[
         float,
         typer.Option(
-            help="relabel this share of D at random first (makes memorization visible on digits)"
+            help="relabel this share of D at random first (makes memorization visible on "
+            "digits); same as dataset 'noisy' with dataset_options {base, label_noise}"
         ),
     ] = 0.0,
     executor: Annotated[str, typer.Option(help="FZ: local | ray")] = "local",
@@ -48,9 +51,8 @@ def memorize(
 ) -> None:
     """Score memorization of every training sample; writes OUT/scores.csv (+ .json sidecar)."""
     from unlearnkit.cli import console, make_config, user_errors
-    from unlearnkit.errors import UnlearnkitError
     from unlearnkit.experiment import load_bundle
-    from unlearnkit.memorization import add_label_noise, fz_config, save_scores
+    from unlearnkit.memorization import fz_config, save_scores
     from unlearnkit.memorization.pipeline import feldman_zhang_scores, proxy_scores
     from unlearnkit.memorization.proxies import PROXIES
     from unlearnkit.runtime import EXECUTORS, create_executor
@@ -66,7 +68,9 @@ def memorize(
             )
         fz = fz_config(k=k, fraction=fraction, seed=seed, chunk_size=chunk_size)
         EXECUTORS.get(executor)
-        bundle, _ = add_label_noise(load_bundle(cfg), label_noise, seed)
+        if label_noise:
+            cfg = with_label_noise(cfg, label_noise)
+        bundle = load_bundle(cfg)
         if method == "fz":
             options = {"address": ray_address} if executor == "ray" else {}
             with create_executor(executor, **options) as ex, _bar(k) as step:
@@ -85,11 +89,30 @@ def memorize(
                 f"{method}: {run.seconds[method]:.2f}s on top of "
                 f"{run.train_seconds:.1f}s of training"
             )
-        table.meta["label_noise"] = label_noise
+        table.meta["data"] = {"dataset": cfg.dataset, "dataset_options": cfg.dataset_options}
         path = save_scores(table, out / "scores.csv")
         console.print(
             f"wrote {path} ({len(table)} samples); use it with --forget memorization:high:N:{path}"
         )
+        if label_noise:
+            console.print(
+                "the scores describe the relabelled data: unlearn with a config that has "
+                f"dataset: noisy and dataset_options: {cfg.dataset_options}"
+            )
+
+
+def with_label_noise(cfg: Any, share: float) -> Any:
+    """The same experiment on dataset ``noisy`` wrapping the configured one."""
+    from unlearnkit.cli import make_config
+
+    if cfg.dataset == "noisy":
+        raise UnlearnkitError("--label-noise with dataset 'noisy': set label_noise in its options")
+    options = {"base": cfg.dataset, "label_noise": share}
+    if cfg.dataset_options:
+        options["base_options"] = cfg.dataset_options
+    data = cfg.model_dump(mode="json")
+    data.update(dataset="noisy", dataset_options=options)
+    return make_config(data)
 
 
 class _bar:

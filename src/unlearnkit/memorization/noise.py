@@ -3,15 +3,21 @@
 Digits is easy (about 99% test accuracy), so almost nothing in it needs memorizing; flipping
 the labels of a small random share of D creates samples whose only route to being fitted is
 memorization, which makes estimators and proxies measurable.
+
+The ``noisy`` dataset wraps any registered dataset this way, so every command (``memorize``,
+``train``, ``unlearn``) sees the same relabelled D and a score file made on it matches:
+``dataset: noisy`` with ``dataset_options: {base: digits, label_noise: 0.05}``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import torch
 
 from unlearnkit.data.base import ArraySplit, DatasetBundle
+from unlearnkit.data.registry import DATASETS
 from unlearnkit.errors import UnlearnkitError
 
 
@@ -40,3 +46,26 @@ def add_label_noise(
         dataclasses.replace(bundle, name=name, train=noisy),
         torch.sort(train.ids[chosen]).values,
     )
+
+
+@DATASETS.register("noisy")
+def noisy(
+    data_dir: str | None = None,
+    seed: int = 0,
+    base: str = "digits",
+    label_noise: float = 0.05,
+    noise_seed: int = 0,
+    public_fraction: float = 0.0,
+    base_options: dict[str, Any] | None = None,
+) -> DatasetBundle:
+    """Dataset ``base`` with ``label_noise`` of its training labels relabelled at random."""
+    from unlearnkit.data import load_dataset
+
+    if base == "noisy":
+        raise UnlearnkitError("dataset 'noisy' needs a base dataset other than itself")
+    if not 0.0 < label_noise < 1.0:
+        raise UnlearnkitError(f"dataset 'noisy' needs label_noise in (0, 1), got {label_noise}")
+    bundle = load_dataset(
+        base, data_dir, seed, public_fraction=public_fraction, **(base_options or {})
+    )
+    return add_label_noise(bundle, label_noise, noise_seed)[0]

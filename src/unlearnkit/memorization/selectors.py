@@ -1,9 +1,9 @@
 """Forget sets chosen by memorization: ``memorization:LEVEL:N[:PATH]``.
 
-LEVEL is ``high`` (the N most memorized samples), ``low`` (the N least), ``mid`` (N around the
-median) or ``mixed`` (a third from each). N is a count, or a fraction of D when below 1. PATH is
-a score file from ``unlearnkit memorize`` (default ``runs/memorize/scores.csv``); a file made for
-other data is refused.
+LEVEL is ``high`` (the N most memorized samples), ``low`` (the N least), ``mid`` or ``medium``
+(N around the median) or ``mixed`` (a third from each). N is a count, or a fraction of D when
+below 1. PATH is a score file from ``unlearnkit memorize`` (default
+``runs/memorize/scores.csv``); a file made for other data is refused.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ def highest(order: torch.Tensor, count: int) -> torch.Tensor:
     return order[len(order) - count :]
 
 
+@LEVELS.register("medium")
 @LEVELS.register("mid")
 def middle(order: torch.Tensor, count: int) -> torch.Tensor:
     start = max(0, (len(order) - count) // 2)

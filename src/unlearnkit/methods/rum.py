@@ -128,6 +128,11 @@ class RumParams(BaseModel):
             raise ValueError(f"{value!r} must be proxy:NAME or file:PATH")
         if kind == "proxy" and arg not in PROXIES:
             raise ValueError(f"unknown proxy {arg!r}; choose one of: {', '.join(PROXIES.names())}")
+        if kind == "file" and not Path(arg).expanduser().is_file():
+            raise ValueError(
+                f"score file {arg} not found (write one with `unlearnkit memorize`, "
+                "or use scores=proxy:NAME)"
+            )
         return value
 
     @model_validator(mode="after")
