@@ -52,7 +52,8 @@ def estimate(
     if solver == "primal":  # Gram A, its inverse (or factor), one temporary P x P
         need = 3 * p * p * dtype_bytes + jac
     elif solver == "dual":  # the stored Jacobian (float32), kernel + factor, retain kernel
-        need = rows * p * 4 + 3 * rows * rows * dtype_bytes + 2048 * p * dtype_bytes + jac
+        block = min(rows, 2048)  # one row block of J in float64 while forming J J^T
+        need = rows * p * 4 + 3 * rows * rows * dtype_bytes + block * p * dtype_bytes + jac
     elif solver == "cg":  # a handful of P-vectors + one chunk
         need = 8 * p * dtype_bytes + jac
     else:
