@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         num_slices=args.slices,
         num_sequences=args.sequences,
         lora_rank=4,
-        train=TrainConfig(epochs=args.epochs, lr=0.05, batch_size=32),
+        train=TrainConfig(epochs=args.epochs, lr=0.02, batch_size=32),
         retrain_policy="manual",
     )
     t0 = time.perf_counter()
@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if status["retrains_done"] >= 1:
                     ended = now
                     break
-                time.sleep(0.05)
+                time.sleep(0.2)
             if started is None or ended is None:
                 raise SystemExit("the background retrain did not finish in 300 s")
             swapped = model()
@@ -356,7 +356,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     args.shards, args.slices, args.sequences = 4, 3, 3
-    args.epochs = 2 if args.quick else 6
+    args.epochs = 2 if args.quick else 4
     args.pretrain_epochs = 3 if args.quick else 10
     args.window = 4.0 if args.quick else 12.0
     args.deletions = 30 if args.quick else 150

@@ -426,9 +426,13 @@ class DeletionService:
         return event
 
     def model_status(self) -> dict[str, Any]:
-        with self._lock:
+        with self._reading():
             status = self.model.status()
             version = self.model.version
+        deferred = status.pop("_deferred", None)
+        if deferred is not None:  # the slow parts, on copies, without the model lock
+            for key, value in deferred().items():
+                status[key] = {**status.get(key, {}), **value}
         counts = self.ledger.counts()
         pending = status.get("retrains_pending") or []
         return {

@@ -47,6 +47,7 @@ class ExactServedModel:
 
         self.directory = Path(snapshot_dir or model_dir)
         self.ensemble = S3TEnsemble.load(self.directory)
+        self._capacity_cache: dict[tuple[bytes, int], float] = {}
         if self.ensemble.config.retrain_policy != "manual":
             self.ensemble.config = self.ensemble.config.model_copy(
                 update={"retrain_policy": "manual"}
@@ -111,19 +112,39 @@ class ExactServedModel:
 
     # -- state -------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        try:
-            out = self.ensemble.status()
-        except TypeError:  # an ensemble without the capacity simulator
-            out = self.ensemble.status(simulate=False)
+        """Cheap fields now; the Monte Carlo capacity (tens of ms) as ``_deferred``, a callable
+        on copied inputs that the service runs after releasing the model lock (cached per
+        prefix state, so polling /v1/model does not slow predictions down)."""
+        ens = self.ensemble
+        out = ens.status(simulate=False)
+        lengths = ens.prefix_lengths().copy()
+        key = (lengths.tobytes(), int(ens.version))
+        args = (ens.config.num_shards, ens.config.num_slices, list(ens.sequences), ens._prior())
+        cache = self._capacity_cache
+
+        def simulated() -> dict[str, Any]:
+            value = cache.get(key)
+            if value is None:  # two callers may both compute it: same inputs, same result
+                from unlearnkit.exact.capacity import simulate_capacity
+
+                m, L, seqs, prior = args
+                sim = simulate_capacity(
+                    m, L, seqs, prior=prior, trials=300, seed=key[1], initial_prefix=lengths
+                )
+                value = float(sim.mean)
+                cache.clear()
+                cache[key] = value
+            return {"simulated": value}
+
         return {
             "live_shards": out.get("live_shards"),
             "dead_shards": out.get("dead_shards"),
             "serving": out.get("serving"),
-            "deleted_samples": len(self.ensemble.partition.deleted),
+            "deleted_samples": len(ens.partition.deleted),
             "live_samples": out.get("live_samples"),
             "remaining_capacity": {
                 "theory": out.get("remaining_capacity_theory"),
-                "simulated": out.get("remaining_capacity_simulated"),
+                "simulated": None,
                 "total_theory": out.get("capacity_total_theory"),
             },
             "retrains_done": out.get("retrains_done"),
@@ -133,6 +154,7 @@ class ExactServedModel:
                 "num_slices": out.get("num_slices"),
                 "num_sequences": out.get("num_sequences"),
             },
+            "_deferred": lambda: {"remaining_capacity": simulated()},
         }
 
     def clone(self) -> ExactServedModel:

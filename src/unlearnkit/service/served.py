@@ -67,7 +67,10 @@ class ServedModel(Protocol):
         """Prepare and commit in one go (used when replaying the ledger)."""
         ...
 
-    def status(self) -> dict[str, Any]: ...
+    def status(self) -> dict[str, Any]:
+        """For GET /v1/model, under the model lock. An optional ``_deferred`` entry is a
+        callable (on copied inputs) whose dict is merged in after the lock is released."""
+        ...
 
     def clone(self) -> ServedModel:
         """An independent copy, so a snapshot can be written without holding the lock."""
