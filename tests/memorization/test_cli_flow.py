@@ -98,3 +98,21 @@ def test_bad_input_is_one_clean_error(scored, tmp_path, which, args, message) ->
     assert proc.returncode == 2, proc.stderr
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def test_memorize_fz_writes_scores_and_resumes_from_its_cache(scored, tmp_path) -> None:
+    _, clean, _ = scored
+    args = ["memorize", "--config", str(clean), "--k", "3", "--epochs", "1"]
+    first = cli(*args, "--out", str(tmp_path / "fz"))
+    assert first.returncode == 0, first.stderr
+    assert "3 trained now" in first.stderr
+    table = load_scores(tmp_path / "fz" / "scores.csv")
+    assert table.meta["method"] == "feldman_zhang" and table.meta["k"] == 3
+    assert len(list((tmp_path / "fz" / "cache").glob("*/model_*.npz"))) == 3
+    again = cli(*args, "--out", str(tmp_path / "fz"))
+    assert "0 trained now" in again.stderr
+    assert (
+        load_scores(tmp_path / "fz" / "scores.csv")
+        .score.nan_to_num(9)
+        .equal(table.score.nan_to_num(9))
+    )

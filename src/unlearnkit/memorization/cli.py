@@ -73,8 +73,15 @@ def memorize(
         bundle = load_bundle(cfg)
         if method == "fz":
             options = {"address": ray_address} if executor == "ray" else {}
-            with create_executor(executor, **options) as ex, _bar(k) as step:
-                result = feldman_zhang_scores(cfg, bundle, fz, out / "cache", ex, step)
+            try:
+                with create_executor(executor, **options) as ex, _bar(k) as step:
+                    result = feldman_zhang_scores(cfg, bundle, fz, out / "cache", ex, step)
+            except KeyboardInterrupt:
+                console.print(
+                    f"interrupted; finished models are kept in {out / 'cache'} - run the "
+                    "same command again to resume (no scores.csv was written)"
+                )
+                raise typer.Exit(code=130) from None
             table = result.scores
             console.print(
                 f"{k} models ({result.trained} trained now, the rest from the "
