@@ -120,3 +120,44 @@ def test_exact_clone_while_a_retrain_runs_through_the_service(exact_dir):
     assert model.pending_retrains() == [] and model.version == 2
     x = torch.zeros(2, 1, 8, 8)
     assert not torch.equal(clones[0].predict_logits(x), model.predict_logits(x))
+
+
+def test_exact_mode_also_serves_sisa_and_refuses_other_dirs(tmp_path, digits_small):
+    from service_helpers import start_service
+
+    from unlearnkit.exact import SISAConfig, SISAEnsemble
+    from unlearnkit.service.auth import Principal
+    from unlearnkit.training import TrainConfig
+
+    _, train = digits_small
+    cfg = SISAConfig(
+        num_shards=2, num_slices=2, lora_rank=2, train=TrainConfig(epochs=1, lr=0.02, batch_size=32)
+    )
+    SISAEnsemble.train(train, cfg, num_classes=10).save(tmp_path / "sisa")
+    service = start_service(tmp_path / "sisa", background_retrain=False)
+    try:
+        victim = service.model.ensemble.partition.members(0, 0)[0]  # slice 0: shard dies
+        who = Principal(name="ops", scopes=frozenset({"admin"}))
+        event, _ = service.submit_deletion(who, [victim], "k")
+        assert service.ledger.get(event.request_id).status == "applied"
+        # the eager SISA policy is overridden: the service decides when to retrain
+        assert service.model.pending_retrains() == [0] and service.model.version == 1
+    finally:
+        service.close()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UnlearnkitError, match="holds no readable ensemble"):
+        start_service(tmp_path / "empty")
+
+
+def test_openapi_lists_the_endpoints(serve, exact_dir):
+    with serve(exact_dir) as client:
+        spec = client.get("/openapi.json").json()
+        assert client.get("/docs").status_code == 200
+    assert {
+        "/v1/predict",
+        "/v1/deletions",
+        "/v1/deletions/{request_id}",
+        "/v1/model",
+        "/healthz",
+        "/metrics",
+    } <= set(spec["paths"])

@@ -43,10 +43,17 @@ class ExactServedModel:
     def __init__(
         self, model_dir: Path, snapshot_dir: Path | None = None, config: Any = None
     ) -> None:
-        from unlearnkit.exact import S3TEnsemble
+        from unlearnkit.exact import S3TEnsemble, SISAEnsemble
 
         self.directory = Path(snapshot_dir or model_dir)
-        self.ensemble = S3TEnsemble.load(self.directory)
+        kinds = {cls.scheme: cls for cls in (S3TEnsemble, SISAEnsemble)}
+        kind = _record(self.directory).get("kind")
+        if kind not in kinds:
+            raise UnlearnkitError(
+                f"{self.directory} holds a {kind!r} ensemble; exact mode "
+                f"serves {' or '.join(sorted(kinds))}"
+            )
+        self.ensemble = kinds[kind].load(self.directory)
         self._capacity_cache: dict[tuple[bytes, int], float] = {}
         if self.ensemble.config.retrain_policy != "manual":
             self.ensemble.config = self.ensemble.config.model_copy(
@@ -170,11 +177,9 @@ class ExactServedModel:
         """Every tensor file is named after its content digest: recompute and compare."""
         from safetensors.torch import load_file
 
-        from unlearnkit.exact.store import POINTER, tensor_digest
+        from unlearnkit.exact.store import tensor_digest
 
-        record = json.loads(
-            (self.directory / (self.directory / POINTER).read_text().strip()).read_text()
-        )
+        record = _record(self.directory)
         for name in record.get("files", {}).values():
             match = re.search(r"-([0-9a-f]+)\.safetensors$", name)
             if match and tensor_digest(load_file(str(self.directory / name))) != match.group(1):
@@ -182,3 +187,16 @@ class ExactServedModel:
                     f"model file {self.directory / name} does not match its checksum "
                     "(corrupted); refusing to serve it"
                 )
+
+
+def _record(directory: Path) -> dict[str, Any]:
+    """The JSON record the ensemble's CURRENT pointer names (no tensors loaded)."""
+    from unlearnkit.exact.store import POINTER
+
+    try:
+        return json.loads((directory / (directory / POINTER).read_text().strip()).read_text())
+    except (OSError, ValueError) as exc:
+        raise UnlearnkitError(
+            f"{directory} holds no readable ensemble ({exc}); train one with "
+            "`unlearnkit s3t train --out DIR`"
+        ) from None
