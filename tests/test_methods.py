@@ -3,9 +3,10 @@ import copy
 import pytest
 import torch
 
+from unlearnkit.config import build_config
 from unlearnkit.data.forget import select_forget
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.methods import METHODS, UnlearningContext, create_method
+from unlearnkit.methods import METHODS, UnlearningContext, create_method, default_method_names
 from unlearnkit.models import create_model, select_trainable
 from unlearnkit.training import TrainConfig, accuracy, train
 
@@ -105,3 +106,11 @@ def test_salun_changes_only_salient_entries(digits, trained):
 def test_bad_hyper_parameters_name_the_field(name, params, field):
     with pytest.raises(UnlearnkitError, match=field):
         create_method(name, **params)
+
+
+def test_default_run_skips_only_methods_marked_costly():
+    names = default_method_names()
+    assert "ntk" not in names  # full-model NTK: minutes and GBs, run by name only
+    assert set(BASELINES) | {"fast_ntk", "rum"} <= set(names)
+    assert build_config().methods == ["retrain", *[n for n in names if n != "retrain"]]
+    assert build_config(methods=["ntk"]).methods == ["retrain", "ntk"]

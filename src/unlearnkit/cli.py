@@ -346,7 +346,8 @@ def methods() -> None:
     for name in METHODS.names():
         cls = METHODS.get(name)
         defaults = ", ".join(f"{k}={v}" for k, v in cls.Params().model_dump().items())
-        table.add_row(name, cls.summary, defaults or "-")
+        note = "" if cls.in_default_run else " (run only when named in --methods)"
+        table.add_row(name, cls.summary + note, defaults or "-")
     Console(width=160).print(table)
 
 

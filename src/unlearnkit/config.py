@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from unlearnkit.data import DATASETS
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.methods import METHODS
+from unlearnkit.methods import METHODS, default_method_names
 from unlearnkit.models import MODELS, TRAINABLE
 from unlearnkit.training import TrainConfig
 
@@ -73,7 +73,7 @@ class ExperimentConfig(BaseModel):
     @model_validator(mode="after")
     def _defaults(self) -> ExperimentConfig:
         if not self.methods:
-            self.methods = METHODS.names()
+            self.methods = default_method_names()
         if "retrain" not in self.methods:  # the reference every metric is measured against
             self.methods = ["retrain", *self.methods]
         self.methods = ["retrain", *[m for m in self.methods if m != "retrain"]]

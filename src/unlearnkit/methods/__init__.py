@@ -20,7 +20,15 @@ from unlearnkit.methods.base import (
     UnlearningContext,
     UnlearningMethod,
     create_method,
+    default_method_names,
     method_defaults,
 )
 
-__all__ = ["METHODS", "UnlearningContext", "UnlearningMethod", "create_method", "method_defaults"]
+__all__ = [
+    "METHODS",
+    "UnlearningContext",
+    "UnlearningMethod",
+    "create_method",
+    "default_method_names",
+    "method_defaults",
+]

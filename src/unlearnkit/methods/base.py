@@ -75,6 +75,9 @@ class UnlearningMethod(ABC):
     name: ClassVar[str] = ""
     Params: ClassVar[type[BaseModel]] = NoParams
     summary: ClassVar[str] = ""
+    # False for methods too costly to run by default (the full-model NTK): `demo` and experiments
+    # without an explicit method list skip them; naming them still runs them.
+    in_default_run: ClassVar[bool] = True
 
     def __init__(self, **params: Any) -> None:
         try:
@@ -124,3 +127,8 @@ def create_method(name: str, /, **params: Any) -> UnlearningMethod:
 def method_defaults(name: str) -> dict[str, Any]:
     cls = METHODS.get(name)
     return cls.Params().model_dump()  # type: ignore[attr-defined]
+
+
+def default_method_names() -> list[str]:
+    """The methods an experiment runs when the user names none."""
+    return [name for name in METHODS.names() if METHODS.get(name).in_default_run]

@@ -50,6 +50,7 @@ class NTK(UnlearningMethod):
     name = "ntk"
     Params = NTKParams
     summary = "full-model NTK one-shot update (all parameters, dual form; small models only)"
+    in_default_run = False  # minutes and GBs even on digits: run it by name
 
     def unlearn(self, ctx: UnlearningContext) -> nn.Module:
         names = [n for n, _ in ctx.model.named_parameters()]
