@@ -468,7 +468,10 @@ class DeletionService:
             with self._lock:
                 self.store.write(self.model, self.applied_seq)
             self.snapshot_seq = self.applied_seq
-        if self._pool is not None:
+        if self._pool is not None:  # a retrain in flight is abandoned (redone at next start)
+            children = list(getattr(self._pool, "_processes", {}).values())
             self._pool.shutdown(wait=False, cancel_futures=True)
+            for child in children:  # else interpreter exit waits for the retrain to finish
+                child.terminate()
         self.ledger.close()
         self.started = False
