@@ -222,7 +222,11 @@ def report(r: dict) -> str:
         f"(low, mid, high, and mixed = a third of each); {r['seeds']} seeds; ToW and "
         f"ToW-MIA against retraining with 95% CI. RUM variants: `rum[B]` runs baseline B on "
         f"each subset (low -> medium -> high) ranked by FZ (`/fz`) or by the best proxy "
-        f"(`/{r['proxy']}`); `rum[paper]` = none / finetune / salun from configs/rum.yaml.",
+        f"(`/{r['proxy']}`), each subset run with a third of B's default epochs (rounded up) so "
+        f"RUM[B] costs about what B alone does; `rum[paper]` = none / finetune (10 epochs, "
+        f"lr 0.1) / salun (5 epochs, lr 0.1) from configs/rum.yaml. Methods otherwise at their "
+        f"defaults (finetune 10 epochs lr 0.02; neggrad_plus 5 epochs lr 0.01 alpha 0.99; "
+        f"salun 5 epochs lr 0.01).",
         "",
     ]
     for level in r["levels"]:
