@@ -135,8 +135,38 @@ class Predictors:
         return out
 
 
+def in_process(
+    model_dir: Path, ensemble: S3TEnsemble, x: torch.Tensor, args: argparse.Namespace
+) -> dict[str, Any]:
+    """The engine without HTTP on a fresh copy of the same model (after the server stopped):
+    what a prediction (all shards live) and a deletion cost before uvicorn, the thread pool and
+    the network stack."""
+    from unlearnkit.service import DeletionService, ServiceConfig
+    from unlearnkit.service.auth import Principal
+
+    service = DeletionService(ServiceConfig(model_dir=model_dir, background_retrain=False))
+    service.start()
+    try:
+        who = Principal(name="bench", scopes=frozenset({"admin"}))
+        pred, dele = [], []
+        for _ in range(100):
+            t = time.perf_counter()
+            service.predict(x)
+            pred.append(time.perf_counter() - t)
+        others = [i for s in range(args.shards) for i in ensemble.partition.members(s)]
+        stream = np.random.default_rng(1).choice(others, size=args.deletions, replace=False)
+        for i in stream.tolist():
+            t = time.perf_counter()
+            service.submit_deletion(who, [int(i)], f"in-process-{i}")
+            dele.append(time.perf_counter() - t)
+    finally:
+        service.close()
+    return {"deletions": percentiles(dele), "predictions": percentiles(pred)}
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(1)
+    load_start = os.getloadavg()
     bundle = load_dataset("digits", public_fraction=0.3)
     cfg = S3TConfig(
         num_shards=args.shards,
@@ -159,6 +189,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     test_acc = ensemble.accuracy(bundle.test)
     work = Path(tempfile.mkdtemp(prefix="unlearnkit-bench-service-"))
     ensemble.save(work / "model")
+    ensemble.save(work / "model_in_process")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -266,6 +297,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+    results["in_process"] = in_process(work / "model_in_process", ensemble, x, args)
     base, during = results["baseline"], results["during_retrain"]
     change = (during["p99_ms"] - base["p99_ms"]) / base["p99_ms"] if base.get("n") else None
     return {
@@ -286,6 +318,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "server": "unlearnkit serve (uvicorn, 1 worker, torch threads 1), retrain in a "
             "child process",
             "cpu_count": os.cpu_count(),
+            "load_average_at_start": load_start,
             "load_average_at_end": os.getloadavg(),
             "python": platform.python_version(),
             "torch": torch.__version__,
@@ -301,7 +334,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def markdown(res: dict[str, Any]) -> str:
-    s, t = res["setup"], res["targets"]
+    s, t, ip = res["setup"], res["targets"], res["in_process"]
     rows = [
         ("baseline (predictions only)", res["baseline"]),
         (
@@ -319,8 +352,10 @@ def markdown(res: dict[str, Any]) -> str:
         f"epochs per stage; pretrained and trained in "
         f"{s['train_seconds']} s, test accuracy {s['test_accuracy']}%. Served by `unlearnkit "
         f"serve` on 127.0.0.1; {s['prediction_clients']} prediction clients, batches of "
-        f"{s['prediction_batch']} images. CPUs: {s['cpu_count']} (load average at the end "
-        f"{', '.join(f'{v:.1f}' for v in s['load_average_at_end'])}: shared machine).",
+        f"{s['prediction_batch']} images. CPUs: {s['cpu_count']} (load average "
+        f"{', '.join(f'{v:.1f}' for v in s['load_average_at_start'])} at the start, "
+        f"{', '.join(f'{v:.1f}' for v in s['load_average_at_end'])} at the end: a shared "
+        "machine).",
         "",
         "| predictions | requests | req/s | images/s | p50 ms | p99 ms | non-200 |",
         "|---|---|---|---|---|---|---|",
@@ -341,6 +376,12 @@ def markdown(res: dict[str, Any]) -> str:
         f"killed it to the swap (version {res['retrain']['version_after_swap']}). "
         f"Server 5xx responses in the whole run: {res['server_5xx']:.0f}.",
         f"Final model: {res['final_model']}.",
+        "",
+        f"In-process engine on a fresh copy of the model (no HTTP, no other client): "
+        f"{ip['predictions']['n']} predictions with all shards live, p50 "
+        f"{ip['predictions']['p50_ms']} ms, p99 {ip['predictions']['p99_ms']} ms; then "
+        f"{ip['deletions']['n']} single-id deletions (ledger commit + apply + result commit), "
+        f"p50 {ip['deletions']['p50_ms']} ms, p99 {ip['deletions']['p99_ms']} ms.",
         "",
         f"Targets: deletion p99 <= 50 ms: {t['deletion_p99_le_50ms']} ({t['deletion_p99_ms']} "
         f"ms); prediction p99 within +-20% while a shard retrains: "
