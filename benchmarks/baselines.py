@@ -12,7 +12,7 @@ from pathlib import Path
 
 from unlearnkit.config import build_config
 from unlearnkit.experiment import run_experiment
-from unlearnkit.methods import METHODS
+from unlearnkit.methods import default_method_names
 from unlearnkit.report import summary_table, write_run
 
 SETTINGS = {"random10": "random:0.1", "class3": "class:3"}
@@ -32,7 +32,7 @@ def main() -> None:
             seeds=list(range(args.seeds)),
             model=args.model,
             peft=args.peft,
-            methods=METHODS.names(),
+            methods=default_method_names(),  # the full-model ntk: benchmarks/fast_ntk.py
         )
         start = time.perf_counter()
         results = run_experiment(cfg, progress=lambda m: print(m, flush=True))

@@ -20,12 +20,17 @@ from unlearnkit.training import Batch, train
 
 
 class ScrubParams(OptimParams):
+    """Defaults measured on digits + smallcnn/bn (class-3 forget, seed 0): lr 0.005, 2 max-steps
+    and temperature 4 left the class at 99.7% (ToW 0.003); lr 0.05 with a max-step every epoch
+    at temperature 1 reaches 0% like retraining (ToW 0.994) and keeps random-10% at ToW 0.997.
+    The max-step starts with a zero KL gradient (student == teacher), so it needs every epoch."""
+
     epochs: int = Field(5, ge=1, le=1000)
-    lr: float = Field(0.005, gt=0, le=10)
-    max_steps: int = Field(2, ge=0, description="epochs (from the start) that include a max-step")
+    lr: float = Field(0.05, gt=0, le=10)
+    max_steps: int = Field(5, ge=0, description="epochs (from the start) that include a max-step")
     alpha: float = Field(0.5, ge=0, description="weight of the KL term on the retain set")
     gamma: float = Field(1.0, ge=0, description="weight of the CE term on the retain set")
-    temperature: float = Field(4.0, gt=0)
+    temperature: float = Field(1.0, gt=0)
 
 
 def kl_to_teacher(
