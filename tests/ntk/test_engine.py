@@ -243,3 +243,21 @@ def test_blocked_dual_kernel_equals_dense():
     jac = torch.randn(1000, 17)
     dense = jac.double() @ jac.double().T
     assert torch.allclose(dual_kernel(jac, block=128), dense, atol=1e-10)
+
+
+def test_paper_update_with_nothing_to_forget_keeps_the_trained_weights():
+    from unlearnkit.ntk.update import Solutions, apply_paper_update
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    names = [n for n, _ in model.named_parameters()]
+    w0 = {n: torch.zeros_like(p) for n, p in model.named_parameters()}
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    full = torch.randn(15, dtype=torch.float64)
+    same = Solutions(full=full, retain=full + 1e-15, solver="primal")  # rounding-level delta
+    assert apply_paper_update(model, names, w0, same) == 0.0
+    for n, p in model.named_parameters():
+        assert torch.equal(p, before[n])
+    moved = Solutions(full=full, retain=full + 0.1, solver="primal")
+    assert apply_paper_update(model, names, w0, moved, scale="none") == 1.0
+    assert not torch.equal(model.weight, before["weight"])

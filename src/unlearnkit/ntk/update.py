@@ -126,6 +126,10 @@ def apply_paper_update(
     trained = space.flatten(params, dtype=torch.float64)
     start = space.flatten(w0, dtype=torch.float64)
     delta = (sol.retain - sol.full).double()
+    # Nothing to forget (delta at rounding level, e.g. an empty deletion): the angle scale would
+    # blow rounding noise up to a shift of about |error|, so leave the weights as trained.
+    if float(delta.norm()) <= 1e-10 * max(1.0, float(sol.full.double().norm())):
+        return 0.0
     s = angle_scale(delta, (trained - start) - sol.retain.double()) if scale == "angle" else 1.0
     with torch.no_grad():
         for n, value in space.unflatten(trained + s * delta).items():
