@@ -136,3 +136,20 @@ def test_synthetic_and_unknown_options():
         load_dataset("synthetic", n_train=0)
     with pytest.raises(UnlearnkitError, match="unknown dataset"):
         load_dataset("mnist")
+
+
+def test_normalisation_does_not_depend_on_the_deletable_data():
+    from unlearnkit.data.assemble import assemble
+    from unlearnkit.data.base import seeded_permutation
+
+    torch.manual_seed(0)
+    x, y = torch.rand(40, 1, 4, 4), torch.arange(40) % 4
+    test = (torch.rand(8, 1, 4, 4), torch.arange(8) % 4)
+    a = assemble("t", (x, y), test, 4, seed=0, public_fraction=0.5)
+    private = seeded_permutation(40, 7919)[20:].sort().values  # the pool rows that form D
+    changed = x.clone()
+    changed[private[3]] = 100.0  # one sample of D, changed beyond recognition
+    b = assemble("t", (changed, y), test, 4, seed=0, public_fraction=0.5)
+    assert torch.equal(a.public.x, b.public.x) and torch.equal(a.test.x, b.test.x)
+    differs = (a.train.x != b.train.x).flatten(1).any(1)
+    assert differs.nonzero().flatten().tolist() == [3]  # only that sample's own row

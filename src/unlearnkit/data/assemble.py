@@ -28,15 +28,21 @@ def assemble(
         raise UnlearnkitError(
             f"dataset {name!r} has too few samples ({len(y_train)} train, {len(y_test)} test)"
         )
-    x_train, mean, std = normalise(x_train.float())
-    x_test, _, _ = normalise(x_test.float(), mean, std)
+    x_train = x_train.float()
     public = None
     if public_fraction > 0:
         perm = seeded_permutation(len(y_train), seed + 7919)
         n_pub = round(len(y_train) * public_fraction)
         pub_idx, priv_idx = perm[:n_pub].sort().values, perm[n_pub:].sort().values
-        public = make_split(x_train[pub_idx], y_train[pub_idx])
+        # Statistics from the public part only: then no preprocessing constant depends on D,
+        # and deleting a sample cannot leave a trace in the normalisation.
+        x_pub, mean, std = normalise(x_train[pub_idx])
+        public = make_split(x_pub, y_train[pub_idx])
         x_train, y_train = x_train[priv_idx], y_train[priv_idx]
+        x_train, _, _ = normalise(x_train, mean, std)
+    else:  # no public data: statistics of the whole pool (a deletion shifts them by O(1/N))
+        x_train, mean, std = normalise(x_train)
+    x_test, _, _ = normalise(x_test.float(), mean, std)
     return DatasetBundle(
         name=name,
         train=make_split(x_train, y_train),
