@@ -25,6 +25,7 @@ from typing import Annotated, Any
 import typer
 
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.id_lists import parse_ids
 
 DirArg = Annotated[Path, typer.Argument(help="ensemble directory (written by `train`)")]
 IdsOpt = Annotated[str, typer.Option(help="comma-separated sample ids, or @file (one per line)")]
@@ -64,22 +65,6 @@ RayOpt = Annotated[
 OverwriteOpt = Annotated[
     bool, typer.Option("--overwrite", help="replace an ensemble already in --out")
 ]
-
-
-def parse_ids(text: str) -> list[int]:
-    """``3,17,42`` or ``@file`` (one id per line)."""
-    if text.startswith("@"):
-        try:
-            text = Path(text[1:]).read_text().replace("\n", ",")
-        except OSError as exc:
-            raise UnlearnkitError(f"--ids {text}: cannot read the file ({exc.strerror})") from None
-    try:
-        ids = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise UnlearnkitError(f"--ids {text!r}: expected comma-separated integers") from None
-    if not ids:
-        raise UnlearnkitError("--ids: no sample ids given")
-    return ids
 
 
 def parse_floats(text: str, flag: str) -> list[float]:

@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.id_lists import parse_ids
 
 app = typer.Typer(
     help="Fast-NTK incremental deletions with an NTK state on disk.",
@@ -46,22 +47,6 @@ def _load(directory: Path) -> tuple[Any, Any, Any]:
     bundle = load_bundle(cfg)
     check_fingerprint(meta, bundle, directory)
     return trained, bundle, cfg
-
-
-def parse_ids(text: str) -> list[int]:
-    """``3,17,42`` or ``@file`` (one id per line)."""
-    if text.startswith("@"):
-        try:
-            text = Path(text[1:]).read_text().replace("\n", ",")
-        except OSError as exc:
-            raise UnlearnkitError(f"--ids {text}: cannot read the file ({exc.strerror})") from None
-    try:
-        ids = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise UnlearnkitError(f"--ids {text!r}: expected comma-separated integers") from None
-    if not ids:
-        raise UnlearnkitError("--ids: no sample ids given")
-    return ids
 
 
 @app.command()
