@@ -47,13 +47,19 @@ def test_demo_writes_results_report_and_figures(tmp_path):
         (["demo", "--dataset", "cifar10", "--data-dir", "/nonexistent"], "cifar10"),
         (["unlearn", "--method", "salun", "--param", "lr=-1"], "'lr'"),
         (["unlearn", "--method", "salun", "--param", "oops"], "KEY=VALUE"),
+        (["unlearn", "--method", "fast_ntk", "--peft", "full"], "fast_ntk needs --peft bn"),
+        (["demo", "--model", "vit_tiny", "--peft", "bn"], "'bn' does not fit model 'vit_tiny'"),
+        (["train", "--model", "vit_tiny"], "invalid peft: 'bn' does not fit model 'vit_tiny'"),
+        (["train", "--peft", "prompts"], "'prompts' does not fit model 'smallcnn'"),
         (["evaluate", "--from", "/nonexistent"], "holds no trained model"),
         (["report", "/nonexistent"], "no results.json"),
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path, args, message):
     proc = (
-        cli(*args, "--out", str(tmp_path / "out")) if args[0] in ("demo", "unlearn") else cli(*args)
+        cli(*args, "--out", str(tmp_path / "out"))
+        if args[0] in ("demo", "unlearn", "train")
+        else cli(*args)
     )
     assert proc.returncode == 2
     assert message in proc.stderr
@@ -107,3 +113,29 @@ def test_methods_lists_hyper_parameters():
     assert proc.returncode == 0
     for name in ("salun", "scrub", "neggrad_plus", "saliency_fraction"):
         assert name in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["unlearn", "--method", "fast_ntk", "--peft", "full"],
+        ["unlearn", "--method", "fast_ntk", "--model", "vit_tiny", "--peft", "bn"],
+        ["train", "--model", "vit_tiny", "--peft", "bn"],
+    ],
+)
+def test_mismatched_pairings_fail_before_data_or_training(tmp_path, monkeypatch, args):
+    """Exit 2 at config validation: loading data or training would be minutes wasted."""
+    from typer.testing import CliRunner
+
+    from unlearnkit import experiment
+    from unlearnkit.cli import app
+
+    def never(*_args, **_kwargs):
+        raise AssertionError("reached data loading or training")
+
+    monkeypatch.setattr(experiment, "load_bundle", never)
+    monkeypatch.setattr(experiment, "train", never)
+    res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2, res.output
+    assert "error:" in res.output and "peft" in res.output
+    assert not (tmp_path / "out").exists()

@@ -11,12 +11,20 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from unlearnkit.data import DATASETS
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods import METHODS, default_method_names
-from unlearnkit.models import MODELS, TRAINABLE
+from unlearnkit.models import MODELS, TRAINABLE, check_trainable_mode
 from unlearnkit.training import TrainConfig
 
 
@@ -34,7 +42,7 @@ class ExperimentConfig(BaseModel):
     model: str = "smallcnn"
     model_options: dict[str, Any] = Field(default_factory=dict)
     weights: str | None = Field(None, description="local backbone checkpoint (no hub downloads)")
-    peft: str = "bn"
+    peft: str = Field("bn", validate_default=True)  # checked against the model even if left out
     pretrain: bool = Field(True, description="pretrain on a disjoint public split first")
     public_fraction: float = Field(0.3, ge=0, lt=1)
     pretrain_config: TrainConfig = Field(
@@ -60,20 +68,25 @@ class ExperimentConfig(BaseModel):
 
     @field_validator("peft")
     @classmethod
-    def _peft(cls, v: str) -> str:
-        return _check_name(TRAINABLE, v)
+    def _peft(cls, v: str, info: ValidationInfo) -> str:
+        _check_name(TRAINABLE, v)
+        if "model" in info.data:  # absent when the model name itself was invalid
+            check_trainable_mode(info.data["model"], v, info.data.get("model_options", {}))
+        return v
 
     @field_validator("methods")
     @classmethod
-    def _methods(cls, v: list[str]) -> list[str]:
+    def _methods(cls, v: list[str], info: ValidationInfo) -> list[str]:
         for name in v:
-            _check_name(METHODS, name)
+            method = _check_name(METHODS, name)
+            if "peft" in info.data:
+                METHODS.get(method).check_trainable(info.data["peft"])
         return v
 
     @model_validator(mode="after")
     def _defaults(self) -> ExperimentConfig:
         if not self.methods:
-            self.methods = default_method_names()
+            self.methods = default_method_names(self.peft)
         if "retrain" not in self.methods:  # the reference every metric is measured against
             self.methods = ["retrain", *self.methods]
         self.methods = ["retrain", *[m for m in self.methods if m != "retrain"]]

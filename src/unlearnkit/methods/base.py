@@ -78,6 +78,23 @@ class UnlearningMethod(ABC):
     # False for methods too costly to run by default (the full-model NTK): `demo` and experiments
     # without an explicit method list skip them; naming them still runs them.
     in_default_run: ClassVar[bool] = True
+    # The trainable-parameter modes (models.TRAINABLE names) the method works with; None = any.
+    # ExperimentConfig checks it, so a mismatch fails before any training.
+    trainable_modes: ClassVar[tuple[str, ...] | None] = None
+    trainable_hint: ClassVar[str] = ""  # appended to the mismatch error, e.g. an alternative
+
+    @classmethod
+    def supports_trainable(cls, mode: str) -> bool:
+        return cls.trainable_modes is None or mode in cls.trainable_modes
+
+    @classmethod
+    def check_trainable(cls, mode: str) -> None:
+        """Raise a one-line error if the method cannot work with trainable mode ``mode``."""
+        if not cls.supports_trainable(mode):
+            assert cls.trainable_modes is not None
+            needed = " or ".join(f"--peft {m}" for m in cls.trainable_modes)
+            hint = f" ({cls.trainable_hint})" if cls.trainable_hint else ""
+            raise UnlearnkitError(f"{cls.name} needs {needed}, got {mode!r}{hint}")
 
     def __init__(self, **params: Any) -> None:
         try:
@@ -129,6 +146,11 @@ def method_defaults(name: str) -> dict[str, Any]:
     return cls.Params().model_dump()  # type: ignore[attr-defined]
 
 
-def default_method_names() -> list[str]:
-    """The methods an experiment runs when the user names none."""
-    return [name for name in METHODS.names() if METHODS.get(name).in_default_run]
+def default_method_names(peft: str | None = None) -> list[str]:
+    """The methods an experiment runs when the user names none (those that suit ``peft``)."""
+    return [
+        name
+        for name in METHODS.names()
+        if METHODS.get(name).in_default_run
+        and (peft is None or METHODS.get(name).supports_trainable(peft))
+    ]

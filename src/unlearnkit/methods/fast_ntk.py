@@ -19,7 +19,7 @@ from pydantic import Field
 from torch import nn
 
 from unlearnkit.data.base import ArraySplit
-from unlearnkit.errors import ConflictError, UnlearnkitError
+from unlearnkit.errors import ConflictError
 from unlearnkit.methods.base import UnlearningContext, UnlearningMethod, register_method
 from unlearnkit.methods.ntk import NTKParams, ntk_unlearn
 from unlearnkit.ntk.incremental import precompute_state, state_fingerprint
@@ -49,13 +49,11 @@ class FastNTK(UnlearningMethod):
     name = "fast_ntk"
     Params = FastNTKParams
     summary = "NTK one-shot unlearning on the PEFT parameters only (BN or visual prompts)"
+    trainable_modes = PEFT_MODES
+    trainable_hint = "use method 'ntk' for all parameters"
 
     def unlearn(self, ctx: UnlearningContext) -> nn.Module:
-        if ctx.peft not in PEFT_MODES:
-            raise UnlearnkitError(
-                f"fast_ntk needs --peft bn or --peft prompts, got "
-                f"{ctx.peft!r} (use method 'ntk' for all parameters)"
-            )
+        self.check_trainable(ctx.peft)  # the Python API bypasses ExperimentConfig's check
         p = self.params
         if p.state_path is None:
             return ntk_unlearn(ctx, ctx.trainable, p)
