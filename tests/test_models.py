@@ -60,3 +60,8 @@ def test_pth_weights_only(tmp_path):
     torch.save(model.state_dict(), tmp_path / "w.pth")
     other = create_model("smallcnn", 10, 1, 8, weights=tmp_path / "w.pth")
     assert torch.equal(other.head.weight, model.head.weight)
+
+
+def test_unknown_model_option_is_a_clear_error():
+    with pytest.raises(UnlearnkitError, match="no option 'bogus'.*depth"):
+        create_model("vit_tiny", 10, 1, 8, bogus=1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,19 @@ def create_model(
     **kwargs: object,
 ) -> nn.Module:
     """Build a registered backbone; ``weights`` is a local safetensors/.pth file (never a hub)."""
-    model = MODELS.get(name)(
-        num_classes=num_classes, in_chans=in_chans, image_size=image_size, **kwargs
-    )
+    factory = MODELS.get(name)
+    accepted = set(inspect.signature(factory).parameters) - {
+        "num_classes",
+        "in_chans",
+        "image_size",
+    }
+    unknown = sorted(set(kwargs) - accepted)
+    if unknown:
+        raise UnlearnkitError(
+            f"model {name!r} has no option {', '.join(map(repr, unknown))}; "
+            f"its options: {', '.join(sorted(accepted)) or 'none'}"
+        )
+    model = factory(num_classes=num_classes, in_chans=in_chans, image_size=image_size, **kwargs)
     if weights is not None:
         load_checkpoint(weights, model)
     return model
