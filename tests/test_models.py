@@ -63,5 +63,5 @@ def test_pth_weights_only(tmp_path):
 
 
 def test_unknown_model_option_is_a_clear_error():
-    with pytest.raises(UnlearnkitError, match="no option 'bogus'.*depth"):
+    with pytest.raises(UnlearnkitError, match=r"no option 'bogus'.*depth"):
         create_model("vit_tiny", 10, 1, 8, bogus=1)
