@@ -15,12 +15,14 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from peft import LoraConfig, inject_adapter_in_model
-from peft.tuners.lora import LoraLayer
 from torch import nn
+
+if TYPE_CHECKING:  # peft pulls in transformers (~3 s): imported where LoRA is used
+    from peft.tuners.lora import LoraLayer
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.models.peft import TRAINABLE, head_parameter_names
@@ -107,6 +109,9 @@ def inject_lora(
     model: nn.Module, adapter: str, targets: Sequence[str], rank: int = 16, alpha: float = 16.0
 ) -> None:
     """Add adapter ``adapter`` on exactly the modules named in ``targets``; verify that."""
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.tuners.lora import LoraLayer
+
     config = LoraConfig(
         r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(targets), bias="none"
     )
@@ -125,6 +130,8 @@ def inject_lora(
 
 
 def lora_layers(model: nn.Module) -> list[LoraLayer]:
+    from peft.tuners.lora import LoraLayer
+
     return [m for m in model.modules() if isinstance(m, LoraLayer)]
 
 
