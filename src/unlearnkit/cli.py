@@ -44,6 +44,10 @@ PretrainOpt = Annotated[
         "--pretrain/--no-pretrain", help="pretrain the backbone on a disjoint public split first"
     ),
 ]
+MlflowOpt = Annotated[
+    str | None,
+    typer.Option("--mlflow", help="also log the run to this MLflow experiment (tracking extra)"),
+]
 WeightsOpt = Annotated[
     str | None,
     typer.Option(help="local backbone checkpoint (.safetensors or .pth) to start from instead"),
@@ -126,9 +130,20 @@ def print_summary(results: dict[str, Any]) -> None:
     Console().print(table)
 
 
-def run_and_write(cfg: Any, out: Path, original: Any = None, bundle: Any = None) -> dict:
+def run_and_write(
+    cfg: Any,
+    out: Path,
+    original: Any = None,
+    bundle: Any = None,
+    mlflow_experiment: str | None = None,
+) -> dict:
     from unlearnkit.experiment import run_experiment
     from unlearnkit.report import write_run
+
+    if mlflow_experiment is not None:
+        from unlearnkit.tracking import require_mlflow
+
+        require_mlflow()  # a missing extra fails before hours of training, not after
 
     steps = len(cfg.seeds) * (len(cfg.methods) + (0 if original else 1))
     with progress_steps(steps) as step:
@@ -136,6 +151,11 @@ def run_and_write(cfg: Any, out: Path, original: Any = None, bundle: Any = None)
     write_run(results, out)
     print_summary(results)
     console.print(f"wrote {out}/results.json, report.md and figures")
+    if mlflow_experiment is not None:
+        from unlearnkit.tracking import log_run
+
+        run_id = log_run(results, out, mlflow_experiment)
+        console.print(f"logged to MLflow experiment {mlflow_experiment!r}, run {run_id}")
     return results
 
 
@@ -153,6 +173,7 @@ def demo(
     weights: WeightsOpt = None,
     epochs: EpochsOpt = None,
     config: ConfigOpt = None,
+    mlflow: MlflowOpt = None,
 ) -> None:
     """Train on digits, forget a random 10%, compare every method with the retrain reference."""
     with user_errors():
@@ -169,7 +190,7 @@ def demo(
             weights=weights,
             epochs=epochs,
         )
-        run_and_write(cfg, out)
+        run_and_write(cfg, out, mlflow_experiment=mlflow)
 
 
 @app.command("train")
@@ -233,6 +254,7 @@ def unlearn(
     param: Annotated[
         list[str] | None, typer.Option(help="hyper-parameter KEY=VALUE for the method (repeatable)")
     ] = None,
+    mlflow: MlflowOpt = None,
 ) -> None:
     """Unlearn a forget set with one method and measure it against retraining."""
     from unlearnkit.methods import METHODS
@@ -256,7 +278,13 @@ def unlearn(
             )
             bundle = load_bundle(cfg)
             check_fingerprint(meta, bundle, model_dir)
-            run_and_write(cfg, out or Path(f"runs/unlearn-{method}"), trained, bundle)
+            run_and_write(
+                cfg,
+                out or Path(f"runs/unlearn-{method}"),
+                trained,
+                bundle,
+                mlflow_experiment=mlflow,
+            )
         else:
             cfg = make_config(
                 config,
@@ -272,7 +300,7 @@ def unlearn(
                 epochs=epochs,
                 method_params={method: params} if params else None,
             )
-            run_and_write(cfg, out or Path(f"runs/unlearn-{method}"))
+            run_and_write(cfg, out or Path(f"runs/unlearn-{method}"), mlflow_experiment=mlflow)
 
 
 def parse_params(pairs: list[str]) -> dict[str, Any]:
