@@ -32,7 +32,7 @@ from unlearnkit.config import ExperimentConfig
 from unlearnkit.data import load_dataset
 from unlearnkit.data.forget import select_forget
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.experiment import evaluate, load_bundle, train_original
+from unlearnkit.experiment import evaluate, load_bundle, train_original, unlearning_context
 from unlearnkit.methods import UnlearningContext, create_method
 from unlearnkit.metrics import measure_cost, tow, tow_mia
 from unlearnkit.models import count_parameters, create_model, select_trainable
@@ -123,18 +123,7 @@ def quality_seed(key: str, seed: int, full_ntk: bool) -> list[dict[str, Any]]:
     for forget in FORGETS:
         cfg = quality_cfg(key, forget)
         ids = select_forget(bundle.train, forget, seed)
-        ctx = UnlearningContext(
-            model=original.model,
-            initial_state=original.initial_state,
-            retain=bundle.train.drop_ids(ids),
-            forget=bundle.train.select_ids(ids),
-            test=bundle.test,
-            num_classes=bundle.num_classes,
-            trainable=original.trainable,
-            train_config=cfg.train.model_copy(update={"seed": seed}),
-            peft=cfg.peft,
-            seed=seed,
-        )
+        ctx = unlearning_context(cfg, bundle, original, ids, seed)
 
         def with_copy(fn):
             def run(c: UnlearningContext):

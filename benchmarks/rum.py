@@ -26,10 +26,16 @@ sys.path.insert(0, str(Path(__file__).parent))
 from memorization import recipe
 
 from unlearnkit.data.forget import select_forget
-from unlearnkit.experiment import TrainedModel, evaluate, load_bundle, starting_model
+from unlearnkit.experiment import (
+    TrainedModel,
+    evaluate,
+    load_bundle,
+    starting_model,
+    unlearning_context,
+)
 from unlearnkit.memorization import add_label_noise, save_scores
 from unlearnkit.memorization.pipeline import proxy_scores
-from unlearnkit.methods import UnlearningContext, create_method, method_defaults
+from unlearnkit.methods import create_method, method_defaults
 from unlearnkit.metrics import mean_ci95, measure_cost, tow, tow_mia
 from unlearnkit.models import select_trainable
 
@@ -94,18 +100,7 @@ def main() -> None:
             ids = select_forget(
                 bundle.train, f"memorization:{level}:{args.forget_size}:{fz_file}", seed
             )
-            ctx0 = UnlearningContext(
-                model=original.model,
-                initial_state=original.initial_state,
-                retain=bundle.train.drop_ids(ids),
-                forget=bundle.train.select_ids(ids),
-                test=bundle.test,
-                num_classes=bundle.num_classes,
-                trainable=original.trainable,
-                train_config=cfg.train.model_copy(update={"seed": seed}),
-                peft=cfg.peft,
-                seed=seed,
-            )
+            ctx0 = unlearning_context(cfg, bundle, original, ids, seed)
             rows = []
             for name, (method, params) in {"retrain": ("retrain", {}), **table}.items():
                 ctx = copy.copy(ctx0)

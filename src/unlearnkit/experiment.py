@@ -108,6 +108,28 @@ def evaluate(model: nn.Module, ctx: UnlearningContext, cfg: ExperimentConfig) ->
     }
 
 
+def unlearning_context(
+    cfg: ExperimentConfig,
+    bundle: DatasetBundle,
+    original: TrainedModel,
+    forget_ids: torch.Tensor,
+    seed: int,
+) -> UnlearningContext:
+    """What every method gets for one seed: the trained model, D_r / D_f / test, the recipe."""
+    return UnlearningContext(
+        model=original.model,
+        initial_state=original.initial_state,
+        retain=bundle.train.drop_ids(forget_ids),
+        forget=bundle.train.select_ids(forget_ids),
+        test=bundle.test,
+        num_classes=bundle.num_classes,
+        trainable=original.trainable,
+        train_config=cfg.train.model_copy(update={"seed": seed}),
+        peft=cfg.peft,
+        seed=seed,
+    )
+
+
 def run_seed(
     cfg: ExperimentConfig,
     bundle: DatasetBundle,
@@ -120,19 +142,7 @@ def run_seed(
         progress(f"seed {seed}: training the original model on D ({len(bundle.train)} samples)")
         original = train_original(cfg, bundle, seed)
     forget_ids = select_forget(bundle.train, cfg.forget, seed)
-    retain, forget = bundle.train.drop_ids(forget_ids), bundle.train.select_ids(forget_ids)
-    base_ctx = UnlearningContext(
-        model=original.model,
-        initial_state=original.initial_state,
-        retain=retain,
-        forget=forget,
-        test=bundle.test,
-        num_classes=bundle.num_classes,
-        trainable=original.trainable,
-        train_config=cfg.train.model_copy(update={"seed": seed}),
-        peft=cfg.peft,
-        seed=seed,
-    )
+    base_ctx = unlearning_context(cfg, bundle, original, forget_ids, seed)
     rows = [
         {
             "method": "original",
