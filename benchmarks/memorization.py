@@ -314,8 +314,9 @@ def report(r: dict) -> str:
         "",
         f"Speed-up x{t['speedup']:.2f}, "
         f"x{t['speedup_incl_startup']:.2f} counting Ray's start-up "
-        f"(machine load average {t['load_average_before']:.1f} "
-        "before the runs: the 2 cores were shared with other jobs); Ray scores identical to "
+        f"(machine load average {t['load_average_before']:.1f} before and "
+        f"{t['load_average_after']:.1f} after the runs; above ~1 other jobs share the 2 cores); "
+        "Ray scores identical to "
         f"serial: {t['ray_equals_serial']}. The K={r['k']} run then resumed the Ray cache "
         f"({r.get('fz_wall_s', float('nan')):.1f}s more).",
         "",
