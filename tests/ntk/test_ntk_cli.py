@@ -6,30 +6,16 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from unlearnkit.config import ExperimentConfig
-from unlearnkit.experiment import load_bundle, train_original
 from unlearnkit.ntk.cli import SERVED_FILE, STATE_FILE, app
 from unlearnkit.ntk.state import NTKState
-from unlearnkit.store import save_trained
-from unlearnkit.training import TrainConfig
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    cfg = ExperimentConfig(
-        model="smallcnn",
-        peft="bn",
-        pretrain=False,
-        dataset_options={"test_fraction": 0.8},
-        model_options={"width": 4},
-        train=TrainConfig(epochs=1),
-    )
-    bundle = load_bundle(cfg)
-    trained = train_original(cfg, bundle, 0)
+def model_dir(tmp_path_factory, save_tiny_trained):
     out = tmp_path_factory.mktemp("model")
-    save_trained(out, trained, cfg, bundle)
+    save_tiny_trained(out)
     return out
 
 

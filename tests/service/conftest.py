@@ -47,26 +47,13 @@ def s3t_base(tmp_path_factory, digits_small) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ntk_base(tmp_path_factory) -> Path:
+def ntk_base(tmp_path_factory, save_tiny_trained) -> Path:
     """A width-4 smallcnn trained 1 epoch (BN + head trainable) with its NTK state."""
-    from unlearnkit.config import ExperimentConfig
-    from unlearnkit.experiment import load_bundle, train_original
     from unlearnkit.ntk.incremental import precompute_state
     from unlearnkit.service.approximate import STATE_FILE
-    from unlearnkit.store import save_trained
 
-    cfg = ExperimentConfig(
-        model="smallcnn",
-        peft="bn",
-        pretrain=False,
-        dataset_options={"test_fraction": 0.8},
-        model_options={"width": 4},
-        train=TrainConfig(epochs=1),
-    )
-    bundle = load_bundle(cfg)
-    trained = train_original(cfg, bundle, 0)
     out = tmp_path_factory.mktemp("ntk")
-    save_trained(out, trained, cfg, bundle)
+    trained, bundle = save_tiny_trained(out)
     state = precompute_state(
         trained.model,
         trained.trainable,
