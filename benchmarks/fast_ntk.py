@@ -32,7 +32,7 @@ from unlearnkit.config import ExperimentConfig
 from unlearnkit.data import load_dataset
 from unlearnkit.data.forget import select_forget
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.experiment import evaluate, load_bundle, train_original, unlearning_context
+from unlearnkit.experiment import evaluate, unlearning_context
 from unlearnkit.methods import UnlearningContext, create_method
 from unlearnkit.metrics import measure_cost, tow, tow_mia
 from unlearnkit.models import count_parameters, create_model, select_trainable
@@ -47,6 +47,7 @@ from unlearnkit.ntk import (
     precompute_state,
 )
 from unlearnkit.ntk.update import Solutions, apply_paper_update, linearized_model
+from unlearnkit.recipe import load_bundle, train_original
 from unlearnkit.training import TrainConfig, train
 
 OUT = Path("results/fast_ntk")

@@ -26,10 +26,10 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from unlearnkit.config import build_config
-from unlearnkit.experiment import load_bundle
 from unlearnkit.memorization import add_label_noise, fz_config, load_scores, save_scores
 from unlearnkit.memorization.pipeline import feldman_zhang_scores, proxy_scores
 from unlearnkit.memorization.proxies import PROXIES
+from unlearnkit.recipe import load_bundle
 from unlearnkit.runtime import create_executor
 
 

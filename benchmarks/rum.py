@@ -26,18 +26,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from memorization import recipe
 
 from unlearnkit.data.forget import select_forget
-from unlearnkit.experiment import (
-    TrainedModel,
-    evaluate,
-    load_bundle,
-    starting_model,
-    unlearning_context,
-)
+from unlearnkit.experiment import evaluate, unlearning_context
 from unlearnkit.memorization import add_label_noise, save_scores
 from unlearnkit.memorization.pipeline import proxy_scores
 from unlearnkit.methods import create_method, method_defaults
 from unlearnkit.metrics import mean_ci95, measure_cost, tow, tow_mia
 from unlearnkit.models import select_trainable
+from unlearnkit.recipe import TrainedModel, load_bundle, starting_model
 
 BASELINES = ["finetune", "neggrad_plus", "salun"]
 LEVELS = ["low", "mid", "high", "mixed"]

@@ -75,7 +75,8 @@ def start_server(model_dir: Path, port: int, log: Any) -> subprocess.Popen:
     cmd = [
         sys.executable,
         "-m",
-        "unlearnkit.service",
+        "unlearnkit",
+        "serve",
         "--model",
         str(model_dir),
         "--port",

@@ -15,8 +15,7 @@ def _save_tiny_trained(out):
     Returns (trained, bundle) for tests that also need the model or the data in memory.
     """
     from unlearnkit.config import ExperimentConfig
-    from unlearnkit.experiment import load_bundle, train_original
-    from unlearnkit.store import save_trained
+    from unlearnkit.recipe import load_bundle, save_trained, train_original
 
     cfg = ExperimentConfig(
         model="smallcnn",

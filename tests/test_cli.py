@@ -127,14 +127,14 @@ def test_mismatched_pairings_fail_before_data_or_training(tmp_path, monkeypatch,
     """Exit 2 at config validation: loading data or training would be minutes wasted."""
     from typer.testing import CliRunner
 
-    from unlearnkit import experiment
     from unlearnkit.cli import app
+    from unlearnkit.recipe import build
 
     def never(*_args, **_kwargs):
         raise AssertionError("reached data loading or training")
 
-    monkeypatch.setattr(experiment, "load_bundle", never)
-    monkeypatch.setattr(experiment, "train", never)
+    monkeypatch.setattr(build, "load_dataset", never)
+    monkeypatch.setattr(build, "train", never)
     res = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out")])
     assert res.exit_code == 2, res.output
     assert "error:" in res.output and "peft" in res.output

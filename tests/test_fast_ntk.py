@@ -13,9 +13,9 @@ import unlearnkit.models.prompts  # noqa: F401 - registers the prompts mode
 from unlearnkit.config import ExperimentConfig
 from unlearnkit.data.forget import select_forget
 from unlearnkit.errors import ConflictError, UnlearnkitError
-from unlearnkit.experiment import load_bundle, train_original
 from unlearnkit.methods import UnlearningContext, create_method
 from unlearnkit.ntk import LinearizedModel, MemoryBudgetError
+from unlearnkit.recipe import load_bundle, train_original
 from unlearnkit.training import TrainConfig, accuracy
 
 

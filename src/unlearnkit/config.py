@@ -1,8 +1,8 @@
-"""Experiment configuration: a pydantic model, loadable from YAML, overridable by CLI flags.
+"""The comparison run's configuration: a recipe plus what to forget, with which methods, seeds.
 
-Every name (dataset, model, trainable mode, method) is checked against its registry and every
-number against its range before any work starts, so a typo fails in milliseconds, not after
-training.
+A pydantic model, loadable from YAML, overridable by CLI flags. The recipe part
+(``unlearnkit.recipe.RecipeConfig``) is checked there; the method names and their fit to the
+trainable parameters are checked here, next to the registry that owns them, before any work.
 """
 
 from __future__ import annotations
@@ -11,44 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from unlearnkit.data import DATASETS
-from unlearnkit.errors import UnlearnkitError
+from unlearnkit.errors import UnlearnkitError, validation_message
 from unlearnkit.methods import METHODS, default_method_names
-from unlearnkit.models import MODELS, TRAINABLE, check_trainable_mode
-from unlearnkit.training import TrainConfig
+from unlearnkit.recipe import RecipeConfig, check_name
 
 
-def _check_name(registry: Any, value: str) -> str:
-    registry.get(value)  # raises with the list of valid names
-    return value
-
-
-class ExperimentConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    dataset: str = "digits"
-    data_dir: str | None = None
-    dataset_options: dict[str, Any] = Field(default_factory=dict)
-    model: str = "smallcnn"
-    model_options: dict[str, Any] = Field(default_factory=dict)
-    weights: str | None = Field(None, description="local backbone checkpoint (no hub downloads)")
-    peft: str = Field("bn", validate_default=True)  # checked against the model even if left out
-    pretrain: bool = Field(True, description="pretrain on a disjoint public split first")
-    public_fraction: float = Field(0.3, ge=0, lt=1)
-    pretrain_config: TrainConfig = Field(
-        default_factory=lambda: TrainConfig(epochs=20, lr=0.05, schedule="cosine")
-    )
-    train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=30, lr=0.05))
+class ExperimentConfig(RecipeConfig):
     forget: str = "random:0.1"
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     methods: list[str] = Field(default_factory=list)
@@ -56,29 +26,11 @@ class ExperimentConfig(BaseModel):
     relearn_threshold: float = Field(90.0, gt=0, le=100)
     relearn_max_epochs: int = Field(20, ge=1)
 
-    @field_validator("dataset")
-    @classmethod
-    def _dataset(cls, v: str) -> str:
-        return _check_name(DATASETS, v)
-
-    @field_validator("model")
-    @classmethod
-    def _model(cls, v: str) -> str:
-        return _check_name(MODELS, v)
-
-    @field_validator("peft")
-    @classmethod
-    def _peft(cls, v: str, info: ValidationInfo) -> str:
-        _check_name(TRAINABLE, v)
-        if "model" in info.data:  # absent when the model name itself was invalid
-            check_trainable_mode(info.data["model"], v, info.data.get("model_options", {}))
-        return v
-
     @field_validator("methods")
     @classmethod
     def _methods(cls, v: list[str], info: ValidationInfo) -> list[str]:
         for name in v:
-            method = _check_name(METHODS, name)
+            method = check_name(METHODS, name)
             if "peft" in info.data:
                 METHODS.get(method).check_trainable(info.data["peft"])
         return v
@@ -87,21 +39,11 @@ class ExperimentConfig(BaseModel):
     def _defaults(self) -> ExperimentConfig:
         if not self.methods:
             self.methods = default_method_names(self.peft)
-        if "retrain" not in self.methods:  # the reference every metric is measured against
-            self.methods = ["retrain", *self.methods]
+        # retrain first: the reference every metric is measured against
         self.methods = ["retrain", *[m for m in self.methods if m != "retrain"]]
         for name in self.method_params:
-            _check_name(METHODS, name)
-        if self.pretrain and self.public_fraction == 0 and self.weights is None:
-            self.pretrain = False
+            check_name(METHODS, name)
         return self
-
-
-def validation_message(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    field = ".".join(str(p) for p in err["loc"]) or "config"
-    msg = err["msg"].removeprefix("Value error, ")
-    return f"invalid {field}: {msg}"
 
 
 def build_config(base: dict[str, Any] | None = None, **overrides: Any) -> ExperimentConfig:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from unlearnkit.config import ExperimentConfig
-from unlearnkit.data import DatasetBundle, load_dataset
+from unlearnkit.data import DatasetBundle
 from unlearnkit.data.forget import select_forget
 from unlearnkit.methods import UnlearningContext, create_method
 from unlearnkit.metrics import (
@@ -29,63 +28,9 @@ from unlearnkit.metrics import (
     tow_mia,
 )
 from unlearnkit.models import count_parameters, create_model, head_parameter_names, select_trainable
-from unlearnkit.training import train
+from unlearnkit.recipe import TrainedModel, load_bundle, train_original
 
 Progress = Callable[[str], None]
-
-
-@dataclass
-class TrainedModel:
-    """The model trained on D, plus what unlearning needs to know about how it was made."""
-
-    model: nn.Module
-    initial_state: dict[str, torch.Tensor]
-    trainable: list[str]
-    seed: int
-
-
-def load_bundle(cfg: ExperimentConfig) -> DatasetBundle:
-    public = cfg.public_fraction if cfg.pretrain and cfg.weights is None else 0.0
-    return load_dataset(
-        cfg.dataset, cfg.data_dir, seed=0, public_fraction=public, **cfg.dataset_options
-    )
-
-
-def reset_head(model: nn.Module, seed: int) -> None:
-    """A new classifier head for the private task (the pretrained one may know D_f's classes)."""
-    torch.manual_seed(seed + 1)
-    head = model.get_classifier()
-    for module in head.modules():
-        if hasattr(module, "reset_parameters"):
-            module.reset_parameters()
-
-
-def starting_model(cfg: ExperimentConfig, bundle: DatasetBundle, seed: int) -> nn.Module:
-    """w0: a backbone pretrained on public data (or loaded from ``weights``) with a new head."""
-    torch.manual_seed(seed)
-    model = create_model(
-        cfg.model,
-        bundle.num_classes,
-        bundle.in_chans,
-        bundle.image_size,
-        weights=cfg.weights,
-        **cfg.model_options,
-    )
-    if cfg.pretrain and bundle.public is not None:
-        select_trainable(model, "full")
-        pre = cfg.pretrain_config.model_copy(update={"seed": seed})
-        train(model, bundle.public, pre)
-    if cfg.pretrain or cfg.weights is not None:
-        reset_head(model, seed)
-    return model
-
-
-def train_original(cfg: ExperimentConfig, bundle: DatasetBundle, seed: int) -> TrainedModel:
-    model = starting_model(cfg, bundle, seed)
-    trainable = select_trainable(model, cfg.peft)
-    initial = copy.deepcopy(model.state_dict())
-    train(model, bundle.train, cfg.train.model_copy(update={"seed": seed}), trainable)
-    return TrainedModel(model, initial, trainable, seed)
 
 
 def evaluate(model: nn.Module, ctx: UnlearningContext, cfg: ExperimentConfig) -> dict[str, Any]:

@@ -8,8 +8,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from unlearnkit.cli.exact import mount
 from unlearnkit.exact import load_ensemble
-from unlearnkit.exact.cli import mount
 
 FAST = ["--no-pretrain", "--shards", "2", "--slices", "2", "--epochs", "1", "--rank", "4"]
 

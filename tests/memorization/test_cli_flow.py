@@ -25,7 +25,7 @@ class Done:
 def cli(*args: str) -> Done:
     """The main app (``unlearn``) plus the ``memorize`` sub-command, as ``unlearnkit`` has them."""
     from unlearnkit.cli import app as main_app
-    from unlearnkit.memorization.cli import memorize
+    from unlearnkit.cli.memorize import memorize
 
     app = typer.Typer(pretty_exceptions_enable=False)
     app.registered_commands = list(main_app.registered_commands)

@@ -84,7 +84,7 @@ def test_score_file_for_other_data_is_refused(tmp_path) -> None:
 
 
 def _app() -> typer.Typer:
-    from unlearnkit.memorization.cli import mount
+    from unlearnkit.cli.memorize import mount
 
     app = typer.Typer()
     app.command("noop")(lambda: None)

@@ -6,7 +6,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from unlearnkit.ntk.cli import SERVED_FILE, STATE_FILE, app
+from unlearnkit.cli.ntk import SERVED_FILE, app
+from unlearnkit.ntk.deployment import STATE_FILE
 from unlearnkit.ntk.state import NTKState
 
 runner = CliRunner()

@@ -8,9 +8,8 @@ import torch
 from service_helpers import DELETE, auth, start_service, wait_for
 
 from unlearnkit.errors import NotFoundError
-from unlearnkit.experiment import load_bundle
+from unlearnkit.recipe import load_bundle, load_trained
 from unlearnkit.service.auth import Principal
-from unlearnkit.store import load_trained
 
 WHO = Principal(name="ops", scopes=frozenset({"admin"}))
 

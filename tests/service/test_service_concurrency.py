@@ -84,8 +84,7 @@ def test_concurrent_deletions_and_predictions_exact(exact_dir, tokens, digits_sm
 
 @pytest.mark.slow
 def test_concurrent_deletions_and_predictions_approximate(ntk_dir, tokens):
-    from unlearnkit.experiment import load_bundle
-    from unlearnkit.store import load_trained
+    from unlearnkit.recipe import load_bundle, load_trained
 
     _, cfg, _ = load_trained(ntk_dir)
     bundle = load_bundle(cfg)

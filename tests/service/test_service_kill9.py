@@ -31,7 +31,8 @@ def launch(model_dir, token_file, port: int, log) -> subprocess.Popen:
     cmd = [
         sys.executable,
         "-m",
-        "unlearnkit.service",
+        "unlearnkit",
+        "serve",
         "--model",
         str(model_dir),
         "--port",

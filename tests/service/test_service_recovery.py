@@ -176,7 +176,7 @@ def test_lost_ledger_or_foreign_ledger_refuses_to_start(exact_dir, ntk_dir, who)
 
 
 def test_cli_refuses_with_one_line_and_exit_code_2(exact_dir, tmp_path, monkeypatch):
-    from unlearnkit.service.cli import mount
+    from unlearnkit.cli.serve import mount
 
     app = typer.Typer()
     app.callback()(lambda: None)  # a group, so that the command is called "serve"

@@ -25,9 +25,11 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from unlearnkit.data.base import ArraySplit
+from unlearnkit.data.scores import ScoreTable
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.memorization.scores import ScoreTable
-from unlearnkit.training import TrainConfig
+from unlearnkit.models import create_model, reset_head
+from unlearnkit.runtime import create_executor
+from unlearnkit.training import TrainConfig, predict_logits, train
 
 Progress = Callable[[int, int], None]  # (models done, models in total)
 
@@ -99,10 +101,6 @@ def train_chunk(chunk: JobChunk) -> list[dict[str, Any]]:
 
     Top-level and single-threaded, so any executor gives bit-identical results.
     """
-    from unlearnkit.experiment import reset_head
-    from unlearnkit.models import create_model
-    from unlearnkit.training import predict_logits, train
-
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     out = []
@@ -247,8 +245,6 @@ def estimate(
     ``max_models`` stops after that many new models (used to test resuming).
     """
     if executor is None:
-        from unlearnkit.runtime import create_executor
-
         executor = create_executor("local")
     key = settings_key(data, spec, recipe, cfg)
     cache = ModelCache(Path(cache_dir) / key)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from unlearnkit.data.base import DatasetBundle
+from unlearnkit.data.scores import ScoreTable
 from unlearnkit.memorization.feldman_zhang import (
     FZConfig,
     FZResult,
@@ -24,15 +25,13 @@ from unlearnkit.memorization.feldman_zhang import (
     model_spec,
 )
 from unlearnkit.memorization.proxies import PROXIES, ProxyRun, run_with_proxies
-from unlearnkit.memorization.scores import ScoreTable
+from unlearnkit.models import select_trainable
+from unlearnkit.recipe import RecipeConfig, starting_model
 
 
-def spec_for(cfg: Any, bundle: DatasetBundle, seed: int) -> ModelSpec:
+def spec_for(cfg: RecipeConfig, bundle: DatasetBundle, seed: int) -> ModelSpec:
     """The subset models' starting point: the experiment's pretrained backbone (shared, new head
     per model) or, without pre-training, a fresh random init per model."""
-    from unlearnkit.experiment import starting_model
-    from unlearnkit.models import select_trainable
-
     model = starting_model(cfg, bundle, seed)
     trainable = select_trainable(model, cfg.peft)
     shared = cfg.weights is not None or (cfg.pretrain and bundle.public is not None)
@@ -49,7 +48,7 @@ def spec_for(cfg: Any, bundle: DatasetBundle, seed: int) -> ModelSpec:
 
 
 def feldman_zhang_scores(
-    cfg: Any,
+    cfg: RecipeConfig,
     bundle: DatasetBundle,
     fz: FZConfig,
     cache_dir: str | Path,
@@ -65,7 +64,7 @@ def feldman_zhang_scores(
 
 
 def proxy_scores(
-    cfg: Any,
+    cfg: RecipeConfig,
     bundle: DatasetBundle,
     names: Sequence[str],
     seed: int = 0,
@@ -73,9 +72,6 @@ def proxy_scores(
 ) -> tuple[dict[str, ScoreTable], ProxyRun]:
     """Train the original model once (recipe of ``cfg``, seed ``seed``) recording the proxies;
     the test split serves as the held-out data of the holdout proxy."""
-    from unlearnkit.experiment import starting_model
-    from unlearnkit.models import select_trainable
-
     for name in names:
         PROXIES.get(name)  # unknown name: fail before any training
     model = starting_model(cfg, bundle, seed)

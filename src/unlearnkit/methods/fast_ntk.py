@@ -22,9 +22,10 @@ from unlearnkit.data.base import ArraySplit
 from unlearnkit.errors import ConflictError
 from unlearnkit.methods.base import UnlearningContext, UnlearningMethod, register_method
 from unlearnkit.methods.ntk import NTKParams, ntk_unlearn
+from unlearnkit.ntk.deployment import unlearned_model
 from unlearnkit.ntk.incremental import precompute_state, state_fingerprint
 from unlearnkit.ntk.state import NTKState
-from unlearnkit.ntk.update import apply_paper_update, linearized_model, solutions_from_state
+from unlearnkit.ntk.update import solutions_from_state
 
 PEFT_MODES = ("bn", "prompts")
 
@@ -59,10 +60,7 @@ class FastNTK(UnlearningMethod):
             return ntk_unlearn(ctx, ctx.trainable, p)
         state = self._state(ctx, Path(p.state_path))
         sol = solutions_from_state(ctx.model, state, ctx.initial_state, ctx.forget)
-        if p.mode == "linearized":
-            return linearized_model(ctx.model, ctx.trainable, ctx.initial_state, sol.retain)
-        apply_paper_update(ctx.model, ctx.trainable, ctx.initial_state, sol, p.scale)
-        return ctx.model
+        return unlearned_model(ctx.model, ctx.trainable, ctx.initial_state, sol, p.mode, p.scale)
 
     def _state(self, ctx: UnlearningContext, path: Path) -> NTKState:
         """Load the state of D (checked against w0, names, lambda and D's ids) or make it."""

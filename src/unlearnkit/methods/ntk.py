@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from unlearnkit.methods.base import UnlearningContext, UnlearningMethod, register_method
-from unlearnkit.ntk.update import apply_paper_update, linearized_model, ridge_solutions
+from unlearnkit.ntk.deployment import unlearned_model
+from unlearnkit.ntk.update import ridge_solutions
 
 
 class NTKParams(BaseModel):
@@ -39,10 +40,7 @@ def ntk_unlearn(ctx: UnlearningContext, names: list[str], params: BaseModel) -> 
         p.chunk_size,
         p.max_memory_gb,
     )
-    if p.mode == "linearized":
-        return linearized_model(ctx.model, names, ctx.initial_state, sol.retain)
-    apply_paper_update(ctx.model, names, ctx.initial_state, sol, p.scale)
-    return ctx.model
+    return unlearned_model(ctx.model, names, ctx.initial_state, sol, p.mode, p.scale)
 
 
 @register_method

@@ -24,10 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from torch import nn
 
 from unlearnkit.data.base import ArraySplit
+from unlearnkit.data.scores import load_scores
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.memorization import selectors  # noqa: F401 - registers memorization:* forget sets
 from unlearnkit.memorization.proxies import PROXIES, run_with_proxies
-from unlearnkit.memorization.scores import load_scores
 from unlearnkit.methods.base import (
     METHODS,
     UnlearningContext,

@@ -19,6 +19,7 @@ from torch import nn
 
 from unlearnkit.data.base import ArraySplit
 from unlearnkit.ntk.gram import accumulate_gram, stack_jacobian
+from unlearnkit.ntk.incremental import delete_samples
 from unlearnkit.ntk.linearized import LinearizedModel
 from unlearnkit.ntk.memory import GIB, MemoryEstimate, check_fits, choose_solver, estimate
 from unlearnkit.ntk.params import ParamSpace
@@ -95,8 +96,6 @@ def solutions_from_state(
     model: nn.Module, state: NTKState, w0: Mapping[str, torch.Tensor], forget: ArraySplit
 ) -> Solutions:
     """The same two solutions from a precomputed state: a Woodbury downdate by D_f only."""
-    from unlearnkit.ntk.incremental import delete_samples
-
     full = state.solution
     delete_samples(model, state, w0, forget)
     return Solutions(full, state.solution, "primal (incremental)")

@@ -27,11 +27,18 @@ from torch import nn
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.models.checkpoint import atomic_write_text
+from unlearnkit.ntk.deployment import (
+    STATE_FILE,
+    check_update,
+    open_state,
+    state_solutions,
+    unlearned_model,
+)
+from unlearnkit.ntk.incremental import delete_samples
+from unlearnkit.recipe import open_trained
 from unlearnkit.service.served import SERVED_MODELS, RunJobs
 
-STATE_FILE = "ntk_state.safetensors"
 RECORD_FILE = "approximate.json"
-UPDATES = ("linearized", "paper")
 
 
 @SERVED_MODELS.register("approximate")
@@ -43,33 +50,18 @@ class ApproximateServedModel:
     def __init__(
         self, model_dir: Path, snapshot_dir: Path | None = None, config: Any = None
     ) -> None:
-        from unlearnkit.experiment import load_bundle
-        from unlearnkit.ntk.incremental import state_fingerprint
-        from unlearnkit.ntk.state import NTKState
-        from unlearnkit.store import check_fingerprint, load_trained
-
         self.update = getattr(config, "ntk_update", "linearized")
-        if self.update not in UPDATES:
-            raise UnlearnkitError(f"ntk_update {self.update!r}: choose one of {', '.join(UPDATES)}")
+        check_update(self.update)
         self.model_dir = Path(model_dir)
-        self.trained, cfg, meta = load_trained(self.model_dir)
-        self.bundle = load_bundle(cfg)
-        check_fingerprint(meta, self.bundle, self.model_dir)
+        opened = open_trained(self.model_dir)
+        self.trained, self.bundle = opened.trained, opened.bundle
         source = Path(snapshot_dir) if snapshot_dir is not None else self.model_dir
-        if not (source / STATE_FILE).is_file():
-            raise UnlearnkitError(
-                f"{source} has no {STATE_FILE}: run `unlearnkit ntk precompute "
-                f"--from {self.model_dir}` before serving in approximate mode"
-            )
-        self.state = NTKState.load(source / STATE_FILE)
-        self.state.check(
-            state_fingerprint(
-                self.trained.initial_state,
-                self.trained.trainable,
-                self.bundle.train.fingerprint(),
-                self.state.lam,
-            ),
+        self.state = open_state(
             source / STATE_FILE,
+            self.trained.initial_state,
+            self.trained.trainable,
+            self.bundle.train.fingerprint(),
+            model_dir=self.model_dir,
         )
         self._version = 0
         if snapshot_dir is not None:
@@ -107,17 +99,14 @@ class ApproximateServedModel:
     # -- serving -----------------------------------------------------------------------------
     def _build(self) -> nn.Module:
         """The served network for the current state (a new module; the old one is untouched)."""
-        from unlearnkit.ntk.update import Solutions, apply_paper_update, linearized_model
-
         t = self.trained
-        if self.update == "linearized":
-            served = linearized_model(t.model, t.trainable, t.initial_state, self.state.solution)
-        else:
-            served = copy.deepcopy(t.model)
-            if not bool(self.state.alive.all()):  # with nothing deleted w_Dr - w_D is round-off,
-                # which the angle scale would blow up: serve the trained network as it is
-                sol = Solutions(self.state.solution_full, self.state.solution, "primal")
-                apply_paper_update(served, t.trainable, t.initial_state, sol, "angle")
+        served = unlearned_model(  # the paper update changes its input: give it a copy
+            copy.deepcopy(t.model),
+            t.trainable,
+            t.initial_state,
+            state_solutions(self.state),
+            self.update,
+        )
         return served.eval()
 
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -133,8 +122,6 @@ class ApproximateServedModel:
     # -- changes -----------------------------------------------------------------------------
     def apply_deletions(self, sample_ids: list[int]) -> dict[str, Any]:
         """One downdate for the whole batch; validated first, so a failure changes nothing."""
-        from unlearnkit.ntk.incremental import delete_samples
-
         start = time.perf_counter()
         ids = torch.tensor(sample_ids, dtype=torch.long)
         self.state.positions(ids)

@@ -7,17 +7,38 @@ written before every input has been validated.
 from __future__ import annotations
 
 import importlib
-import sys
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from unlearnkit.errors import UnlearnkitError
+from unlearnkit.cli.common import (
+    ConfigOpt,
+    DataDirOpt,
+    DatasetOpt,
+    EpochsOpt,
+    ForgetOpt,
+    ModelOpt,
+    OutOpt,
+    PeftOpt,
+    PretrainOpt,
+    SeedsOpt,
+    WeightsOpt,
+    console,
+    make_config,
+    parse_params,
+    progress_steps,
+    refuse_given,
+    user_errors,
+)
+
+MlflowOpt = Annotated[
+    str | None,
+    typer.Option("--mlflow", help="also log the run to this MLflow experiment (tracking extra)"),
+]
+MethodsOpt = Annotated[str | None, typer.Option(help="comma-separated method names")]
 
 app = typer.Typer(
     help="Machine unlearning: exact (S3T, SISA), one-shot (Fast-NTK) and "
@@ -25,90 +46,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
-
-DatasetOpt = Annotated[str | None, typer.Option(help="dataset name (see `unlearnkit datasets`)")]
-DataDirOpt = Annotated[str | None, typer.Option(help="local folder with the data files")]
-ModelOpt = Annotated[str | None, typer.Option(help="smallcnn | resnet18 | vit_tiny")]
-PeftOpt = Annotated[str | None, typer.Option(help="trainable parameters: full | bn | ...")]
-ForgetOpt = Annotated[
-    str | None, typer.Option(help="class:K | random:N | random:0.1 | indices:PATH")
-]
-SeedsOpt = Annotated[int | None, typer.Option(help="number of seeds (0..N-1)", min=1)]
-EpochsOpt = Annotated[int | None, typer.Option(help="training epochs on D", min=0)]
-ConfigOpt = Annotated[Path | None, typer.Option(help="YAML experiment config; flags override")]
-OutOpt = Annotated[Path | None, typer.Option(help="output directory")]
-PretrainOpt = Annotated[
-    bool | None,
-    typer.Option(
-        "--pretrain/--no-pretrain", help="pretrain the backbone on a disjoint public split first"
-    ),
-]
-MlflowOpt = Annotated[
-    str | None,
-    typer.Option("--mlflow", help="also log the run to this MLflow experiment (tracking extra)"),
-]
-WeightsOpt = Annotated[
-    str | None,
-    typer.Option(help="local backbone checkpoint (.safetensors or .pth) to start from instead"),
-]
-
-
-def fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
-    raise typer.Exit(code=2)
-
-
-@contextmanager
-def user_errors() -> Any:
-    """Turn user mistakes into one clean line and exit code 2."""
-    try:
-        yield
-    except UnlearnkitError as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        console.print("interrupted; nothing partial was written")
-        raise typer.Exit(code=130) from None
-
-
-def make_config(config: Path | dict[str, Any] | None, **overrides: Any) -> Any:
-    """A validated config from a YAML file (or a dict) with the given flags on top."""
-    from unlearnkit.config import build_config, load_config_file
-
-    base = (
-        dict(config) if isinstance(config, dict) else (load_config_file(config) if config else {})
-    )
-    seeds = overrides.pop("seeds", None)
-    methods = overrides.pop("methods", None)
-    epochs = overrides.pop("epochs", None)
-    if seeds is not None:
-        overrides["seeds"] = list(range(seeds))
-    if methods is not None:
-        overrides["methods"] = [m.strip() for m in methods.split(",") if m.strip()]
-    if epochs is not None:
-        overrides["train"] = {**base.get("train", {}), "epochs": epochs}
-    return build_config(base, **overrides)
-
-
-@contextmanager
-def progress_steps(total: int) -> Any:
-    """A rich progress bar advanced by a ``step(message)`` callback."""
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
-    with bar:
-        task = bar.add_task("starting", total=total)
-
-        def step(message: str) -> None:
-            bar.update(task, description=message, advance=1)
-
-        yield step
-        bar.update(task, description="done", completed=total)
 
 
 def print_summary(results: dict[str, Any]) -> None:
@@ -137,12 +74,12 @@ def run_and_write(
     bundle: Any = None,
     mlflow_experiment: str | None = None,
 ) -> dict:
+    # deferred (here and in every command below): torch and the engines, so --help stays fast
     from unlearnkit.experiment import run_experiment
     from unlearnkit.report import write_run
+    from unlearnkit.tracking import log_run, require_mlflow
 
     if mlflow_experiment is not None:
-        from unlearnkit.tracking import require_mlflow
-
         require_mlflow()  # a missing extra fails before hours of training, not after
 
     steps = len(cfg.seeds) * (len(cfg.methods) + (0 if original else 1))
@@ -152,8 +89,6 @@ def run_and_write(
     print_summary(results)
     console.print(f"wrote {out}/results.json, report.md and figures")
     if mlflow_experiment is not None:
-        from unlearnkit.tracking import log_run
-
         run_id = log_run(results, out, mlflow_experiment)
         console.print(f"logged to MLflow experiment {mlflow_experiment!r}, run {run_id}")
     return results
@@ -164,7 +99,7 @@ def demo(
     out: OutOpt = Path("runs/demo"),
     forget: ForgetOpt = None,
     seeds: SeedsOpt = None,
-    methods: Annotated[str | None, typer.Option(help="comma-separated method names")] = None,
+    methods: MethodsOpt = None,
     dataset: DatasetOpt = None,
     data_dir: DataDirOpt = None,
     model: ModelOpt = None,
@@ -207,8 +142,7 @@ def train_cmd(
     config: ConfigOpt = None,
 ) -> None:
     """Pretrain on the public split, train on D, save the model (safetensors + metadata)."""
-    from unlearnkit.experiment import load_bundle, train_original
-    from unlearnkit.store import save_trained
+    from unlearnkit.recipe import load_bundle, save_trained, train_original
     from unlearnkit.training import accuracy
 
     with user_errors():
@@ -239,7 +173,7 @@ def unlearn(
     forget: ForgetOpt = None,
     model_dir: Annotated[
         Path | None,
-        typer.Option("--from", help="directory written by `unlearnkit train` (else train first)"),
+        typer.Option("--from", help="model directory written by `unlearnkit train` (else train)"),
     ] = None,
     out: OutOpt = None,
     seeds: SeedsOpt = None,
@@ -258,34 +192,14 @@ def unlearn(
 ) -> None:
     """Unlearn a forget set with one method and measure it against retraining."""
     from unlearnkit.methods import METHODS
+    from unlearnkit.recipe import open_trained
 
     with user_errors():
         params = parse_params(param or [])
         METHODS.create(method, **params)  # bad hyper-parameters fail before any training
-        if model_dir is not None:
-            from unlearnkit.experiment import load_bundle
-            from unlearnkit.store import check_fingerprint, load_trained
-
-            trained, saved_cfg, meta = load_trained(model_dir)
-            saved = saved_cfg.model_dump(mode="json")
-            saved.pop("methods")
-            saved["seeds"] = [trained.seed]
-            cfg = make_config(
-                saved,
-                forget=forget,
-                methods=method,
-                method_params={method: params} if params else None,
-            )
-            bundle = load_bundle(cfg)
-            check_fingerprint(meta, bundle, model_dir)
-            run_and_write(
-                cfg,
-                out or Path(f"runs/unlearn-{method}"),
-                trained,
-                bundle,
-                mlflow_experiment=mlflow,
-            )
-        else:
+        method_params = {method: params} if params else None
+        out = out or Path(f"runs/unlearn-{method}")
+        if model_dir is None:
             cfg = make_config(
                 config,
                 forget=forget,
@@ -298,41 +212,49 @@ def unlearn(
                 pretrain=pretrain,
                 weights=weights,
                 epochs=epochs,
-                method_params={method: params} if params else None,
+                method_params=method_params,
             )
-            run_and_write(cfg, out or Path(f"runs/unlearn-{method}"), mlflow_experiment=mlflow)
-
-
-def parse_params(pairs: list[str]) -> dict[str, Any]:
-    """KEY=VALUE pairs; values parsed as YAML scalars (numbers, booleans, strings)."""
-    import yaml
-
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise UnlearnkitError(f"--param {pair!r} must look like KEY=VALUE")
-        params[key.strip()] = yaml.safe_load(value)
-    return params
+            run_and_write(cfg, out, mlflow_experiment=mlflow)
+            return
+        refuse_given(
+            "unlearn --from",
+            "the saved model fixes its recipe and seed (give --data-dir if its data moved)",
+            seeds=seeds,
+            dataset=dataset,
+            model=model,
+            peft=peft,
+            pretrain=pretrain,
+            weights=weights,
+            epochs=epochs,
+            config=config,
+        )
+        opened = open_trained(model_dir, data_dir)
+        cfg = make_config(
+            opened.recipe.model_dump(mode="json"),
+            forget=forget,
+            methods=method,
+            method_params=method_params,
+            seeds=None,
+        ).model_copy(update={"seeds": [opened.trained.seed]})
+        run_and_write(cfg, out, opened.trained, opened.bundle, mlflow_experiment=mlflow)
 
 
 @app.command()
 def evaluate(
     model_dir: Annotated[Path, typer.Option("--from", help="directory written by `train`")],
     forget: ForgetOpt = "random:0.1",
+    data_dir: DataDirOpt = None,
 ) -> None:
     """Accuracy on retain / forget / test and MIA efficacy of a saved model."""
     from unlearnkit.data.forget import select_forget
-    from unlearnkit.experiment import load_bundle
     from unlearnkit.metrics import accuracy, mia_efficacy
-    from unlearnkit.store import check_fingerprint, load_trained
+    from unlearnkit.recipe import open_trained
 
     with user_errors():
-        trained, cfg, meta = load_trained(model_dir)
-        bundle = load_bundle(cfg)
-        check_fingerprint(meta, bundle, model_dir)
-        ids = select_forget(bundle.train, forget or cfg.forget, trained.seed)
-        retain, forget_split = bundle.train.drop_ids(ids), bundle.train.select_ids(ids)
+        opened = open_trained(model_dir, data_dir)
+        model, train = opened.trained.model, opened.bundle.train
+        ids = select_forget(train, forget or "random:0.1", opened.trained.seed)
+        retain, forget_split = train.drop_ids(ids), train.select_ids(ids)
         table = Table(title=f"{model_dir} - forget {forget}")
         for col in ("retain %", "forget %", "test %", "MIA efficacy %"):
             table.add_column(col, justify="right")
@@ -340,10 +262,10 @@ def evaluate(
             *(
                 f"{v:.1f}"
                 for v in (
-                    accuracy(trained.model, retain),
-                    accuracy(trained.model, forget_split),
-                    accuracy(trained.model, bundle.test),
-                    mia_efficacy(trained.model, retain, forget_split, bundle.test),
+                    accuracy(model, retain),
+                    accuracy(model, forget_split),
+                    accuracy(model, opened.bundle.test),
+                    mia_efficacy(model, retain, forget_split, opened.bundle.test),
                 )
             )
         )
@@ -391,10 +313,10 @@ def datasets() -> None:
 # Feature areas add their own sub-commands: each module has ``mount(app)``. Imported lazily so
 # ``unlearnkit --help`` does not pay for FastAPI or Ray.
 SUBCOMMAND_MODULES: tuple[str, ...] = (
-    "unlearnkit.ntk.cli",
-    "unlearnkit.memorization.cli",
-    "unlearnkit.service.cli",
-    "unlearnkit.exact.cli",
+    "unlearnkit.cli.ntk",
+    "unlearnkit.cli.memorize",
+    "unlearnkit.cli.serve",
+    "unlearnkit.cli.exact",
 )
 
 
@@ -405,12 +327,5 @@ def mount_subcommands(target: typer.Typer) -> None:
 
 def main() -> None:
     mount_subcommands(app)
-    try:
+    with user_errors():  # the one guard, also around sub-commands
         app()
-    except UnlearnkitError as exc:  # a sub-app that forgot its own guard
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """``unlearnkit memorize``: score every training sample's memorization, exactly or by a proxy.
 
-Mounted on the main Typer app by ``mount(app)`` (see ``unlearnkit.cli.SUBCOMMANDS``).
+Mounted on the main Typer app by ``mount(app)`` (see ``unlearnkit.cli.app.SUBCOMMAND_MODULES``).
 """
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+from unlearnkit.cli.common import console, make_config, user_errors
 from unlearnkit.errors import UnlearnkitError
 
 
@@ -50,11 +52,11 @@ def memorize(
     ] = Path("runs/memorize"),
 ) -> None:
     """Score memorization of every training sample; writes OUT/scores.csv (+ .json sidecar)."""
-    from unlearnkit.cli import console, make_config, user_errors
-    from unlearnkit.experiment import load_bundle
+    # deferred: torch and the memorization engine, so --help stays fast
     from unlearnkit.memorization import fz_config, save_scores
     from unlearnkit.memorization.pipeline import feldman_zhang_scores, proxy_scores
     from unlearnkit.memorization.proxies import PROXIES
+    from unlearnkit.recipe import load_bundle
     from unlearnkit.runtime import EXECUTORS, create_executor
 
     with user_errors():
@@ -110,8 +112,6 @@ def memorize(
 
 def with_label_noise(cfg: Any, share: float) -> Any:
     """The same experiment on dataset ``noisy`` wrapping the configured one."""
-    from unlearnkit.cli import make_config
-
     if cfg.dataset == "noisy":
         raise UnlearnkitError("--label-noise with dataset 'noisy': set label_noise in its options")
     options = {"base": cfg.dataset, "label_noise": share}
@@ -126,10 +126,6 @@ class _bar:
     """A rich progress bar fed with (models done, models in total)."""
 
     def __init__(self, total: int) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
-        from unlearnkit.cli import console
-
         self.progress = Progress(
             "subset models", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
         )

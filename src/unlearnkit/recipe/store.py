@@ -1,35 +1,38 @@
 """A trained model on disk: weights, its starting point w0, and how it was made.
 
 ``DIR/model.safetensors`` (weights after training on D), ``DIR/initial.safetensors`` (w0, needed
-by retrain and by NTK linearisation) and ``DIR/model.safetensors.json`` (config, trainable
-names, data fingerprint, versions). Loading checks the data fingerprint, so a model is never
-unlearned against data it was not trained on.
+by retrain and by NTK linearisation) and ``DIR/model.safetensors.json`` (recipe, trainable
+names, data fingerprint, versions). ``open_trained`` loads the model *and* its data and checks
+the fingerprint, so a model is never unlearned against data it was not trained on.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from unlearnkit.config import ExperimentConfig, build_config
 from unlearnkit.data import DatasetBundle
 from unlearnkit.errors import ConflictError, UnlearnkitError
-from unlearnkit.experiment import TrainedModel
 from unlearnkit.models import create_model, select_trainable
 from unlearnkit.models.checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
+from unlearnkit.recipe.build import TrainedModel, load_bundle
+from unlearnkit.recipe.config import RecipeConfig, recipe_of
 
 MODEL_FILE, INITIAL_FILE = "model.safetensors", "initial.safetensors"
 
 
 def save_trained(
-    directory: Path, trained: TrainedModel, cfg: ExperimentConfig, bundle: DatasetBundle
+    directory: Path, trained: TrainedModel, cfg: RecipeConfig, bundle: DatasetBundle
 ) -> None:
     directory = Path(directory)
+    recipe = cfg.model_dump(mode="json", include=set(RecipeConfig.model_fields))
     save_state(directory / INITIAL_FILE, trained.initial_state, {"role": "initial"})
     save_checkpoint(
         directory / MODEL_FILE,
         trained.model,
         {
-            "config": cfg.model_dump(mode="json"),
+            "config": recipe,
             "seed": trained.seed,
             "trainable": trained.trainable,
             "data_fingerprint": bundle.fingerprint,
@@ -40,7 +43,7 @@ def save_trained(
     )
 
 
-def load_trained(directory: Path) -> tuple[TrainedModel, ExperimentConfig, dict]:
+def load_trained(directory: Path) -> tuple[TrainedModel, RecipeConfig, dict[str, Any]]:
     """Read what ``save_trained`` wrote; a missing or corrupt file is a clear error."""
     directory = Path(directory)
     if not (directory / MODEL_FILE).is_file():
@@ -50,7 +53,7 @@ def load_trained(directory: Path) -> tuple[TrainedModel, ExperimentConfig, dict]
         )
     _, meta = load_state(directory / MODEL_FILE)
     try:
-        cfg = build_config(meta["config"])
+        cfg = recipe_of(meta["config"])
         model = create_model(
             cfg.model,
             meta["num_classes"],
@@ -68,9 +71,32 @@ def load_trained(directory: Path) -> tuple[TrainedModel, ExperimentConfig, dict]
     return TrainedModel(model, initial, trainable, int(meta.get("seed", 0))), cfg, meta
 
 
-def check_fingerprint(meta: dict, bundle: DatasetBundle, directory: Path) -> None:
+def check_fingerprint(meta: dict[str, Any], bundle: DatasetBundle, directory: Path) -> None:
     if meta.get("data_fingerprint") != bundle.fingerprint:
         raise ConflictError(
             f"{directory} was trained on other data (fingerprint "
             f"{meta.get('data_fingerprint')} != {bundle.fingerprint})"
         )
+
+
+@dataclass
+class OpenedModel:
+    """A trained model directory, its recipe and the data it was trained on (checked)."""
+
+    trained: TrainedModel
+    recipe: RecipeConfig
+    bundle: DatasetBundle
+    meta: dict[str, Any]
+
+
+def open_trained(directory: Path, data_dir: str | None = None) -> OpenedModel:
+    """Load a trained model and its data set, refusing data other than what it was trained on.
+
+    ``data_dir`` points at the same data in another folder (the fingerprint still decides).
+    """
+    trained, cfg, meta = load_trained(directory)
+    if data_dir is not None:
+        cfg = cfg.model_copy(update={"data_dir": data_dir})
+    bundle = load_bundle(cfg)
+    check_fingerprint(meta, bundle, Path(directory))
+    return OpenedModel(trained, cfg, bundle, meta)

@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from unlearnkit.cli.common import console, user_errors
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.id_lists import parse_ids
 
@@ -74,23 +74,9 @@ def parse_floats(text: str, flag: str) -> list[float]:
         raise UnlearnkitError(f"{flag} {text!r}: expected comma-separated numbers") from None
 
 
-@contextmanager
-def guarded() -> Iterator[None]:
-    """User mistakes (and config validation errors, named by field): one line, exit 2."""
-    from pydantic import ValidationError
-
-    from unlearnkit.cli import console
-    from unlearnkit.config import validation_message
-
-    try:
-        yield
-    except (UnlearnkitError, ValidationError) as exc:
-        text = validation_message(exc) if isinstance(exc, ValidationError) else str(exc)
-        console.print(f"[red]error:[/red] {text}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=2) from None
-    except KeyboardInterrupt:
-        console.print("interrupted; the previous state is intact")
-        raise typer.Exit(code=130) from None
+def guarded() -> Any:
+    """The CLI's one error guard, with the exact engine's message for Ctrl-C."""
+    return user_errors("interrupted; the previous state is intact")
 
 
 def _echo(data: Any) -> None:
@@ -122,7 +108,6 @@ def _load(directory: Path, scheme: str) -> Any:
 
 # -- commands shared by both schemes ------------------------------------------------------------
 def _train(scheme: str, out: Path, overwrite: bool, opts: dict[str, Any], extra: dict) -> None:
-    from unlearnkit.cli import console
     from unlearnkit.data import load_dataset
     from unlearnkit.exact import ENSEMBLES
     from unlearnkit.exact.backbone import file_backbone, pretrained_backbone, random_backbone
@@ -197,7 +182,6 @@ def _train(scheme: str, out: Path, overwrite: bool, opts: dict[str, Any], extra:
 
 
 def _delete(directory: Path, scheme: str, ids: str) -> None:
-    from unlearnkit.cli import console
 
     wanted = parse_ids(ids)
     ens = _load(directory, scheme)
@@ -220,7 +204,6 @@ def _status(directory: Path, scheme: str) -> None:
 
 
 def _predict(directory: Path, scheme: str, split: str, save: Path | None) -> None:
-    from unlearnkit.cli import console
     from unlearnkit.models.checkpoint import atomic_write_text
 
     if split not in ("test", "train"):
@@ -241,7 +224,6 @@ def _predict(directory: Path, scheme: str, split: str, save: Path | None) -> Non
 
 
 def _retrain(directory: Path, scheme: str, shard: int | None, pending: bool) -> None:
-    from unlearnkit.cli import console
 
     if (shard is None) == (not pending):
         raise UnlearnkitError("give exactly one of --shard N or --pending")

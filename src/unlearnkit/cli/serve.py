@@ -54,7 +54,7 @@ def serve(
     import uvicorn
     from pydantic import ValidationError
 
-    from unlearnkit.config import validation_message
+    from unlearnkit.errors import validation_message
     from unlearnkit.service.app import create_app
     from unlearnkit.service.auth import TokenStore
     from unlearnkit.service.config import ServiceConfig

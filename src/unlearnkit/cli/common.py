@@ -1,0 +1,131 @@
+"""What every sub-command shares: the console, the one error guard, option types, configs.
+
+User mistakes (``UnlearnkitError``, a pydantic validation error) end with one line on stderr and
+exit code 2; an internal failure (``InternalError``: training diverged, a ledger was lost) with
+one line and exit code 1; Ctrl-C with exit code 130. Nothing else in the CLI catches errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from unlearnkit.errors import InternalError, UnlearnkitError, validation_message
+
+console = Console(stderr=True)
+
+# -- option types shared by several commands ------------------------------------------------------
+DatasetOpt = Annotated[str | None, typer.Option(help="dataset name (see `unlearnkit datasets`)")]
+DataDirOpt = Annotated[str | None, typer.Option(help="local folder with the data files")]
+ModelOpt = Annotated[str | None, typer.Option(help="smallcnn | resnet18 | vit_tiny")]
+PeftOpt = Annotated[str | None, typer.Option(help="trainable parameters: full | bn | ...")]
+ForgetOpt = Annotated[
+    str | None, typer.Option(help="class:K | random:N | random:0.1 | indices:PATH")
+]
+SeedsOpt = Annotated[int | None, typer.Option(help="number of seeds (0..N-1)", min=1)]
+EpochsOpt = Annotated[int | None, typer.Option(help="training epochs on D", min=0)]
+ConfigOpt = Annotated[Path | None, typer.Option(help="YAML experiment config; flags override")]
+OutOpt = Annotated[Path | None, typer.Option(help="output directory")]
+PretrainOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--pretrain/--no-pretrain", help="pretrain the backbone on a disjoint public split first"
+    ),
+]
+WeightsOpt = Annotated[
+    str | None,
+    typer.Option(help="local backbone checkpoint (.safetensors or .pth) to start from instead"),
+]
+# Every command that reads a model directory names it the same way.
+ModelDirOpt = Annotated[
+    Path,
+    typer.Option("--from", help="model directory (written by `unlearnkit train` or `s3t train`)"),
+]
+IdsOpt = Annotated[str, typer.Option(help="comma-separated sample ids, or @file (one per line)")]
+
+
+def fail(message: str, code: int = 2) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=code)
+
+
+@contextmanager
+def user_errors(interrupted: str = "interrupted; nothing partial was written") -> Iterator[None]:
+    """The one CLI error guard: a user mistake is one line and exit code 2, never a traceback."""
+    try:
+        yield
+    except ValidationError as exc:
+        fail(validation_message(exc))
+    except UnlearnkitError as exc:
+        fail(str(exc))
+    except InternalError as exc:
+        fail(f"internal failure: {exc}", code=1)
+    except KeyboardInterrupt:
+        console.print(interrupted)
+        raise typer.Exit(code=130) from None
+
+
+def refuse_given(command: str, reason: str, **flags: Any) -> None:
+    """Refuse flags a command would otherwise accept and ignore (``None`` = not given)."""
+    given = [f"--{name.replace('_', '-')}" for name, value in flags.items() if value is not None]
+    if given:
+        raise UnlearnkitError(f"{command}: {', '.join(given)} cannot be used here: {reason}")
+
+
+def make_config(config: Path | dict[str, Any] | None, **overrides: Any) -> Any:
+    """A validated experiment config from a YAML file (or a dict) with the given flags on top."""
+    from unlearnkit.config import build_config, load_config_file  # deferred: heavy (torch, methods)
+
+    base = (
+        dict(config) if isinstance(config, dict) else (load_config_file(config) if config else {})
+    )
+    seeds = overrides.pop("seeds", None)
+    methods = overrides.pop("methods", None)
+    epochs = overrides.pop("epochs", None)
+    if seeds is not None:
+        overrides["seeds"] = list(range(seeds))
+    if methods is not None:
+        overrides["methods"] = [m.strip() for m in methods.split(",") if m.strip()]
+    if epochs is not None:
+        overrides["train"] = {**base.get("train", {}), "epochs": epochs}
+    return build_config(base, **overrides)
+
+
+def parse_params(pairs: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs; values parsed as YAML scalars (numbers, booleans, strings)."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UnlearnkitError(f"--param {pair!r} must look like KEY=VALUE")
+        params[key.strip()] = yaml.safe_load(value)
+    return params
+
+
+@contextmanager
+def progress_steps(total: int) -> Iterator[Callable[[str], None]]:
+    """A rich progress bar advanced by a ``step(message)`` callback."""
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+    with bar:
+        task = bar.add_task("starting", total=total)
+
+        def step(message: str) -> None:
+            bar.update(task, description=message, advance=1)
+
+        yield step
+        bar.update(task, description="done", completed=total)

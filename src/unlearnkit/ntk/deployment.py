@@ -1,0 +1,92 @@
+"""From an NTK state to the model that is served or returned: one place for every caller.
+
+The ``fast_ntk`` and ``ntk`` methods, ``unlearnkit ntk`` and the service's approximate mode all
+turn ridge solutions into a model here, and open the on-disk state of a trained model here, so
+the linearized-vs-paper choice and the staleness check have one definition.
+
+- ``linearized``: serve f(x; w0) + J(x) (w_Dr - w0), the linearized model retrained on D_r in
+  closed form (exact with respect to that model);
+- ``paper``: w_unlearned = w_trained + s (w_Dr - w_D) on the real trained weights, with the
+  angle-based scale of the NTK forgetting code (``scale="angle"``) or s = 1 (``"none"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.ntk.incremental import state_fingerprint
+from unlearnkit.ntk.state import NTKState
+from unlearnkit.ntk.update import Solutions, apply_paper_update, linearized_model
+from unlearnkit.registry import Registry
+
+STATE_FILE = "ntk_state.safetensors"
+SCALES = ("angle", "none")
+
+Update = Callable[[nn.Module, list[str], Mapping[str, torch.Tensor], Solutions, str], nn.Module]
+NTK_UPDATES: Registry[nn.Module] = Registry("NTK update mode")
+
+
+@NTK_UPDATES.register("linearized")
+def _linearized(
+    model: nn.Module, names: list[str], w0: Mapping[str, torch.Tensor], sol: Solutions, scale: str
+) -> nn.Module:
+    return linearized_model(model, names, w0, sol.retain)
+
+
+@NTK_UPDATES.register("paper")
+def _paper(
+    model: nn.Module, names: list[str], w0: Mapping[str, torch.Tensor], sol: Solutions, scale: str
+) -> nn.Module:
+    apply_paper_update(model, names, w0, sol, scale)
+    return model
+
+
+def check_update(mode: str, scale: str = "angle") -> None:
+    """Refuse an unknown update mode or scale before any work."""
+    NTK_UPDATES.get(mode)
+    if scale not in SCALES:
+        raise UnlearnkitError(f"unknown NTK scale {scale!r}; choose one of: {', '.join(SCALES)}")
+
+
+def unlearned_model(
+    model: nn.Module,
+    names: list[str],
+    w0: Mapping[str, torch.Tensor],
+    sol: Solutions,
+    mode: str = "linearized",
+    scale: str = "angle",
+) -> nn.Module:
+    """The model the solutions describe. ``paper`` changes ``model`` in place and returns it;
+    ``linearized`` returns a new module and leaves ``model`` as it is."""
+    check_update(mode, scale)
+    return NTK_UPDATES.get(mode)(model, names, w0, sol, scale)
+
+
+def state_solutions(state: NTKState) -> Solutions:
+    """The two solutions a state holds: on all of D and on the samples still alive."""
+    return Solutions(state.solution_full, state.solution, "primal (incremental)")
+
+
+def open_state(
+    path: Path,
+    initial_state: Mapping[str, torch.Tensor],
+    trainable: list[str],
+    data_fingerprint: str,
+    model_dir: Path | None = None,
+) -> NTKState:
+    """Load the NTK state of a trained model, refusing one made for other w0, names or data."""
+    path = Path(path)
+    if not path.is_file():
+        source = model_dir if model_dir is not None else path.parent
+        raise UnlearnkitError(
+            f"{path.parent} has no {path.name}: run `unlearnkit ntk precompute --from {source}` "
+            "first"
+        )
+    state = NTKState.load(path)
+    state.check(state_fingerprint(initial_state, trainable, data_fingerprint, state.lam), path)
+    return state

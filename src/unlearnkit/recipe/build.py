@@ -1,0 +1,65 @@
+"""The recipe, step by step: data bundle -> w0 (pretrained backbone + new head) -> trained on D.
+
+Every engine that needs "the model trained on D" (the comparison run, memorization scoring, the
+NTK state, the service) builds it here, so the recipe has one definition.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from unlearnkit.data import DatasetBundle, load_dataset
+from unlearnkit.models import create_model, reset_head, select_trainable
+from unlearnkit.recipe.config import RecipeConfig
+from unlearnkit.training import train
+
+
+@dataclass
+class TrainedModel:
+    """The model trained on D, plus what unlearning needs to know about how it was made."""
+
+    model: nn.Module
+    initial_state: dict[str, torch.Tensor]
+    trainable: list[str]
+    seed: int
+
+
+def load_bundle(cfg: RecipeConfig) -> DatasetBundle:
+    """The data set of a recipe, with the public split carved out when it pretrains."""
+    public = cfg.public_fraction if cfg.pretrain and cfg.weights is None else 0.0
+    return load_dataset(
+        cfg.dataset, cfg.data_dir, seed=0, public_fraction=public, **cfg.dataset_options
+    )
+
+
+def starting_model(cfg: RecipeConfig, bundle: DatasetBundle, seed: int) -> nn.Module:
+    """w0: a backbone pretrained on public data (or loaded from ``weights``) with a new head."""
+    torch.manual_seed(seed)
+    model = create_model(
+        cfg.model,
+        bundle.num_classes,
+        bundle.in_chans,
+        bundle.image_size,
+        weights=cfg.weights,
+        **cfg.model_options,
+    )
+    if cfg.pretrain and bundle.public is not None:
+        select_trainable(model, "full")
+        pre = cfg.pretrain_config.model_copy(update={"seed": seed})
+        train(model, bundle.public, pre)
+    if cfg.pretrain or cfg.weights is not None:
+        reset_head(model, seed)
+    return model
+
+
+def train_original(cfg: RecipeConfig, bundle: DatasetBundle, seed: int) -> TrainedModel:
+    """w0, then the PEFT parameters trained on D: the model every method unlearns from."""
+    model = starting_model(cfg, bundle, seed)
+    trainable = select_trainable(model, cfg.peft)
+    initial = copy.deepcopy(model.state_dict())
+    train(model, bundle.train, cfg.train.model_copy(update={"seed": seed}), trainable)
+    return TrainedModel(model, initial, trainable, seed)

@@ -1,3 +1,0 @@
-from unlearnkit.service.cli import main
-
-main()
