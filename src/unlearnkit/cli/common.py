@@ -49,6 +49,14 @@ ModelDirOpt = Annotated[
     Path,
     typer.Option("--from", help="model directory (written by `unlearnkit train` or `s3t train`)"),
 ]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="CPU threads for this command (default: the cores this process may use, capped by "
+        "UNLEARNKIT_MAX_THREADS); worker processes use one each",
+        min=1,
+    ),
+]
 IdsOpt = Annotated[str, typer.Option(help="comma-separated sample ids, or @file (one per line)")]
 
 

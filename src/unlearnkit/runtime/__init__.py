@@ -1,4 +1,4 @@
-"""Where work runs: in-process (default) or on a Ray cluster, behind one ``map`` interface."""
+"""Where work runs (in-process or on a Ray cluster, behind one ``map``) and on how many threads."""
 
 from unlearnkit.runtime.executors import (
     EXECUTORS,
@@ -7,5 +7,23 @@ from unlearnkit.runtime.executors import (
     RayExecutor,
     create_executor,
 )
+from unlearnkit.runtime.threads import (
+    apply_threads,
+    default_threads,
+    pin_worker_threads,
+    thread_report,
+    using_threads,
+)
 
-__all__ = ["EXECUTORS", "Executor", "LocalExecutor", "RayExecutor", "create_executor"]
+__all__ = [
+    "EXECUTORS",
+    "Executor",
+    "LocalExecutor",
+    "RayExecutor",
+    "apply_threads",
+    "create_executor",
+    "default_threads",
+    "pin_worker_threads",
+    "thread_report",
+    "using_threads",
+]
