@@ -1,8 +1,30 @@
-"""The dataset registry (digits, cifar10, cifar100, imagefolder, synthetic)."""
+"""The dataset registry (digits, cifar10, cifar100, imagefolder, synthetic, noisy, ...).
+
+``load_dataset`` lives here, next to the registry, so that a loader wrapping another data set
+(``noisy``) can call it without importing the package that registers it.
+"""
 
 from __future__ import annotations
 
+import inspect
+
 from unlearnkit.data.base import DatasetBundle
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.registry import Registry
 
 DATASETS: Registry[DatasetBundle] = Registry("dataset")
+
+
+def load_dataset(
+    name: str = "digits", data_dir: str | None = None, seed: int = 0, **options: object
+) -> DatasetBundle:
+    """Load a registered data set; unknown options are rejected by name."""
+    loader = DATASETS.get(name)
+    accepted = set(inspect.signature(loader).parameters)
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        raise UnlearnkitError(
+            f"dataset {name!r} has no option {unknown[0]!r}; "
+            f"options: {', '.join(sorted(accepted - {'data_dir', 'seed'}))}"
+        )
+    return loader(data_dir=data_dir, seed=seed, **options)

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from unlearnkit.data.base import ArraySplit, DatasetBundle
-from unlearnkit.data.registry import DATASETS
+from unlearnkit.data.registry import DATASETS, load_dataset
 from unlearnkit.errors import UnlearnkitError
 
 
@@ -59,8 +59,6 @@ def noisy(
     base_options: dict[str, Any] | None = None,
 ) -> DatasetBundle:
     """Dataset ``base`` with ``label_noise`` of its training labels relabelled at random."""
-    from unlearnkit.data import load_dataset
-
     if base == "noisy":
         raise UnlearnkitError("dataset 'noisy' needs a base dataset other than itself")
     if not 0.0 < label_noise < 1.0:
