@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1] / "src")}
+ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
 QUICK = ["--epochs", "3", "--seeds", "1"]
 
 
