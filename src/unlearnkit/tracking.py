@@ -17,7 +17,7 @@ from unlearnkit.errors import UnlearnkitError
 def require_mlflow() -> Any:
     """Fail before any work when the extra is missing."""
     try:
-        import mlflow
+        import mlflow  # deferred: optional extra (tracking)
     except ImportError:
         raise UnlearnkitError(
             "--mlflow needs the tracking extra: pip install 'unlearnkit[tracking]'"

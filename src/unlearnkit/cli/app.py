@@ -6,6 +6,8 @@ written before every input has been validated.
 
 from __future__ import annotations
 
+# deferred imports: every command imports torch and the engines on use, so that
+# `unlearnkit --help` and a mistyped flag answer in well under a second
 import importlib
 from pathlib import Path
 from typing import Annotated, Any

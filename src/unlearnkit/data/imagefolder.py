@@ -15,7 +15,7 @@ from unlearnkit.errors import UnlearnkitError
 def _load_folder(
     root: Path, image_size: int, classes: list[str] | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    from torchvision import datasets, transforms  # imported here: costs ~1.5 s at start-up
+    from torchvision import datasets, transforms  # deferred: torchvision costs ~1.5 s
 
     tf = transforms.Compose([transforms.Resize((image_size, image_size)), transforms.ToTensor()])
     try:

@@ -17,6 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from unlearnkit import __version__
 from unlearnkit.errors import UnlearnkitError
 
 
@@ -39,9 +40,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def versions() -> dict[str, str]:
-    import unlearnkit
-
-    return {"unlearnkit": unlearnkit.__version__, "torch": torch.__version__}
+    return {"unlearnkit": __version__, "torch": torch.__version__}
 
 
 def save_state(path: str | Path, state: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 if TYPE_CHECKING:  # peft pulls in transformers (~3 s): imported where LoRA is used
-    from peft.tuners.lora import LoraLayer
+    from peft.tuners.lora import LoraLayer  # deferred: peft pulls in transformers (~1 s)
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.models.peft import TRAINABLE, head_parameter_names
@@ -109,8 +109,8 @@ def inject_lora(
     model: nn.Module, adapter: str, targets: Sequence[str], rank: int = 16, alpha: float = 16.0
 ) -> None:
     """Add adapter ``adapter`` on exactly the modules named in ``targets``; verify that."""
-    from peft import LoraConfig, inject_adapter_in_model
-    from peft.tuners.lora import LoraLayer
+    from peft import LoraConfig, inject_adapter_in_model  # deferred: peft is slow to import
+    from peft.tuners.lora import LoraLayer  # deferred: peft pulls in transformers (~1 s)
 
     config = LoraConfig(
         r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(targets), bias="none"
@@ -130,7 +130,7 @@ def inject_lora(
 
 
 def lora_layers(model: nn.Module) -> list[LoraLayer]:
-    from peft.tuners.lora import LoraLayer
+    from peft.tuners.lora import LoraLayer  # deferred: peft pulls in transformers (~1 s)
 
     return [m for m in model.modules() if isinstance(m, LoraLayer)]
 

@@ -66,7 +66,7 @@ class RayExecutor(Executor):
         self, address: str | None = None, num_cpus: int | None = None, cpus_per_task: float = 1.0
     ) -> None:
         try:
-            import ray
+            import ray  # deferred: optional extra (distributed)
         except ImportError:
             raise UnlearnkitError("executor 'ray' needs the ray package: pip install ray") from None
         if cpus_per_task <= 0:
