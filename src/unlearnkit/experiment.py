@@ -30,7 +30,7 @@ from unlearnkit.metrics import (
 from unlearnkit.models import count_parameters, create_model, head_parameter_names, select_trainable
 from unlearnkit.recipe import TrainedModel, load_bundle, train_original
 
-Progress = Callable[[str], None]
+StepCallback = Callable[[str], None]  # told the name of each step as it starts
 
 
 def evaluate(model: nn.Module, ctx: UnlearningContext, cfg: ExperimentConfig) -> dict[str, Any]:
@@ -79,7 +79,7 @@ def run_seed(
     cfg: ExperimentConfig,
     bundle: DatasetBundle,
     seed: int,
-    progress: Progress,
+    progress: StepCallback,
     original: TrainedModel | None = None,
 ) -> list[dict[str, Any]]:
     """Every method on one seed; ``original`` skips training when a trained model is given."""
@@ -145,7 +145,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 def run_experiment(
     cfg: ExperimentConfig,
-    progress: Progress = lambda _: None,
+    progress: StepCallback = lambda _: None,
     bundle: DatasetBundle | None = None,
     original: TrainedModel | None = None,
 ) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import torch
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.memorization.feldman_zhang import (
-    estimate,
+    estimate_memorization,
     fz_config,
     memorization_from,
     subset_mask,
@@ -33,7 +33,9 @@ def test_subset_masks_have_the_fraction_and_differ() -> None:
 
 def test_mislabeled_samples_rank_far_above_the_rest(tiny, tiny_spec, tiny_recipe, tmp_path):
     data, noisy = tiny
-    result = estimate(data, tiny_spec, tiny_recipe, fz_config(k=10, chunk_size=5), tmp_path)
+    result = estimate_memorization(
+        data, tiny_spec, tiny_recipe, fz_config(k=10, chunk_size=5), tmp_path
+    )
     mem = result.scores.score
     is_noisy = torch.isin(data.ids, noisy)
     top = torch.argsort(torch.nan_to_num(mem, nan=-1), descending=True)[:24]  # top 10%
@@ -46,10 +48,10 @@ def test_resumed_run_gives_the_same_scores(tiny, tiny_spec, tiny_recipe, tmp_pat
     data, _ = tiny
     recipe = tiny_recipe.model_copy(update={"epochs": 3})
     cfg = fz_config(k=5, chunk_size=2)
-    whole = estimate(data, tiny_spec, recipe, cfg, tmp_path / "a")
-    first = estimate(data, tiny_spec, recipe, cfg, tmp_path / "b", max_models=3)
+    whole = estimate_memorization(data, tiny_spec, recipe, cfg, tmp_path / "a")
+    first = estimate_memorization(data, tiny_spec, recipe, cfg, tmp_path / "b", max_models=3)
     assert first.scores.meta == {"complete": False} and first.trained == 3
-    resumed = estimate(data, tiny_spec, recipe, cfg, tmp_path / "b")
+    resumed = estimate_memorization(data, tiny_spec, recipe, cfg, tmp_path / "b")
     assert resumed.trained == 2  # only the missing models were trained
     assert torch.equal(whole.scores.score.nan_to_num(7.0), resumed.scores.score.nan_to_num(7.0))
     assert torch.equal(whole.scores.stderr.nan_to_num(7.0), resumed.scores.stderr.nan_to_num(7.0))
@@ -63,9 +65,9 @@ def test_ray_and_local_give_identical_scores(tiny, tiny_spec, tiny_recipe, tmp_p
     data, _ = tiny
     recipe = tiny_recipe.model_copy(update={"epochs": 3})
     cfg = fz_config(k=4, chunk_size=2)
-    local = estimate(data, tiny_spec, recipe, cfg, tmp_path / "local")
+    local = estimate_memorization(data, tiny_spec, recipe, cfg, tmp_path / "local")
     with create_executor("ray", num_cpus=2) as ex:
-        remote = estimate(data, tiny_spec, recipe, cfg, tmp_path / "ray", executor=ex)
+        remote = estimate_memorization(data, tiny_spec, recipe, cfg, tmp_path / "ray", executor=ex)
     assert remote.trained == 4
     assert torch.equal(local.scores.score.nan_to_num(7.0), remote.scores.score.nan_to_num(7.0))
 
@@ -87,5 +89,5 @@ def test_bad_settings_are_refused(values, field) -> None:
 def test_bad_settings_write_nothing(tiny, tiny_spec, tiny_recipe, tmp_path):
     data, _ = tiny
     with pytest.raises(UnlearnkitError):
-        estimate(data, tiny_spec, tiny_recipe, fz_config(k=0), tmp_path)
+        estimate_memorization(data, tiny_spec, tiny_recipe, fz_config(k=0), tmp_path)
     assert list(tmp_path.iterdir()) == []

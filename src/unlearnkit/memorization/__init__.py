@@ -5,7 +5,7 @@ RUM, the unlearning method built on these scores, is ``unlearnkit.methods.rum``.
 
 from unlearnkit.data.noisy import add_label_noise
 from unlearnkit.data.scores import ScoreTable, load_scores, save_scores
-from unlearnkit.memorization.feldman_zhang import FZConfig, estimate, fz_config
+from unlearnkit.memorization.feldman_zhang import FZConfig, estimate_memorization, fz_config
 from unlearnkit.memorization.pipeline import feldman_zhang_scores, proxy_scores
 from unlearnkit.memorization.proxies import PROXIES, Proxy, register_proxy, run_with_proxies
 
@@ -15,7 +15,7 @@ __all__ = [
     "Proxy",
     "ScoreTable",
     "add_label_noise",
-    "estimate",
+    "estimate_memorization",
     "feldman_zhang_scores",
     "fz_config",
     "load_scores",

@@ -27,11 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from unlearnkit.data.base import ArraySplit
 from unlearnkit.data.scores import ScoreTable
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.models import create_model, reset_head
-from unlearnkit.runtime import create_executor
+from unlearnkit.models import Architecture, reset_head
+from unlearnkit.runtime import create_executor, using_threads
 from unlearnkit.training import TrainConfig, predict_logits, train
 
-Progress = Callable[[int, int], None]  # (models done, models in total)
+ModelProgress = Callable[[int, int], None]  # (models done, models in total)
 
 
 class FZConfig(BaseModel):
@@ -58,14 +58,10 @@ def fz_config(**values: Any) -> FZConfig:
 
 
 @dataclass
-class ModelSpec:
-    """Enough to build the same network in another process."""
+class SubsetModelSpec:
+    """How every subset model starts: the architecture, the shared start, what trains."""
 
-    name: str
-    num_classes: int
-    in_chans: int
-    image_size: int
-    options: dict[str, Any]
+    architecture: Architecture
     initial_state: dict[str, torch.Tensor] | None  # shared pretrained start; None = random init
     trainable: list[str]
     reset_head: bool
@@ -83,7 +79,7 @@ class JobChunk:
     """One executor task: several subset models (per-task overhead matters for tiny models)."""
 
     data: ArraySplit
-    spec: ModelSpec
+    spec: SubsetModelSpec
     recipe: TrainConfig
     jobs: list[SubsetJob]
 
@@ -101,17 +97,13 @@ def train_chunk(chunk: JobChunk) -> list[dict[str, Any]]:
 
     Top-level and single-threaded, so any executor gives bit-identical results.
     """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     out = []
-    try:
+    with using_threads(1):
         for job in chunk.jobs:
             start = time.perf_counter()
             spec = chunk.spec
             torch.manual_seed(job.seed)
-            model = create_model(
-                spec.name, spec.num_classes, spec.in_chans, spec.image_size, **spec.options
-            )
+            model = spec.architecture.build()
             if spec.initial_state is not None:
                 model.load_state_dict(spec.initial_state)
             if spec.reset_head:
@@ -131,20 +123,20 @@ def train_chunk(chunk: JobChunk) -> list[dict[str, Any]]:
                     "seconds": time.perf_counter() - start,
                 }
             )
-    finally:
-        torch.set_num_threads(threads)
     return out
 
 
-def settings_key(data: ArraySplit, spec: ModelSpec, recipe: TrainConfig, cfg: FZConfig) -> str:
+def settings_key(
+    data: ArraySplit, spec: SubsetModelSpec, recipe: TrainConfig, cfg: FZConfig
+) -> str:
     """What makes a cached model reusable (K and chunking are not part of it)."""
     h = hashlib.sha256()
     h.update(
         json.dumps(
             {
                 "data": data.fingerprint(),
-                "model": spec.name,
-                "options": spec.options,
+                "model": spec.architecture.name,
+                "options": spec.architecture.options,
                 "trainable": spec.trainable,
                 "reset_head": spec.reset_head,
                 "recipe": recipe.model_dump(exclude={"progress", "seed"}),
@@ -228,14 +220,14 @@ class FZResult:
     trained: int  # models trained by this call (the rest came from the cache)
 
 
-def estimate(
+def estimate_memorization(
     data: ArraySplit,
-    spec: ModelSpec,
+    spec: SubsetModelSpec,
     recipe: TrainConfig,
     cfg: FZConfig,
     cache_dir: str | Path,
     executor: Any = None,
-    progress: Progress | None = None,
+    progress: ModelProgress | None = None,
     chunks_per_wave: int = 4,
     max_models: int | None = None,
 ) -> FZResult:
@@ -297,7 +289,7 @@ def estimate(
         "seed": cfg.seed,
         "train_fingerprint": data.fingerprint(),
         "settings_key": key,
-        "model": spec.name,
+        "model": spec.architecture.name,
         "recipe": recipe.model_dump(mode="json"),
         "model_seconds": model_seconds,
         "complete": True,
@@ -319,13 +311,9 @@ def model_spec(
     initial_state: dict[str, torch.Tensor] | None,
     options: dict[str, Any] | None = None,
     reset_head: bool = False,
-) -> ModelSpec:
-    return ModelSpec(
-        model_name,
-        num_classes,
-        in_chans,
-        image_size,
-        dict(options or {}),
+) -> SubsetModelSpec:
+    return SubsetModelSpec(
+        Architecture(model_name, num_classes, in_chans, image_size, dict(options or {})),
         initial_state,
         list(trainable),
         reset_head,

@@ -19,9 +19,9 @@ from unlearnkit.data.scores import ScoreTable
 from unlearnkit.memorization.feldman_zhang import (
     FZConfig,
     FZResult,
-    ModelSpec,
-    Progress,
-    estimate,
+    ModelProgress,
+    SubsetModelSpec,
+    estimate_memorization,
     model_spec,
 )
 from unlearnkit.memorization.proxies import PROXIES, ProxyRun, run_with_proxies
@@ -29,7 +29,7 @@ from unlearnkit.models import select_trainable
 from unlearnkit.recipe import RecipeConfig, starting_model
 
 
-def spec_for(cfg: RecipeConfig, bundle: DatasetBundle, seed: int) -> ModelSpec:
+def spec_for(cfg: RecipeConfig, bundle: DatasetBundle, seed: int) -> SubsetModelSpec:
     """The subset models' starting point: the experiment's pretrained backbone (shared, new head
     per model) or, without pre-training, a fresh random init per model."""
     model = starting_model(cfg, bundle, seed)
@@ -53,12 +53,14 @@ def feldman_zhang_scores(
     fz: FZConfig,
     cache_dir: str | Path,
     executor: Any = None,
-    progress: Progress | None = None,
+    progress: ModelProgress | None = None,
     **kwargs: Any,
 ) -> FZResult:
     spec = spec_for(cfg, bundle, fz.seed)
     recipe = cfg.train.model_copy(update={"seed": fz.seed, "progress": False})
-    result = estimate(bundle.train, spec, recipe, fz, cache_dir, executor, progress, **kwargs)
+    result = estimate_memorization(
+        bundle.train, spec, recipe, fz, cache_dir, executor, progress, **kwargs
+    )
     result.scores.meta["dataset"] = bundle.fingerprint
     return result
 
