@@ -16,7 +16,7 @@ from unlearnkit.ntk.memory import (
     available_memory,
     check_fits,
     choose_solver,
-    estimate,
+    estimate_memory,
 )
 from unlearnkit.ntk.params import ParamSpace, state_hash
 from unlearnkit.ntk.solvers import solve_cg, solve_dual, solve_primal
@@ -34,7 +34,7 @@ __all__ = [
     "check_fits",
     "choose_solver",
     "delete_samples",
-    "estimate",
+    "estimate_memory",
     "forget_rows",
     "iter_jacobians",
     "per_sample_jacobian",

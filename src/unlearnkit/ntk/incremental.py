@@ -16,7 +16,7 @@ from unlearnkit.data.base import ArraySplit
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.ntk.gram import accumulate_gram, jacobian_rows
 from unlearnkit.ntk.jacobian import per_sample_jacobian, residuals
-from unlearnkit.ntk.memory import check_fits, estimate
+from unlearnkit.ntk.memory import check_fits, estimate_memory
 from unlearnkit.ntk.params import ParamSpace, state_hash
 from unlearnkit.ntk.state import NTKState
 
@@ -51,7 +51,7 @@ def precompute_state(
         raise UnlearnkitError(f"ridge lambda must be > 0, got {lam}")
     space = ParamSpace.from_model(model, names)
     check_fits(
-        estimate("primal", space.numel, len(data) * num_classes, num_classes, chunk_size),
+        estimate_memory("primal", space.numel, len(data) * num_classes, num_classes, chunk_size),
         budget,
         what=f"NTK precompute over {space.numel} parameters",
     )

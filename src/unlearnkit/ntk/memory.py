@@ -44,7 +44,7 @@ def jacobian_chunk_bytes(chunk: int, num_classes: int, p: int, item: int = 4) ->
     return 3 * chunk * num_classes * p * item
 
 
-def estimate(
+def estimate_memory(
     solver: str, p: int, rows: int, num_classes: int, chunk: int = 64, dtype_bytes: int = 8
 ) -> MemoryEstimate:
     """Peak bytes of one solve. ``rows`` = |S| * C (Jacobian rows of the set being solved)."""
@@ -79,9 +79,9 @@ def choose_solver(
     budget = available_memory() if budget is None else budget
     order = ["primal", "dual"] if p <= rows else ["dual", "primal"]
     for solver in [*order, "cg"]:
-        est = estimate(solver, p, rows, num_classes, chunk)
+        est = estimate_memory(solver, p, rows, num_classes, chunk)
         if est.bytes <= budget:
             return est
-    est = estimate("cg", p, rows, num_classes, chunk)
+    est = estimate_memory("cg", p, rows, num_classes, chunk)
     check_fits(est, budget)
     return est

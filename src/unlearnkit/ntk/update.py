@@ -21,7 +21,7 @@ from unlearnkit.data.base import ArraySplit
 from unlearnkit.ntk.gram import accumulate_gram, stack_jacobian
 from unlearnkit.ntk.incremental import delete_samples
 from unlearnkit.ntk.linearized import LinearizedModel
-from unlearnkit.ntk.memory import GIB, MemoryEstimate, check_fits, choose_solver, estimate
+from unlearnkit.ntk.memory import GIB, MemoryEstimate, check_fits, choose_solver, estimate_memory
 from unlearnkit.ntk.params import ParamSpace
 from unlearnkit.ntk.solvers import dual_kernel, solve_cg, solve_dual, solve_primal
 from unlearnkit.ntk.state import NTKState
@@ -42,7 +42,7 @@ def plan_solver(
     rows = n_samples * num_classes
     if solver == "auto":
         return choose_solver(p, rows, num_classes, chunk, budget)
-    est = estimate(solver, p, rows, num_classes, chunk)
+    est = estimate_memory(solver, p, rows, num_classes, chunk)
     check_fits(est, budget, what=f"NTK unlearning over {p} parameters and {n_samples} samples")
     return est
 
