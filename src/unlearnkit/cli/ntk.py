@@ -39,10 +39,9 @@ def precompute(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Stream the Jacobians of D once and save A, b and (A + lambda I)^-1 next to the model."""
-    # deferred (here and below): torch and the NTK engine, so --help stays fast
-    from unlearnkit.ntk.deployment import STATE_FILE
-    from unlearnkit.ntk.incremental import precompute_state
-    from unlearnkit.recipe import open_trained
+    from unlearnkit.ntk.deployment import STATE_FILE  # deferred: torch, so --help stays fast
+    from unlearnkit.ntk.incremental import precompute_state  # deferred: torch
+    from unlearnkit.recipe import open_trained  # deferred: torch
 
     with user_errors():
         opened = open_trained(model_dir, data_dir)
@@ -78,18 +77,18 @@ def delete(
     data_dir: DataDirOpt = None,
 ) -> None:
     """Delete samples: their Jacobian + a Woodbury downdate; writes the state and served model."""
-    import torch
+    import torch  # deferred: torch, so --help stays fast
 
-    from unlearnkit.models.checkpoint import save_checkpoint
-    from unlearnkit.ntk.deployment import (
+    from unlearnkit.models.checkpoint import save_checkpoint  # deferred: torch
+    from unlearnkit.ntk.deployment import (  # deferred: torch
         STATE_FILE,
         check_update,
         open_state,
         state_solutions,
         unlearned_model,
     )
-    from unlearnkit.ntk.incremental import delete_samples
-    from unlearnkit.recipe import open_trained
+    from unlearnkit.ntk.incremental import delete_samples  # deferred: torch
+    from unlearnkit.recipe import open_trained  # deferred: torch
 
     with user_errors():
         check_update(mode, scale)
@@ -132,10 +131,10 @@ def delete(
 @app.command()
 def status(model_dir: ModelDirOpt, data_dir: DataDirOpt = None) -> None:
     """Show the NTK state: size, lambda, deletions so far, and whether it is current."""
-    from unlearnkit.ntk.deployment import STATE_FILE
-    from unlearnkit.ntk.incremental import state_fingerprint
-    from unlearnkit.ntk.state import NTKState
-    from unlearnkit.recipe import open_trained
+    from unlearnkit.ntk.deployment import STATE_FILE  # deferred: torch, so --help stays fast
+    from unlearnkit.ntk.incremental import state_fingerprint  # deferred: torch
+    from unlearnkit.ntk.state import NTKState  # deferred: torch
+    from unlearnkit.recipe import open_trained  # deferred: torch
 
     with user_errors():
         state = NTKState.load(model_dir / STATE_FILE)

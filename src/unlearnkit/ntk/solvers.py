@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.func import functional_call
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.ntk.jacobian import State, jvp_logits, residuals, vjp_logits
@@ -142,8 +143,6 @@ def solve_cg(
 def _logits_at(model: nn.Module, x: torch.Tensor, state: State | None) -> torch.Tensor:
     if state is None:
         return predict_logits(model, x)
-    from torch.func import functional_call
-
     with torch.no_grad():
         was = model.training
         model.eval()

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from unlearnkit.errors import ConflictError, NotFoundError, UnlearnkitError
+from unlearnkit.ntk.solvers import regularized_inverse
 
 FORMAT = "unlearnkit-ntk-state/1"
 
@@ -54,8 +55,6 @@ class NTKState:
         ids: torch.Tensor,
         fingerprint: dict[str, str],
     ) -> NTKState:
-        from unlearnkit.ntk.solvers import regularized_inverse
-
         if lam <= 0:
             raise UnlearnkitError(f"ridge lambda must be > 0, got {lam}")
         inverse = regularized_inverse(gram, lam)
@@ -182,8 +181,6 @@ class NTKState:
         if not path.is_file():
             raise NotFoundError(f"NTK state {path} does not exist (run `ntk precompute` first)")
         try:
-            from safetensors import safe_open
-
             with safe_open(str(path), framework="pt") as fh:
                 raw = (fh.metadata() or {}).get("ntk")
             tensors = load_file(str(path))
