@@ -5,8 +5,11 @@
 
 Quality: pretrain on a public split, train the PEFT set on D, forget (class 3 / random 10%),
 compare retrain, finetune, fast_ntk (linearized and paper modes) and the full-model ntk where
-it fits: accuracies, MIA, ToW, relearn epochs, time. fast_ntk goes through its NTK state: one
-precompute per (model, seed), then each forget request is a Woodbury downdate.
+it fits: accuracies, MIA, ToW, relearn epochs, time. Every method runs through the library's
+``unlearnkit.experiment.run_seed`` (one trained model per seed shared by both forget sets) and
+the tables and per-setting run directories come from ``unlearnkit.report``. fast_ntk goes
+through its NTK state: one precompute per (model, seed), then each forget request is a
+Woodbury downdate.
 Scaling: resnet18 + bn on synthetic 32x32 images; precompute time, per-deletion latency for
 k = 1, 10, 100, peak memory, and the retrain time measured in the same process. What cannot
 be run on 2 CPU cores within the budget is extrapolated from measured throughput and labelled.
@@ -18,23 +21,24 @@ import argparse
 import copy
 import json
 import math
+import resource
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import matplotlib
 import torch
 
-import unlearnkit.methods.fast_ntk
-import unlearnkit.methods.ntk
 import unlearnkit.models.prompts  # noqa: F401 - registers vit_tiny_vpt / prompts
 from unlearnkit.config import ExperimentConfig
 from unlearnkit.data import load_dataset
-from unlearnkit.data.forget import select_forget
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.experiment import evaluate, unlearning_context
-from unlearnkit.methods import UnlearningContext, create_method
-from unlearnkit.metrics import measure_cost, tow, tow_mia
+from unlearnkit.experiment import run_seed
+from unlearnkit.experiment import summarise as summarise_runs
+from unlearnkit.methods.base import register_method
+from unlearnkit.methods.fast_ntk import FastNTK, FastNTKParams
+from unlearnkit.metrics import measure_cost
 from unlearnkit.models import count_parameters, create_model, select_trainable
 from unlearnkit.models.checkpoint import atomic_write_text
 from unlearnkit.ntk import (
@@ -43,12 +47,16 @@ from unlearnkit.ntk import (
     accumulate_gram,
     available_memory,
     delete_samples,
-    estimate,
+    estimate_memory,
     precompute_state,
 )
-from unlearnkit.ntk.update import Solutions, apply_paper_update, linearized_model
+from unlearnkit.ntk.update import plan_solver
 from unlearnkit.recipe import load_bundle, train_original
+from unlearnkit.report import summary_table, write_run
 from unlearnkit.training import TrainConfig, train
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
 
 OUT = Path("results/fast_ntk")
 GIB = 2**30
@@ -74,8 +82,25 @@ def log(msg: str) -> None:
 
 
 # ---------------------------------------------------------------- quality --------------------
-def quality_cfg(key: str, forget: str) -> ExperimentConfig:
+class FastNTKPaperParams(FastNTKParams):
+    mode: Literal["paper", "linearized"] = "paper"  # only the default differs
+
+
+@register_method
+class FastNTKPaper(FastNTK):
+    """fast_ntk with ``mode=paper`` under its own name, so one ``run_seed`` runs both modes."""
+
+    name = "fast_ntk_paper"
+    Params = FastNTKPaperParams
+    summary = "fast_ntk, the paper's weight update (benchmark alias)"
+    in_default_run = False
+
+
+def quality_cfg(
+    key: str, forget: str, methods: list[str], state_path: Path | None = None
+) -> ExperimentConfig:
     model, peft, opts, pre, train_on_d = MODELS[key]
+    ntk_params = {"state_path": str(state_path)} if state_path is not None else {}
     return ExperimentConfig(
         model=model,
         peft=peft,
@@ -83,88 +108,41 @@ def quality_cfg(key: str, forget: str) -> ExperimentConfig:
         forget=forget,
         pretrain_config=pre,
         train=train_on_d,
-        methods=["retrain"],
+        methods=methods,
+        method_params={"fast_ntk": ntk_params, "fast_ntk_paper": ntk_params},
     )
 
 
-def run_method(
-    name: str, fn, ctx: UnlearningContext, cfg: ExperimentConfig, original
-) -> dict[str, Any]:
-    with measure_cost() as cost:
-        model = fn(ctx)
-    row = {
-        "method": name,
-        **evaluate(model, ctx, cfg),
-        "time_s": cost.time_s,
-        "peak_mem_mb": cost.peak_mem_mb,
-    }
-    ref = dict(original.named_parameters())
-    row["params_touched"] = int(
-        sum((p.detach() != ref[n].detach()).sum() for n, p in model.named_parameters())
-    )
-    return row
-
-
-def quality_seed(key: str, seed: int, full_ntk: bool) -> list[dict[str, Any]]:
-    cfg = quality_cfg(key, FORGETS[0])
+def quality_seed(key: str, seed: int, full_ntk: bool, work: Path) -> list[dict[str, Any]]:
+    """One trained model per (model, seed), one NTK state of D, then ``run_seed`` per forget set:
+    every method through the library, fast_ntk as a downdate of the saved state."""
+    cfg = quality_cfg(key, FORGETS[0], ["retrain"])
     bundle = load_bundle(cfg)
     log(f"quality {key} seed {seed}: training on D ({len(bundle.train)} samples)")
     original = train_original(cfg, bundle, seed)
     trainable, total = count_parameters(original.model, original.trainable)
-    with measure_cost() as pre_cost:
-        state = precompute_state(
+    state_path = work / f"{key}-{seed}-ntk_state.safetensors"
+    data = bundle.train.subset(torch.argsort(bundle.train.ids))  # D in id order, as fast_ntk has it
+    with measure_cost() as pre_cost:  # the one-time cost, reported apart from each deletion
+        precompute_state(
             original.model,
             original.trainable,
             original.initial_state,
-            bundle.train,
+            data,
             bundle.num_classes,
-            lam=0.1,
-        )
+            lam=FastNTKParams().lam,
+        ).save(state_path)
     rows: list[dict[str, Any]] = []
     for forget in FORGETS:
-        cfg = quality_cfg(key, forget)
-        ids = select_forget(bundle.train, forget, seed)
-        ctx = unlearning_context(cfg, bundle, original, ids, seed)
-
-        def with_copy(fn):
-            def run(c: UnlearningContext):
-                c = copy.copy(c)
-                c.model = copy.deepcopy(original.model)
-                return fn(c)
-
-            return run
-
-        def ntk_from_state(mode: str):
-            def run(c: UnlearningContext):
-                st = copy.deepcopy(state)
-                delete_samples(c.model, st, c.initial_state, c.forget)
-                if mode == "linearized":
-                    return linearized_model(c.model, c.trainable, c.initial_state, st.solution)
-                sol = Solutions(st.solution_full, st.solution, "primal")
-                apply_paper_update(c.model, c.trainable, c.initial_state, sol, "angle")
-                return c.model
-
-            return run
-
-        methods = [
-            ("original", lambda c: c.model),
-            ("retrain", create_method("retrain").unlearn),
-            ("finetune", create_method("finetune").unlearn),
-            ("fast_ntk", ntk_from_state("linearized")),
-            ("fast_ntk_paper", ntk_from_state("paper")),
-        ]
+        methods = ["retrain", "finetune", "fast_ntk", "fast_ntk_paper"]
         if full_ntk and forget == FORGETS[0]:
-            methods.append(("ntk", create_method("ntk").unlearn))
-        for name, fn in methods:
-            log(f"  {key} seed {seed} {forget}: {name}")
-            try:
-                row = run_method(name, with_copy(fn), ctx, cfg, original.model)
-            except UnlearnkitError as exc:  # e.g. the full-model NTK refused for memory
-                row = {"method": name, "refused": str(exc)}
+            methods.append("ntk")
+        cfg = quality_cfg(key, forget, methods, state_path)
+        tag = f"  {key} {forget}"
+        for row in run_seed(cfg, bundle, seed, lambda m, t=tag: log(f"{t}: {m}"), original):
             rows.append(
                 {
                     "model": key,
-                    "seed": seed,
                     "forget": forget,
                     "peft": cfg.peft,
                     "trainable_params": trainable,
@@ -173,11 +151,7 @@ def quality_seed(key: str, seed: int, full_ntk: bool) -> list[dict[str, Any]]:
                     **row,
                 }
             )
-        ref = next(r for r in rows if r["forget"] == forget and r["method"] == "retrain")
-        for r in rows:
-            if r["forget"] == forget and "acc" in r:
-                r["tow"] = tow(r["acc"], ref["acc"])
-                r["tow_mia"] = tow_mia(r["acc"], r["mia_efficacy"], ref["acc"], ref["mia_efficacy"])
+    state_path.unlink(missing_ok=True)
     return rows
 
 
@@ -186,15 +160,13 @@ def full_ntk_fits(key: str) -> tuple[bool, str]:
     model, _, opts, _, _ = MODELS[key]
     net = create_model(model, 10, 1, 8, **opts)
     p = sum(q.numel() for q in net.parameters())
-    est = estimate("dual", p, 1007 * 10, 10, 32)  # |D| of digits after the public split
+    est = estimate_memory("dual", p, 1007 * 10, 10, 32)  # |D| of digits after the public split
     avail = available_memory()
     return est.bytes < 0.8 * avail, f"P={p:,}: dual needs {est.gib:.1f} GiB, {avail / GIB:.1f} free"
 
 
 # ---------------------------------------------------------------- scaling --------------------
 def peak_rss_gib() -> float:
-    import resource
-
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
 
 
@@ -210,8 +182,6 @@ def epoch_seconds(model, data, names, reps: int = 1) -> float:
 def full_ntk_refusal(total: int, n: int, chunk: int) -> str | None:
     """The full-model NTK planner's answer at N samples: None if the dual form fits, else its
     refusal (raised before any work)."""
-    from unlearnkit.ntk.update import plan_solver
-
     try:
         plan_solver("dual", total, n, 10, chunk, None)
         return None
@@ -224,8 +194,8 @@ def full_ntk_columns(sc: dict[str, Any]) -> None:
     total, chunk = sc["total_params"], sc["chunk"]
     for row in sc["rows"]:
         n = row["N"]
-        row["full_ntk_dual_gib"] = estimate("dual", total, n * 10, 10, chunk).gib
-        row["full_ntk_primal_gib"] = estimate("primal", total, n * 10, 10, chunk).gib
+        row["full_ntk_dual_gib"] = estimate_memory("dual", total, n * 10, 10, chunk).gib
+        row["full_ntk_primal_gib"] = estimate_memory("primal", total, n * 10, 10, chunk).gib
         row["full_ntk_refused"] = full_ntk_refusal(total, n, chunk)
     fit_n = 0
     while full_ntk_refusal(total, fit_n + 1, 1) is None:
@@ -369,116 +339,107 @@ def scaling(
 
 
 # ---------------------------------------------------------------- report ---------------------
-def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    from unlearnkit.metrics import mean_ci95
+def settings(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return list(dict.fromkeys((r["model"], r["forget"]) for r in rows if "acc" in r))
 
+
+def setting_results(rows: list[dict[str, Any]], model: str, forget: str) -> dict[str, Any]:
+    """One (model, forget) comparison in the shape of ``run_experiment``'s results document, so
+    ``unlearnkit.report`` writes its run directory and tables."""
+    runs = [r for r in rows if (r["model"], r["forget"]) == (model, forget) and "acc" in r]
+    first = runs[0]
+    return {
+        "dataset": "digits",
+        "model": model,
+        "forget": forget,
+        "seeds": sorted({r["seed"] for r in runs}),
+        "peft": first["peft"],
+        "trainable_params": first["trainable_params"],
+        "total_params": first["total_params"],
+        "runs": runs,
+        "summary": summarise_runs(runs),
+    }
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (model, forget, method): the library's per-method summary, plus how many seeds did
+    not relearn within the maximum (the mean is over those that did)."""
     out = []
-    keys = dict.fromkeys((r["model"], r["forget"], r["method"]) for r in rows if "acc" in r)
-    for model, forget, method in keys:
-        rs = [
-            r
-            for r in rows
-            if (r["model"], r["forget"], r["method"]) == (model, forget, method) and "acc" in r
-        ]
-        entry = {"model": model, "forget_spec": forget, "method": method, "seeds": len(rs)}
-        for part in ("retain", "forget", "test"):
-            entry[part] = sum(r["acc"][part] for r in rs) / len(rs)
-        for key in ("mia_efficacy", "time_s", "tow", "tow_mia"):
-            entry[key] = sum(r[key] for r in rs) / len(rs)
-        entry["tow_ci95"] = mean_ci95([r["tow"] for r in rs])[1]
-        rel = [r["relearn_epochs"] for r in rs if r["relearn_epochs"] is not None]
-        entry["relearn_epochs"] = sum(rel) / len(rel) if rel else None
-        entry["relearn_censored"] = len(rs) - len(rel)
-        out.append(entry)
+    for model, forget in settings(rows):
+        doc = setting_results(rows, model, forget)
+        for method, entry in doc["summary"].items():
+            censored = sum(
+                r["relearn_epochs"] is None for r in doc["runs"] if r["method"] == method
+            )
+            out.append(
+                {
+                    "model": model,
+                    "forget_spec": forget,
+                    "method": method,
+                    **entry,
+                    "relearn_censored": censored,
+                }
+            )
     return out
 
 
+def write_settings(doc: dict[str, Any]) -> list[Path]:
+    """results/fast_ntk/quality/<model>-<forget>/: results.json, report.md and figures."""
+    written = []
+    for model, forget in settings(doc.get("quality", [])):
+        slug = forget.replace(":", "").replace(".", "")
+        res = setting_results(doc["quality"], model, forget)
+        written.append(write_run(res, OUT / "quality" / f"{model}-{slug}"))
+    return written
+
+
 def figures(doc: dict[str, Any]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     sc = doc.get("scaling")
-    if sc:
-        ns = [r["N"] for r in sc["rows"]]
-        fig, ax = plt.subplots(figsize=(6, 4))
-        for k in ("1", "10", "100"):
-            pts = [(r["N"], r["latency_s"][k]) for r in sc["rows"] if k in r["latency_s"]]
-            ax.plot(*zip(*pts, strict=True), "o-", label=f"fast_ntk deletion, k={k}")
-        ax.plot(
-            ns,
-            [r["retrain_s"] for r in sc["rows"]],
-            "k--",
-            label="retrain (measured epoch x recipe epochs)",
-        )
-        ax.plot(
-            ns,
-            [0.01 * r["retrain_s"] for r in sc["rows"]],
-            "k:",
-            label="1% of retrain",
-        )
-        ax.plot(
-            ns,
-            [r["precompute_s_extrapolated"] for r in sc["rows"]],
-            "s-",
-            color="grey",
-            label="one-time precompute (extrapolated)",
-        )
-        ax.set(
-            xscale="log",
-            yscale="log",
-            xlabel="training set size N",
-            ylabel="seconds",
-            title=f"{sc['model']} + bn, 32x32, 1 CPU thread",
-        )
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(OUT / "latency_vs_n.png", dpi=120)
-        fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot(ns, [r["peak_rss_gib"] for r in sc["rows"]], "o-", label="fast_ntk peak RSS")
-        ax.plot(
-            ns,
-            [r["full_ntk_dual_gib"] for r in sc["rows"]],
-            "s--",
-            label="full-model NTK, dual (estimate)",
-        )
-        ax.axhline(sc["available_gib"], color="r", ls=":", label="available on this machine")
-        ax.set(
-            xscale="log", yscale="log", xlabel="training set size N", ylabel="GiB", title="memory"
-        )
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(OUT / "memory_vs_n.png", dpi=120)
-    summary = doc.get("quality_summary")
-    if summary:
-        groups = list(dict.fromkeys((s["model"], s["forget_spec"]) for s in summary))
-        methods = list(dict.fromkeys(s["method"] for s in summary))
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-        for ax, part in zip(axes, ("forget", "test"), strict=True):
-            width = 0.8 / len(methods)
-            for i, m in enumerate(methods):
-                vals = [
-                    next(
-                        (
-                            s[part]
-                            for s in summary
-                            if (s["model"], s["forget_spec"]) == g and s["method"] == m
-                        ),
-                        math.nan,
-                    )
-                    for g in groups
-                ]
-                ax.bar([j + i * width for j in range(len(groups))], vals, width, label=m)
-            ax.set_xticks(
-                [j + 0.4 - width / 2 for j in range(len(groups))],
-                [f"{g[0]}\n{g[1]}" for g in groups],
-                fontsize=7,
-            )
-            ax.set_ylabel(f"{part} accuracy (%)")
-        axes[0].legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(OUT / "quality.png", dpi=120)
+    if not sc:
+        return
+    ns = [r["N"] for r in sc["rows"]]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k in ("1", "10", "100"):
+        pts = [(r["N"], r["latency_s"][k]) for r in sc["rows"] if k in r["latency_s"]]
+        ax.plot(*zip(*pts, strict=True), "o-", label=f"fast_ntk deletion, k={k}")
+    ax.plot(
+        ns,
+        [r["retrain_s"] for r in sc["rows"]],
+        "k--",
+        label="retrain (measured epoch x recipe epochs)",
+    )
+    ax.plot(ns, [0.01 * r["retrain_s"] for r in sc["rows"]], "k:", label="1% of retrain")
+    ax.plot(
+        ns,
+        [r["precompute_s_extrapolated"] for r in sc["rows"]],
+        "s-",
+        color="grey",
+        label="one-time precompute (extrapolated)",
+    )
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="training set size N",
+        ylabel="seconds",
+        title=f"{sc['model']} + bn, 32x32, 1 CPU thread",
+    )
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(OUT / "latency_vs_n.png", dpi=120)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(ns, [r["peak_rss_gib"] for r in sc["rows"]], "o-", label="fast_ntk peak RSS")
+    ax.plot(
+        ns,
+        [r["full_ntk_dual_gib"] for r in sc["rows"]],
+        "s--",
+        label="full-model NTK, dual (estimate)",
+    )
+    ax.axhline(sc["available_gib"], color="r", ls=":", label="available on this machine")
+    ax.set(xscale="log", yscale="log", xlabel="training set size N", ylabel="GiB", title="memory")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(OUT / "memory_vs_n.png", dpi=120)
+    plt.close("all")
 
 
 def fmt(v: Any, spec: str = ".1f") -> str:
@@ -487,26 +448,35 @@ def fmt(v: Any, spec: str = ".1f") -> str:
 
 def report(doc: dict[str, Any]) -> str:
     lines = ["# Fast-NTK benchmark", "", f"Machine: {doc['machine']}", ""]
-    if doc.get("quality_summary"):
+    if doc.get("quality"):
         lines += [
             "## Quality (digits, mean over seeds)",
             "",
-            "| model | forget | method | seeds | retain | forget | test | MIA | ToW | "
-            "relearn ep. | time s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|",
+            "Tables by `unlearnkit.report` (the same as `unlearnkit unlearn` writes); each "
+            "setting's run directory with figures is under `quality/`. fast_ntk time = one "
+            "deletion from the saved NTK state of D.",
         ]
-        for s in doc["quality_summary"]:
-            rel = fmt(s["relearn_epochs"]) + (
-                f" ({s['relearn_censored']} >max)" if s["relearn_censored"] else ""
-            )
-            lines.append(
-                f"| {s['model']} | {s['forget_spec']} | {s['method']} | {s['seeds']} | "
-                f"{fmt(s['retain'])} | {fmt(s['forget'])} | {fmt(s['test'])} | "
-                f"{fmt(s['mia_efficacy'])} | {fmt(s['tow'], '.3f')} | {rel} | "
-                f"{fmt(s['time_s'])} |"
-            )
-        refused = {r["model"]: r["refused"] for r in doc["quality"] if "refused" in r}
-        for model, why in {**refused, **doc.get("full_ntk_skipped", {})}.items():
+        for model, forget in settings(doc["quality"]):
+            res = setting_results(doc["quality"], model, forget)
+            pres = [r["ntk_precompute_s"] for r in res["runs"] if r.get("ntk_precompute_s")]
+            pre = sum(pres) / len(pres) if pres else None
+            censored = [
+                f"{s['method']} {s['relearn_censored']} of {s['n_seeds']}"
+                for s in doc["quality_summary"]
+                if (s["model"], s["forget_spec"]) == (model, forget) and s["relearn_censored"]
+            ]
+            lines += [
+                "",
+                f"### {model} + {res['peft']}, forget `{forget}`, seeds {res['seeds']}",
+                "",
+                f"{res['trainable_params']:,} of {res['total_params']:,} parameters trainable"
+                + (f"; NTK state precompute {pre:.1f} s (once per seed, mean)." if pre else "."),
+                "",
+                summary_table(res),
+            ]
+            if censored:
+                lines += ["", "Not relearned within the maximum epochs: " + ", ".join(censored)]
+        for model, why in doc.get("full_ntk_skipped", {}).items():
             lines.append(f"\nfull-model ntk on {model}: {why}")
         lines.append("")
     sc = doc.get("scaling")
@@ -601,7 +571,8 @@ def targets(doc: dict[str, Any]) -> list[str]:
             if r["method"] == "retrain"
             and (r["model"], r["forget_spec"]) == (s["model"], s["forget_spec"])
         )
-        df, dt = abs(s["forget"] - ref["forget"]), abs(s["test"] - ref["test"])
+        df = abs(s["acc_forget_mean"] - ref["acc_forget_mean"])
+        dt = abs(s["acc_test_mean"] - ref["acc_test_mean"])
         ok = df <= 5 and dt <= 3
         out.append(
             f"quality {s['model']} {s['forget_spec']}: |forget - retrain| = {df:.1f}, "
@@ -624,8 +595,14 @@ def main() -> None:
     ap.add_argument("--full-ntk", default="smallcnn", help="models to try the full-model ntk on")
     ap.add_argument("--scaling-model", default="resnet18", help="a BN model (smoke runs)")
     ap.add_argument("--out", default=str(OUT), help="output folder")
+    ap.add_argument(
+        "--smoke", action="store_true", help="1-epoch recipes: checks the script runs (no figures)"
+    )
     args = ap.parse_args()
     OUT = Path(args.out)
+    if args.smoke:
+        for key, (model, peft, opts, _, _) in list(MODELS.items()):
+            MODELS[key] = (model, peft, opts, TrainConfig(epochs=1), TrainConfig(epochs=1))
     torch.set_num_threads(1)  # two threads spin on a shared 2-core box
     OUT.mkdir(parents=True, exist_ok=True)
     path = OUT / "results.json"
@@ -651,7 +628,8 @@ def main() -> None:
             if not fits:
                 skipped[key] = f"refused by the memory estimate ({why})"
             for seed in range(seeds.get(key, 1)):
-                rows += quality_seed(key, seed, want_full and fits and seed == 0)
+                with tempfile.TemporaryDirectory() as work:
+                    rows += quality_seed(key, seed, want_full and fits and seed == 0, Path(work))
                 doc["quality"], doc["full_ntk_skipped"] = rows, skipped
                 doc["quality_summary"] = summarise(rows)
                 atomic_write_text(path, json.dumps(doc, indent=1))
@@ -662,8 +640,9 @@ def main() -> None:
     doc["targets"] = targets(doc)
     atomic_write_text(path, json.dumps(doc, indent=1))
     figures(doc)
+    write_settings(doc)
     atomic_write_text(OUT / "report.md", report(doc))
-    log(f"wrote {OUT}/results.json, report.md, *.png")
+    log(f"wrote {OUT}/results.json, report.md, *.png, quality/*/")
 
 
 if __name__ == "__main__":
