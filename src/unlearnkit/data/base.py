@@ -101,11 +101,41 @@ def split_train_test(
     return (x[train_idx], y[train_idx]), (x[test_idx], y[test_idx])
 
 
+def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and standard deviation (shape 1 x C x 1 x 1) of float images."""
+    mean = x.mean(dim=(0, 2, 3), keepdim=True)
+    std = x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+    return mean, std
+
+
 def normalise(
     x: torch.Tensor, mean: torch.Tensor | None = None, std: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-channel standardisation; returns the statistics so test data uses the train ones."""
     if mean is None or std is None:
-        mean = x.mean(dim=(0, 2, 3), keepdim=True)
-        std = x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
+        mean, std = channel_stats(x)
     return (x - mean) / std, mean, std
+
+
+def stratified_sample(y: torch.Tensor, n: int, seed: int) -> torch.Tensor:
+    """Sorted positions of ``n`` rows drawn per class in proportion to the class counts.
+
+    Each class gets ``floor(n * count / total)`` rows; the rows left over go one each to the
+    classes with the largest remainders (ties: the smaller label). Within a class the rows are
+    a seeded random draw, so the same ``y``, ``n`` and ``seed`` give the same rows everywhere.
+    """
+    total = len(y)
+    if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= total:
+        raise UnlearnkitError(f"subset must be an integer in 2..{total} (the pool size), got {n!r}")
+    labels, counts = torch.unique(y, return_counts=True)
+    quota = counts * n // total
+    remainder = counts * n % total
+    leftover = n - int(quota.sum())
+    order = torch.sort(-remainder, stable=True).indices  # largest remainder first
+    quota[order[:leftover]] += 1
+    gen = torch.Generator().manual_seed(seed + 1_000_003)
+    chosen = []
+    for label, k in zip(labels.tolist(), quota.tolist(), strict=True):
+        rows = (y == label).nonzero().flatten()
+        chosen.append(rows[torch.randperm(len(rows), generator=gen)[:k]])
+    return torch.cat(chosen).sort().values

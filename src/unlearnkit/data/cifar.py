@@ -56,23 +56,31 @@ def _read_batches(
     return torch.cat(xs), torch.cat(ys)
 
 
-def _cifar(name: str, data_dir: str | None, seed: int, public_fraction: float) -> DatasetBundle:
+def _cifar(
+    name: str, data_dir: str | None, seed: int, public_fraction: float, subset: int | None
+) -> DatasetBundle:
     subdir, train_files, test_files, label_key, classes = _LAYOUT[name]
     root = _resolve_root(data_dir, subdir, train_files[0], name)
     train = _read_batches(root, train_files, label_key)
     test = _read_batches(root, test_files, label_key)
-    return assemble(name, train, test, classes, seed, public_fraction)
+    return assemble(name, train, test, classes, seed, public_fraction, subset)
 
 
 @DATASETS.register("cifar10")
 def cifar10(
-    data_dir: str | None = None, seed: int = 0, public_fraction: float = 0.0
+    data_dir: str | None = None,
+    seed: int = 0,
+    public_fraction: float = 0.0,
+    subset: int | None = None,
 ) -> DatasetBundle:
-    return _cifar("cifar10", data_dir, seed, public_fraction)
+    return _cifar("cifar10", data_dir, seed, public_fraction, subset)
 
 
 @DATASETS.register("cifar100")
 def cifar100(
-    data_dir: str | None = None, seed: int = 0, public_fraction: float = 0.0
+    data_dir: str | None = None,
+    seed: int = 0,
+    public_fraction: float = 0.0,
+    subset: int | None = None,
 ) -> DatasetBundle:
-    return _cifar("cifar100", data_dir, seed, public_fraction)
+    return _cifar("cifar100", data_dir, seed, public_fraction, subset)

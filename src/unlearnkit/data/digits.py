@@ -16,10 +16,11 @@ def digits(
     seed: int = 0,
     test_fraction: float = 0.2,
     public_fraction: float = 0.0,
+    subset: int | None = None,
 ) -> DatasetBundle:
     """1,797 grey 8x8 images, 10 classes; a fixed seeded train/test split."""
     raw = load_digits()
     x = torch.tensor(raw.images, dtype=torch.float32).unsqueeze(1) / 16.0
     y = torch.tensor(raw.target, dtype=torch.long)
     train, test = split_train_test(x, y, test_fraction, seed=seed)
-    return assemble("digits", train, test, 10, seed, public_fraction)
+    return assemble("digits", train, test, 10, seed, public_fraction, subset)

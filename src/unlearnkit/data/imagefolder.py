@@ -47,6 +47,7 @@ def imagefolder(
     image_size: int = 32,
     test_fraction: float = 0.2,
     public_fraction: float = 0.0,
+    subset: int | None = None,
 ) -> DatasetBundle:
     """Uses ``root/train`` and ``root/test`` when both exist, else a seeded split of ``root``."""
     if not data_dir:
@@ -63,4 +64,4 @@ def imagefolder(
     else:
         x, y, classes = _load_folder(root, image_size)
         train, test = split_train_test(x, y, test_fraction, seed)
-    return assemble("imagefolder", train, test, len(classes), seed, public_fraction)
+    return assemble("imagefolder", train, test, len(classes), seed, public_fraction, subset)

@@ -57,13 +57,18 @@ def noisy(
     noise_seed: int = 0,
     public_fraction: float = 0.0,
     base_options: dict[str, Any] | None = None,
+    subset: int | None = None,
 ) -> DatasetBundle:
-    """Dataset ``base`` with ``label_noise`` of its training labels relabelled at random."""
+    """Dataset ``base`` with ``label_noise`` of its training labels relabelled at random.
+
+    ``subset`` is the base data set's option (a stratified sample of its training pool).
+    """
     if base == "noisy":
         raise UnlearnkitError("dataset 'noisy' needs a base dataset other than itself")
     if not 0.0 < label_noise < 1.0:
         raise UnlearnkitError(f"dataset 'noisy' needs label_noise in (0, 1), got {label_noise}")
-    bundle = load_dataset(
-        base, data_dir, seed, public_fraction=public_fraction, **(base_options or {})
-    )
+    options = dict(base_options or {})
+    if subset is not None:
+        options["subset"] = subset
+    bundle = load_dataset(base, data_dir, seed, public_fraction=public_fraction, **options)
     return add_label_noise(bundle, label_noise, noise_seed)[0]

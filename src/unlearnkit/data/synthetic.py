@@ -20,6 +20,7 @@ def synthetic(
     channels: int = 3,
     num_classes: int = 10,
     public_fraction: float = 0.0,
+    subset: int | None = None,
 ) -> DatasetBundle:
     """Class-dependent mean patterns plus noise, so models can learn something."""
     for field, value in {
@@ -40,4 +41,5 @@ def synthetic(
         x = prototypes[y] + 2.0 * torch.randn(n, channels, image_size, image_size, generator=g)
         return x, y
 
-    return assemble("synthetic", draw(n_train), draw(n_test), num_classes, seed, public_fraction)
+    train, test = draw(n_train), draw(n_test)
+    return assemble("synthetic", train, test, num_classes, seed, public_fraction, subset)
