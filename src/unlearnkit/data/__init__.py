@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from unlearnkit.data import cifar, digits, imagefolder, noisy, synthetic  # noqa: F401 - registers
+from unlearnkit.data import cifar, digits, imagefolder, mnist, noisy, synthetic  # noqa: F401 - registers
 from unlearnkit.data.base import ArraySplit, DatasetBundle
 from unlearnkit.data.registry import DATASETS, load_dataset
 

@@ -1,4 +1,4 @@
-"""The dataset registry (digits, cifar10, cifar100, imagefolder, synthetic, noisy, ...).
+"""The dataset registry (digits, cifar10/100, fashion_mnist, mnist, imagefolder, synthetic, ...).
 
 ``load_dataset`` lives here, next to the registry, so that a loader wrapping another data set
 (``noisy``) can call it without importing the package that registers it.
