@@ -1,6 +1,9 @@
-"""Shared fixtures: digits loaded once, a quick training recipe."""
+"""Shared fixtures: digits loaded once, a quick training recipe, a tiny trained model directory,
+and unlearning contexts built the way the library builds them."""
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
@@ -50,3 +53,24 @@ def quick_cfg() -> TrainConfig:
 def save_tiny_trained():
     """``save_tiny_trained(out) -> (trained, bundle)``: a quick model directory for CLI tests."""
     return _save_tiny_trained
+
+
+def _make_context(cfg, bundle, original, forget, seed: int = 0):
+    """``experiment.unlearning_context`` with a private copy of the model.
+
+    ``forget`` is a forget spec (``"class:3"``) or the ids themselves. Methods change
+    ``ctx.model`` in place, so each context gets its own copy, as ``run_seed`` does.
+    """
+    from unlearnkit.data.forget import select_forget
+    from unlearnkit.experiment import unlearning_context
+
+    ids = select_forget(bundle.train, forget, seed) if isinstance(forget, str) else forget
+    ctx = unlearning_context(cfg, bundle, original, torch.as_tensor(ids), seed)
+    ctx.model = copy.deepcopy(original.model)
+    return ctx
+
+
+@pytest.fixture(scope="session")
+def make_context():
+    """``make_context(cfg, bundle, original, forget, seed=0) -> UnlearningContext``."""
+    return _make_context

@@ -1,4 +1,6 @@
+import copy
 import math
+import time
 
 import pytest
 import torch
@@ -8,7 +10,7 @@ from unlearnkit.data.base import ArraySplit
 from unlearnkit.metrics import mean_ci95, measure_cost, mia_efficacy, params_touched, tow, tow_mia
 from unlearnkit.metrics.relearn import relearn_epochs
 from unlearnkit.models import create_model, select_trainable
-from unlearnkit.training import TrainConfig, train
+from unlearnkit.training import TrainConfig, accuracy, train
 
 
 def test_tow_by_hand():
@@ -47,19 +49,38 @@ def test_mia_separates_members_from_non_members():
 
 
 def test_relearn_epochs(digits):
+    torch.manual_seed(0)
     model = create_model("smallcnn", 10, 1, 8)
     names = select_trainable(model, "full")
     forget = digits.train.subset(torch.arange(60))
+    start = copy.deepcopy(model.state_dict())
     assert relearn_epochs(model, forget, names, threshold=100.0, max_epochs=1) is None
+    got = relearn_epochs(model, forget, names, threshold=50.0, max_epochs=20, lr=0.05)
+    assert all(torch.equal(v, start[k]) for k, v in model.state_dict().items())  # on a copy
+    # reference: one epoch at a time (seed + epoch), the first epoch at or above 50%
+    curve = []
+    for epoch in range(1, 21):
+        train(model, forget, TrainConfig(epochs=1, lr=0.05, seed=epoch), names)
+        curve.append(accuracy(model, forget))
+    assert curve[0] < 50 and max(curve) >= 50  # so the answer is a count, neither 0 nor None
+    assert got == float(next(i for i, a in enumerate(curve, 1) if a >= 50))
     train(model, forget, TrainConfig(epochs=30, lr=0.05))
     assert relearn_epochs(model, forget, names, threshold=50.0) == 0.0
 
 
-def test_cost_and_touched():
+def test_cost_sees_the_time_and_memory_the_block_used():
     with measure_cost() as cost:
-        big = torch.ones(20_000_000)
+        big = torch.ones(50_000_000)  # 200 MB, every page written
+        time.sleep(0.05)  # held for ten sampling intervals
         del big
-    assert cost.time_s > 0 and cost.peak_mem_mb >= 0
+    assert cost.time_s >= 0.05
+    assert 150 <= cost.peak_mem_mb < 1000  # the 200 MB block, not the process's whole RSS
+    with measure_cost() as idle:
+        pass
+    assert idle.peak_mem_mb < 50 and idle.time_s < cost.time_s
+
+
+def test_params_touched_counts_changed_entries():
     a, b = nn.Linear(3, 2), nn.Linear(3, 2)
     b.load_state_dict(a.state_dict())
     with torch.no_grad():

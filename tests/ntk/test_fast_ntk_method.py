@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -11,21 +12,16 @@ import unlearnkit.methods.fast_ntk
 import unlearnkit.methods.ntk
 import unlearnkit.models.prompts  # noqa: F401 - registers the prompts mode
 from unlearnkit.config import ExperimentConfig
-from unlearnkit.data.forget import select_forget
 from unlearnkit.errors import ConflictError, UnlearnkitError
 from unlearnkit.methods import UnlearningContext, create_method
-from unlearnkit.ntk import LinearizedModel, MemoryBudgetError
+from unlearnkit.ntk import LinearizedModel, MemoryBudgetError, ParamSpace
+from unlearnkit.ntk.update import ridge_solutions
 from unlearnkit.recipe import load_bundle, train_original
 from unlearnkit.training import TrainConfig, accuracy
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
-
-
 @pytest.fixture(scope="module")
-def digits_class_forget():
+def digits_class_forget(make_context):
     """smallcnn pretrained on a public split, BN + new head trained on D; forget class 3."""
     torch.set_num_threads(1)  # 2 threads on a shared 2-core box spin and run 20x slower
     cfg = ExperimentConfig(
@@ -38,20 +34,7 @@ def digits_class_forget():
     )
     bundle = load_bundle(cfg)
     original = train_original(cfg, bundle, 0)
-    ids = select_forget(bundle.train, cfg.forget, 0)
-    ctx = UnlearningContext(
-        model=original.model,
-        initial_state=original.initial_state,
-        retain=bundle.train.drop_ids(ids),
-        forget=bundle.train.select_ids(ids),
-        test=bundle.test,
-        num_classes=10,
-        trainable=original.trainable,
-        train_config=cfg.train,
-        peft="bn",
-        seed=0,
-    )
-    return ctx
+    return make_context(cfg, bundle, original, cfg.forget)
 
 
 def fresh(ctx: UnlearningContext) -> UnlearningContext:
@@ -82,17 +65,28 @@ def test_fast_ntk_matches_retrain_on_digits_class_forget(digits_class_forget):
     assert frozen_params_identical(ctx.model, unlearned, ctx.trainable)
 
 
-def test_paper_mode_touches_only_peft_parameters(digits_class_forget):
+def test_paper_mode_is_the_scaled_ntk_step_on_peft_parameters_only(digits_class_forget):
+    """w = w_trained + s (w_Dr - w_D), s from the angle rule (docs/algorithms.md section 1.4),
+    with the ridge solutions computed here independently of the method."""
     ctx = fresh(digits_class_forget)
     before = copy.deepcopy(ctx.model)
     unlearned = create_method("fast_ntk", mode="paper").unlearn(ctx)
     assert frozen_params_identical(before, unlearned, ctx.trainable)
-    moved = [
-        n
-        for n, p in unlearned.named_parameters()
-        if not torch.equal(p, dict(before.named_parameters())[n])
-    ]
-    assert moved and set(moved) <= set(ctx.trainable)
+
+    space = ParamSpace.from_model(before, ctx.trainable)
+    sol = ridge_solutions(
+        before, ctx.trainable, ctx.initial_state, ctx.retain, ctx.forget, 10, lam=0.1
+    )
+    trained = space.flatten(dict(before.named_parameters()), dtype=torch.float64)
+    w0 = space.flatten(ctx.initial_state, dtype=torch.float64)
+    delta = (sol.retain - sol.full).double()
+    error = (trained - w0) - sol.retain.double()
+    cos = float(delta @ error) / float(delta.norm() * error.norm())
+    fold = math.acos(cos) - math.pi / 2 if cos < 0 else math.pi / 2 - math.acos(cos)
+    scale = 1 + 2 * math.sin(fold) * float(error.norm()) / float(delta.norm())
+    got = space.flatten(dict(unlearned.named_parameters()), dtype=torch.float64)
+    assert float((got - trained).norm()) > 0.1 * float(delta.norm())  # a real step was taken
+    torch.testing.assert_close(got, trained + scale * delta, rtol=1e-4, atol=1e-5)
 
 
 def test_state_file_gives_the_same_answer_and_refuses_stale(digits_class_forget, tmp_path):

@@ -40,18 +40,27 @@ def test_prompts_train_and_backbone_stays_bit_identical(deep):
             assert torch.equal(value, before[key]), key
 
 
-def test_prompts_change_the_output_and_have_nonzero_jacobian():
+def test_prompt_jacobian_matches_finite_differences():
+    """J v against (f(p + h v) - f(p - h v)) / 2h, in float64 so h can be small."""
     torch.manual_seed(0)
     vit = create_model("vit_tiny", 3, 1, 8, depth=2)
-    model = add_visual_prompts(vit, num_prompts=2).eval()
-    x = torch.randn(2, 1, 8, 8)
-    out = model(x)
-    with torch.no_grad():
-        model.prompts.add_(torch.randn_like(model.prompts))  # (a constant shift is LN-invariant)
-    assert not torch.allclose(out, model(x))
+    model = add_visual_prompts(vit, num_prompts=2).eval().double()
+    x = torch.randn(2, 1, 8, 8, dtype=torch.float64)
     space = ParamSpace.from_model(model, ["prompts"])
-    jac, _ = per_sample_jacobian(model, space, x)
-    assert jac.shape == (2, 3, 2 * 192) and float(jac.abs().sum()) > 0
+    jac, f0 = per_sample_jacobian(model, space, x)
+    assert jac.shape == (2, 3, 2 * 192)
+    v = torch.randn(space.numel, dtype=torch.float64)  # (a constant shift is LN-invariant)
+    h = 1e-6
+    start = model.prompts.detach().clone()
+    with torch.no_grad():
+        torch.testing.assert_close(f0, model(x))
+        model.prompts.copy_(start + h * v.view_as(start))
+        up = model(x)
+        model.prompts.copy_(start - h * v.view_as(start))
+        down = model(x)
+    numeric = (up - down) / (2 * h)
+    assert float(numeric.norm()) > 1e-3  # the prompts do reach the logits
+    torch.testing.assert_close(jac @ v, numeric, rtol=1e-5, atol=1e-7)
 
 
 def test_prompts_mode_needs_prompts_and_bn_needs_batchnorm():
@@ -72,10 +81,15 @@ def test_linearized_vit_runs_forward_mode_through_attention():
     w0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
     x = torch.randn(4, 1, 8, 8)
     lin = LinearizedModel(model, names, w0)  # jvp: the fused attention kernel has no forward AD
+    space = ParamSpace.from_model(model, names)
+    jac, f0 = per_sample_jacobian(model, space, x)
+    step = 0.1 * torch.randn(space.numel)
     with torch.no_grad():
         assert torch.allclose(lin(x), model(x), atol=1e-5)  # w = w0: f = f0
-        lin.set_displacement(torch.full((ParamSpace.from_model(model, names).numel,), 0.1))
-        assert not torch.allclose(lin(x), model(x), atol=1e-3)
+        lin.set_displacement(step)
+        moved = lin(x)
+    assert float((jac @ step).norm()) > 0.1  # the step does move the linear model
+    torch.testing.assert_close(moved, f0 + jac @ step, rtol=1e-4, atol=1e-4)  # f0 + J (w - w0)
     attn = model.vit.blocks[0].attn
     fused = attn.fused_attn
     per_sample_jacobian(model, ParamSpace.from_model(model, names), x)
