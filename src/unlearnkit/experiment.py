@@ -29,6 +29,7 @@ from unlearnkit.metrics import (
 )
 from unlearnkit.models import count_parameters, create_model, head_parameter_names, select_trainable
 from unlearnkit.recipe import TrainedModel, load_bundle, train_original
+from unlearnkit.runtime import thread_report
 
 StepCallback = Callable[[str], None]  # told the name of each step as it starts
 
@@ -153,6 +154,7 @@ def run_experiment(
 
     ``original`` (a model already trained on D, single seed) skips the training step.
     """
+    machine = thread_report()  # threads and load at the start, so a time can be judged
     bundle = bundle or load_bundle(cfg)
     select_forget(bundle.train, cfg.forget, cfg.seeds[0])  # fail fast on a bad spec
     probe = create_model(
@@ -176,6 +178,7 @@ def run_experiment(
         "total_params": total,
         "head_params": len(head_parameter_names(probe)),
         "config": cfg.model_dump(mode="json"),
+        "machine": machine,
         "runs": runs,
         "summary": summarise(runs),
     }

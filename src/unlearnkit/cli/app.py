@@ -27,12 +27,14 @@ from unlearnkit.cli.common import (
     PeftOpt,
     PretrainOpt,
     SeedsOpt,
+    ThreadsOpt,
     WeightsOpt,
     console,
     make_config,
     parse_params,
     progress_steps,
     refuse_given,
+    use_threads,
     user_errors,
 )
 
@@ -111,9 +113,11 @@ def demo(
     epochs: EpochsOpt = None,
     config: ConfigOpt = None,
     mlflow: MlflowOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Train on digits, forget a random 10%, compare every method with the retrain reference."""
     with user_errors():
+        use_threads(threads)
         cfg = make_config(
             config,
             forget=forget,
@@ -142,12 +146,14 @@ def train_cmd(
     epochs: EpochsOpt = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     config: ConfigOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Pretrain on the public split, train on D, save the model (safetensors + metadata)."""
     from unlearnkit.recipe import load_bundle, save_trained, train_original
     from unlearnkit.training import accuracy
 
     with user_errors():
+        use_threads(threads)
         cfg = make_config(
             config,
             dataset=dataset,
@@ -191,12 +197,14 @@ def unlearn(
         list[str] | None, typer.Option(help="hyper-parameter KEY=VALUE for the method (repeatable)")
     ] = None,
     mlflow: MlflowOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Unlearn a forget set with one method and measure it against retraining."""
     from unlearnkit.methods import METHODS
     from unlearnkit.recipe import open_trained
 
     with user_errors():
+        use_threads(threads)
         params = parse_params(param or [])
         METHODS.create(method, **params)  # bad hyper-parameters fail before any training
         method_params = {method: params} if params else None
@@ -246,6 +254,7 @@ def evaluate(
     model_dir: Annotated[Path, typer.Option("--from", help="directory written by `train`")],
     forget: ForgetOpt = "random:0.1",
     data_dir: DataDirOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Accuracy on retain / forget / test and MIA efficacy of a saved model."""
     from unlearnkit.data.forget import select_forget
@@ -253,6 +262,7 @@ def evaluate(
     from unlearnkit.recipe import open_trained
 
     with user_errors():
+        use_threads(threads)
         opened = open_trained(model_dir, data_dir)
         model, train = opened.trained.model, opened.bundle.train
         ids = select_forget(train, forget or "random:0.1", opened.trained.seed)

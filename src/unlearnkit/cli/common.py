@@ -81,6 +81,13 @@ def user_errors(interrupted: str = "interrupted; nothing partial was written") -
         raise typer.Exit(code=130) from None
 
 
+def use_threads(threads: int | None) -> int:
+    """Apply ``--threads`` (``None``: the default) once, before any heavy work."""
+    from unlearnkit.runtime.threads import apply_threads  # deferred: torch, so --help stays fast
+
+    return apply_threads(threads)
+
+
 def refuse_given(command: str, reason: str, **flags: Any) -> None:
     """Refuse flags a command would otherwise accept and ignore (``None`` = not given)."""
     given = [f"--{name.replace('_', '-')}" for name, value in flags.items() if value is not None]

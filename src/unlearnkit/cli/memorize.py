@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from unlearnkit.cli.common import console, make_config, user_errors
+from unlearnkit.cli.common import ThreadsOpt, console, make_config, use_threads, user_errors
 from unlearnkit.errors import UnlearnkitError
 
 
@@ -50,6 +50,7 @@ def memorize(
             help="output directory (scores.csv + sidecar; FZ keeps its resumable cache here)"
         ),
     ] = Path("runs/memorize"),
+    threads: ThreadsOpt = None,
 ) -> None:
     """Score memorization of every training sample; writes OUT/scores.csv (+ .json sidecar)."""
     # deferred: torch and the memorization engine, so --help stays fast
@@ -57,9 +58,10 @@ def memorize(
     from unlearnkit.memorization.pipeline import feldman_zhang_scores, proxy_scores
     from unlearnkit.memorization.proxies import PROXIES
     from unlearnkit.recipe import load_bundle
-    from unlearnkit.runtime import EXECUTORS, create_executor
+    from unlearnkit.runtime import EXECUTORS, create_executor, thread_report
 
     with user_errors():
+        used = use_threads(threads)
         cfg = make_config(
             config, dataset=dataset, data_dir=data_dir, model=model, peft=peft, epochs=epochs
         )
@@ -99,6 +101,7 @@ def memorize(
                 f"{run.train_seconds:.1f}s of training"
             )
         table.meta["data"] = {"dataset": cfg.dataset, "dataset_options": cfg.dataset_options}
+        table.meta["machine"] = {**thread_report(), "threads_requested": used}
         path = save_scores(table, out / "scores.csv")
         console.print(
             f"wrote {path} ({len(table)} samples); use it with --forget memorization:high:N:{path}"

@@ -4,6 +4,7 @@ from unlearnkit.runtime.executors import (
     EXECUTORS,
     Executor,
     LocalExecutor,
+    ProcessExecutor,
     RayExecutor,
     create_executor,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "EXECUTORS",
     "Executor",
     "LocalExecutor",
+    "ProcessExecutor",
     "RayExecutor",
     "apply_threads",
     "create_executor",

@@ -1,20 +1,26 @@
-"""Where independent jobs run: in this process (default) or on a Ray cluster.
+"""Where independent jobs run: in this process (default), a pool of local worker processes,
+or a Ray cluster.
 
 One small interface, ``executor.map(fn, items) -> results`` in input order, with ``fn`` a
 picklable top-level function of one argument. S3T/SISA shard training and the memorization
-estimators' many small models use it; swapping "local" for "ray" changes nothing else.
+estimators' many small models use it; swapping "local" for "processes" or "ray" changes nothing
+else. Worker processes and Ray tasks pin ``threads_per_worker`` CPU threads (default 1) before
+running ``fn``, so N workers never ask for N x cores threads.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sys
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.registry import Registry
+from unlearnkit.runtime.threads import available_cores, pin_worker_threads
 
 A = TypeVar("A")
 R = TypeVar("R")
@@ -52,19 +58,74 @@ class LocalExecutor(Executor):
         return [fn(item) for item in items]
 
 
+def _check_threads(threads_per_worker: int) -> None:
+    if threads_per_worker < 1:
+        raise UnlearnkitError(f"threads_per_worker must be >= 1, got {threads_per_worker}")
+
+
+def call_pinned(job: tuple[Callable[[A], R], A, int]) -> R:
+    """Run ``fn(item)`` after pinning this worker's threads (top-level, so it pickles)."""
+    fn, item, threads = job
+    pin_worker_threads(threads)
+    return fn(item)
+
+
+@EXECUTORS.register("processes")
+class ProcessExecutor(Executor):
+    """A pool of ``workers`` local processes (spawned, so no torch state is forked), each pinned
+    to ``threads_per_worker`` threads. Default: one worker per core this process may use."""
+
+    name = "processes"
+
+    def __init__(self, workers: int | None = None, threads_per_worker: int = 1) -> None:
+        _check_threads(threads_per_worker)
+        self.workers = available_cores() if workers is None else int(workers)
+        if self.workers < 1:
+            raise UnlearnkitError(f"workers must be >= 1, got {workers}")
+        self.threads_per_worker = threads_per_worker
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _ensure_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=pin_worker_threads,
+                initargs=(self.threads_per_worker,),
+            )
+        return self._pool
+
+    def map(self, fn: Callable[[A], R], items: Sequence[A]) -> list[R]:
+        if not items:
+            return []
+        return list(self._ensure_pool().map(fn, items))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
 @EXECUTORS.register("ray")
 class RayExecutor(Executor):
     """One Ray task per item. ``address=None`` starts a local Ray; else joins that cluster.
 
-    ``num_cpus`` caps a local Ray's CPUs; ``cpus_per_task`` is each task's reservation.
+    ``num_cpus`` caps a local Ray's CPUs; ``cpus_per_task`` is each task's reservation and
+    ``threads_per_worker`` the CPU threads a task pins before it runs (default 1).
     Workers get this process's ``sys.path`` so in-tree code (PYTHONPATH=src) imports there.
     """
 
     name = "ray"
 
     def __init__(
-        self, address: str | None = None, num_cpus: int | None = None, cpus_per_task: float = 1.0
+        self,
+        address: str | None = None,
+        num_cpus: int | None = None,
+        cpus_per_task: float = 1.0,
+        threads_per_worker: int = 1,
     ) -> None:
+        _check_threads(threads_per_worker)
+        self.threads_per_worker = threads_per_worker
         try:
             import ray  # deferred: optional extra (distributed)
         except ImportError:
@@ -90,8 +151,9 @@ class RayExecutor(Executor):
             self._started_here = True
 
     def map(self, fn: Callable[[A], R], items: Sequence[A]) -> list[R]:
-        remote = self._ray.remote(num_cpus=self.cpus_per_task)(fn)
-        return list(self._ray.get([remote.remote(item) for item in items]))
+        remote = self._ray.remote(num_cpus=self.cpus_per_task)(call_pinned)
+        jobs = [remote.remote((fn, item, self.threads_per_worker)) for item in items]
+        return list(self._ray.get(jobs))
 
     def close(self) -> None:
         if self._started_here and self._ray.is_initialized():

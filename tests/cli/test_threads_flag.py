@@ -1,0 +1,64 @@
+"""``--threads`` on the commands that train: applied in the process, recorded in the results."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "unlearnkit", *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=600,
+    )
+
+
+def test_demo_threads_flag_is_applied_and_recorded(tmp_path) -> None:
+    out = tmp_path / "demo"
+    proc = cli(
+        "demo", "--out", str(out), "--methods", "finetune", "--epochs", "1", "--threads", "1"
+    )
+    assert proc.returncode == 0, proc.stderr
+    machine = json.loads((out / "results.json").read_text())["machine"]
+    assert machine["torch_threads"] == 1
+    assert len(machine["load_average_1_5_15"]) == 3
+
+
+def test_default_threads_follow_the_environment_cap(tmp_path) -> None:
+    out = tmp_path / "demo"
+    env = {**ENV, "UNLEARNKIT_MAX_THREADS": "1"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "unlearnkit",
+            "demo",
+            "--out",
+            str(out),
+            "--methods",
+            "finetune",
+            "--epochs",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "results.json").read_text())["machine"]["torch_threads"] == 1
+
+
+def test_bad_threads_value_is_one_clean_line(tmp_path) -> None:
+    proc = cli("demo", "--out", str(tmp_path / "x"), "--threads", "0")
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and "--threads" in proc.stderr
+    assert not (tmp_path / "x").exists()
