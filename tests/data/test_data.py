@@ -135,7 +135,7 @@ def test_synthetic_and_unknown_options():
     with pytest.raises(UnlearnkitError, match="n_train"):
         load_dataset("synthetic", n_train=0)
     with pytest.raises(UnlearnkitError, match="unknown dataset"):
-        load_dataset("mnist")
+        load_dataset("no_such_dataset")
 
 
 def test_normalisation_does_not_depend_on_the_deletable_data():
