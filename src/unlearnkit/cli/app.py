@@ -27,6 +27,7 @@ from unlearnkit.cli.common import (
     PeftOpt,
     PretrainOpt,
     SeedsOpt,
+    SubsetOpt,
     ThreadsOpt,
     WeightsOpt,
     console,
@@ -114,12 +115,14 @@ def demo(
     config: ConfigOpt = None,
     mlflow: MlflowOpt = None,
     threads: ThreadsOpt = None,
+    subset: SubsetOpt = None,
 ) -> None:
     """Train on digits, forget a random 10%, compare every method with the retrain reference."""
     with user_errors():
         use_threads(threads)
         cfg = make_config(
             config,
+            subset=subset,
             forget=forget,
             seeds=seeds,
             methods=methods,
@@ -147,6 +150,7 @@ def train_cmd(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     config: ConfigOpt = None,
     threads: ThreadsOpt = None,
+    subset: SubsetOpt = None,
 ) -> None:
     """Pretrain on the public split, train on D, save the model (safetensors + metadata)."""
     from unlearnkit.recipe import load_bundle, save_trained, train_original
@@ -156,6 +160,7 @@ def train_cmd(
         use_threads(threads)
         cfg = make_config(
             config,
+            subset=subset,
             dataset=dataset,
             data_dir=data_dir,
             model=model,
@@ -198,6 +203,7 @@ def unlearn(
     ] = None,
     mlflow: MlflowOpt = None,
     threads: ThreadsOpt = None,
+    subset: SubsetOpt = None,
 ) -> None:
     """Unlearn a forget set with one method and measure it against retraining."""
     from unlearnkit.methods import METHODS
@@ -212,6 +218,7 @@ def unlearn(
         if model_dir is None:
             cfg = make_config(
                 config,
+                subset=subset,
                 forget=forget,
                 seeds=seeds,
                 methods=method,
@@ -237,6 +244,7 @@ def unlearn(
             weights=weights,
             epochs=epochs,
             config=config,
+            subset=subset,
         )
         opened = open_trained(model_dir, data_dir)
         cfg = make_config(

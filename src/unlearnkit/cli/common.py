@@ -49,6 +49,13 @@ ModelDirOpt = Annotated[
     Path,
     typer.Option("--from", help="model directory (written by `unlearnkit train` or `s3t train`)"),
 ]
+SubsetOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="use a seeded, class-stratified sample of N training samples (quick runs on big sets)",
+        min=2,
+    ),
+]
 ThreadsOpt = Annotated[
     int | None,
     typer.Option(
@@ -105,6 +112,9 @@ def make_config(config: Path | dict[str, Any] | None, **overrides: Any) -> Any:
     seeds = overrides.pop("seeds", None)
     methods = overrides.pop("methods", None)
     epochs = overrides.pop("epochs", None)
+    subset = overrides.pop("subset", None)
+    if subset is not None:
+        overrides["dataset_options"] = {**base.get("dataset_options", {}), "subset": subset}
     if seeds is not None:
         overrides["seeds"] = list(range(seeds))
     if methods is not None:

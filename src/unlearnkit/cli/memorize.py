@@ -11,7 +11,14 @@ from typing import Annotated, Any
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from unlearnkit.cli.common import ThreadsOpt, console, make_config, use_threads, user_errors
+from unlearnkit.cli.common import (
+    SubsetOpt,
+    ThreadsOpt,
+    console,
+    make_config,
+    use_threads,
+    user_errors,
+)
 from unlearnkit.errors import UnlearnkitError
 
 
@@ -51,6 +58,7 @@ def memorize(
         ),
     ] = Path("runs/memorize"),
     threads: ThreadsOpt = None,
+    subset: SubsetOpt = None,
 ) -> None:
     """Score memorization of every training sample; writes OUT/scores.csv (+ .json sidecar)."""
     # deferred: torch and the memorization engine, so --help stays fast
@@ -63,7 +71,13 @@ def memorize(
     with user_errors():
         used = use_threads(threads)
         cfg = make_config(
-            config, dataset=dataset, data_dir=data_dir, model=model, peft=peft, epochs=epochs
+            config,
+            dataset=dataset,
+            data_dir=data_dir,
+            model=model,
+            peft=peft,
+            epochs=epochs,
+            subset=subset,
         )
         if method != "fz" and method not in PROXIES:
             raise UnlearnkitError(
