@@ -108,11 +108,14 @@ def train(
     trainable: Sequence[str] | None = None,
     loss_fn: LossFn | None = None,
     callbacks: Sequence[Callback] = (),
+    eval_mode: bool = False,
 ) -> nn.Module:
     """Train ``model`` in place on ``data`` and return it.
 
     ``trainable`` names the parameters that may change (default: those with requires_grad).
     ``loss_fn(model, batch)`` replaces cross-entropy (unlearning methods use this).
+    ``eval_mode`` keeps the model in eval mode while its trainable parameters train: BatchNorm
+    statistics stay frozen and dropout off (adapters on a frozen backbone, e.g. S3T blocks).
     """
     if trainable is None:
         trainable = [n for n, p in model.named_parameters() if p.requires_grad]
@@ -127,7 +130,7 @@ def train(
     state = TrainState(model=model, epoch=0, step=0)
     for cb in callbacks:
         cb.on_train_begin(state)
-    model.train()
+    model.train(not eval_mode)
     bar = tqdm(
         total=cfg.epochs * steps_per_epoch, disable=not cfg.progress, desc="train", leave=False
     )
