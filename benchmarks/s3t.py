@@ -27,40 +27,46 @@ from typing import Any
 import numpy as np
 import torch
 
-from unlearnkit.data import load_dataset
-from unlearnkit.exact import S3TConfig, S3TEnsemble, SISAConfig, SISAEnsemble
-from unlearnkit.exact.backbone import pretrained_backbone
+from unlearnkit.exact import (
+    EnsembleRecipe,
+    S3TConfig,
+    S3TEnsemble,
+    SISAConfig,
+    build_ensemble,
+)
 from unlearnkit.exact.capacity import s3t_capacity, simulate_capacity, sisa_capacity
+from unlearnkit.exact.recipe import load_data, make_backbone, stack_spec
 from unlearnkit.exact.sequences import cyclic_sequences, select_sequences
-from unlearnkit.exact.stack import ModelSpec
 from unlearnkit.models.checkpoint import atomic_write_text
+from unlearnkit.runtime import apply_threads
 from unlearnkit.training import TrainConfig
+
+# digits, smallcnn pretrained on the public 30% (20 epochs), frozen: the CLI's default recipe
+RECIPE = EnsembleRecipe(dataset="digits", public_fraction=0.3)
 
 
 def build(args: argparse.Namespace, bundle: Any, backbone: dict) -> dict[str, Any]:
-    """Train every scheme once; returns name -> ensemble (plus the single model)."""
+    """Train every scheme once on one backbone; returns name -> ensemble (plus the single
+    model)."""
     recipe = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=32)
     common = dict(num_shards=args.shards, num_slices=args.slices, lora_rank=args.rank,
                   train=recipe, seed=0)  # fmt: skip
     configs: dict[str, Any] = {}
     for b in sorted({1, 2, args.slices}):
-        configs[f"S3T B={b}"] = (S3TEnsemble, S3TConfig(
-            num_sequences=b, retrain_policy="dead_shard", **common))  # fmt: skip
-    configs["SISA (dead_shard)"] = (SISAEnsemble, SISAConfig(retrain_policy="dead_shard", **common))
-    configs["SISA (eager)"] = (SISAEnsemble, SISAConfig(retrain_policy="eager", **common))
-    single = SISAConfig(
+        configs[f"S3T B={b}"] = S3TConfig(num_sequences=b, retrain_policy="dead_shard", **common)
+    configs["SISA (dead_shard)"] = SISAConfig(retrain_policy="dead_shard", **common)
+    configs["SISA (eager)"] = SISAConfig(retrain_policy="eager", **common)
+    configs["single model"] = SISAConfig(
         num_shards=1, num_slices=1, lora_rank=args.rank, seed=0,
         train=recipe.model_copy(update={"epochs": args.epochs * args.slices}),
     )  # fmt: skip
-    configs["single model"] = (SISAEnsemble, single)
     out = {}
-    for name, (cls, cfg) in configs.items():
+    for name, cfg in configs.items():
         if name == "SISA (eager)":  # same weights as SISA (dead_shard); only the policy differs
             ens = out["SISA (dead_shard)"].clone()
             ens.config = cfg
         else:
-            ens = cls.train(bundle.train, cfg, num_classes=bundle.num_classes,
-                            backbone_state=backbone)  # fmt: skip
+            ens = build_ensemble(RECIPE, cfg, bundle=bundle, backbone=backbone)
         out[name] = ens
         print(f"trained {name}: {ens.train_seconds:.1f} s, test {ens.accuracy(bundle.test):.2f}%",
               flush=True)  # fmt: skip
@@ -261,11 +267,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=2000)
     parser.add_argument("--out", type=Path, default=Path("results/s3t"))
     args = parser.parse_args()
-    torch.set_num_threads(1)
+    apply_threads(1)
     start = time.perf_counter()
-    bundle = load_dataset("digits", public_fraction=0.3)
-    spec = ModelSpec("smallcnn", bundle.num_classes, bundle.in_chans, bundle.image_size)
-    backbone = pretrained_backbone(spec, bundle.public, TrainConfig(epochs=20), seed=0)
+    bundle = load_data(RECIPE)
+    backbone = make_backbone(RECIPE, stack_spec(S3TConfig(), bundle), bundle, seed=0)
     models = build(args, bundle, backbone)
     single = models.pop("single model")
     curves: dict[str, list[dict]] = {name: [] for name in models}

@@ -8,7 +8,7 @@ import torch
 from unlearnkit.data.base import ArraySplit
 from unlearnkit.exact import S3TConfig, SISAConfig
 from unlearnkit.exact.backbone import random_backbone
-from unlearnkit.exact.stack import ModelSpec
+from unlearnkit.exact.stack import StackSpec
 from unlearnkit.training import TrainConfig
 
 RECIPE = TrainConfig(epochs=1, lr=0.01, batch_size=16)
@@ -35,7 +35,7 @@ def small(digits) -> tuple[ArraySplit, ArraySplit]:
 
 @pytest.fixture(scope="session")
 def backbone() -> dict[str, torch.Tensor]:
-    return random_backbone(ModelSpec("smallcnn", 10, 1, 8, OPTIONS), seed=5)
+    return random_backbone(StackSpec("smallcnn", 10, 1, 8, OPTIONS), seed=5)
 
 
 @pytest.fixture(scope="session")

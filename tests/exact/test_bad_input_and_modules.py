@@ -6,9 +6,9 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from unlearnkit.errors import UnlearnkitError
+from unlearnkit.errors import InternalError, UnlearnkitError
 from unlearnkit.exact import S3TConfig, S3TEnsemble, SISAConfig
-from unlearnkit.exact.stack import LoRAStack, ModelSpec
+from unlearnkit.exact.stack import LoRAStack, StackSpec
 from unlearnkit.models import create_model
 from unlearnkit.models.lora import group_units, inject_lora, lora_layers, lora_units, split_qkv
 
@@ -44,7 +44,7 @@ def test_shape_too_large_for_the_data_fails_before_training(small, s3t_config) -
 def test_divergence_is_reported(small, backbone, s3t_config) -> None:
     train, _ = small
     recipe = {"epochs": 2, "lr": 10.0, "batch_size": 8, "momentum": 0.99}
-    with pytest.raises(UnlearnkitError, match=r"diverged.*lower train\.lr"):
+    with pytest.raises(InternalError, match=r"diverged.*lower train\.lr"):
         S3TEnsemble.train(
             train,
             s3t_config(train=recipe, lora_alpha=1000.0),
@@ -114,7 +114,7 @@ def test_vit_s3t_trains_and_deletes() -> None:
 
 
 def test_stack_rejects_empty_prefix() -> None:
-    spec = ModelSpec("smallcnn", 10, 1, 8, {"width": 4}, rank=2)
+    spec = StackSpec("smallcnn", 10, 1, 8, {"width": 4}, rank=2)
     state = create_model("smallcnn", 10, 1, 8, width=4).state_dict()
     stack = LoRAStack(spec, state, "s3t", 3, [0], 1)
     with pytest.raises(ValueError, match="at least one stage"):

@@ -11,7 +11,10 @@ from typer.testing import CliRunner
 from unlearnkit.cli.exact import mount
 from unlearnkit.exact import load_ensemble
 
-FAST = ["--no-pretrain", "--shards", "2", "--slices", "2", "--epochs", "1", "--rank", "4"]
+FAST = [
+    "--no-pretrain", "--shards", "2", "--slices", "2", "--epochs", "1", "--rank", "4",
+    "--threads", "1",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +43,12 @@ def test_train_delete_status_predict_retrain(cli, trained_dir, tmp_path) -> None
     d = tmp_path / "copy"
     shutil.copytree(trained_dir, d)
     runner = CliRunner()
-    res = runner.invoke(cli, ["s3t", "status", str(d)])
+    res = runner.invoke(cli, ["s3t", "status", "--from", str(d)])
     assert res.exit_code == 0, res.output
     status = json.loads(res.stdout)
     assert status["live_shards"] == [0, 1] and status["version"] == 0
     victim = load_ensemble(d).partition.members(0, 0)[0]
-    res = runner.invoke(cli, ["s3t", "delete", str(d), "--ids", str(victim)])
+    res = runner.invoke(cli, ["s3t", "delete", "--from", str(d), "--ids", str(victim)])
     assert res.exit_code == 0, res.output
     receipt = json.loads(res.stdout.splitlines()[0])
     assert receipt["sample_id"] == victim and receipt["shard"] == 0 and receipt["version"] == 1
@@ -54,13 +57,16 @@ def test_train_delete_status_predict_retrain(cli, trained_dir, tmp_path) -> None
     assert victim in ens.partition.deleted and not ens.alive[0].all()
     # idempotent: same receipt, no new version on disk
     before = _snapshot(d)
-    res = runner.invoke(cli, ["s3t", "delete", str(d), "--ids", str(victim)])
+    res = runner.invoke(cli, ["s3t", "delete", "--from", str(d), "--ids", str(victim)])
     assert json.loads(res.stdout.splitlines()[0]) == receipt and _snapshot(d) == before
-    res = runner.invoke(cli, ["s3t", "predict", str(d), "--save", str(tmp_path / "p.csv")])
+    res = runner.invoke(
+        cli,
+        ["s3t", "predict", "--from", str(d), "--save", str(tmp_path / "p.csv"), "--threads", "1"],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["samples"] == 359
     assert (tmp_path / "p.csv").read_text().startswith("id,prediction,label\n")
-    res = runner.invoke(cli, ["s3t", "retrain", str(d), "--pending"])
+    res = runner.invoke(cli, ["s3t", "retrain", "--from", str(d), "--pending", "--threads", "1"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["retrained"] == [0] and load_ensemble(d).alive.all()
 
@@ -68,14 +74,17 @@ def test_train_delete_status_predict_retrain(cli, trained_dir, tmp_path) -> None
 @pytest.mark.parametrize(
     "args,message",
     [
-        (["s3t", "delete", "{d}", "--ids", "3,99999"], "sample id 99999 is not in the training"),
-        (["s3t", "delete", "{d}", "--ids", "3,x"], "expected comma-separated integers"),
-        (["s3t", "delete", "{d}", "--ids", "@/nonexistent"], "cannot read the file"),
-        (["sisa", "status", "{d}"], "holds a 's3t' ensemble, not 'sisa'"),
+        (
+            ["s3t", "delete", "--from", "{d}", "--ids", "3,99999"],
+            "sample id 99999 is not in the training",
+        ),
+        (["s3t", "delete", "--from", "{d}", "--ids", "3,x"], "expected comma-separated integers"),
+        (["s3t", "delete", "--from", "{d}", "--ids", "@/nonexistent"], "cannot read the file"),
+        (["sisa", "status", "--from", "{d}"], "holds a 's3t' ensemble, not 'sisa'"),
         (["s3t", "train", "--out", "{d}", *FAST], "already holds an ensemble"),
-        (["s3t", "retrain", "{d}", "--shard", "9"], "shard 9 does not exist"),
-        (["s3t", "retrain", "{d}"], "exactly one of --shard N or --pending"),
-        (["s3t", "predict", "{d}", "--split", "dev"], "choose test or train"),
+        (["s3t", "retrain", "--from", "{d}", "--shard", "9"], "shard 9 does not exist"),
+        (["s3t", "retrain", "--from", "{d}"], "exactly one of --shard N or --pending"),
+        (["s3t", "predict", "--from", "{d}", "--split", "dev"], "choose test or train"),
     ],
 )
 def test_bad_input_exits_2_and_changes_nothing(cli, trained_dir, args, message) -> None:
@@ -95,6 +104,7 @@ def test_bad_input_exits_2_and_changes_nothing(cli, trained_dir, args, message) 
         (["--shards", "800"], "exceeds the 1438 training samples"),
         (["--model", "nope"], "unknown model 'nope'"),
         (["--executor", "dask"], "unknown executor 'dask'"),
+        (["--weights", "/nonexistent.safetensors"], "no such file"),
         (["--epochs", "-1"], "greater than or equal to 0"),
     ],
 )
@@ -112,7 +122,7 @@ def test_sisa_train_and_capacity(cli, tmp_path) -> None:
     res = runner.invoke(cli, ["sisa", "train", "--out", str(out), *FAST, "--aggregation", "vote"])
     assert res.exit_code == 0, res.output
     victim = load_ensemble(out).partition.members(1, 1)[0]
-    res = runner.invoke(cli, ["sisa", "delete", str(out), "--ids", str(victim)])
+    res = runner.invoke(cli, ["sisa", "delete", "--from", str(out), "--ids", str(victim)])
     assert json.loads(res.stdout.splitlines()[0])["retrained_shards"] == [1]  # eager
     res = runner.invoke(cli, ["s3t", "capacity", "--shards", "5", "--slices", "4",
                               "--sequences", "4", "--trials", "500"])  # fmt: skip

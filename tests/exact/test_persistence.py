@@ -96,3 +96,18 @@ def test_malformed_record_is_a_clear_error(ensemble, tmp_path) -> None:
     record_path.write_text(json.dumps(record))
     with pytest.raises(UnlearnkitError, match="malformed"):
         load_ensemble(tmp_path)
+
+
+def test_ensemble_saved_in_the_old_format_still_loads(ensemble, small, tmp_path) -> None:
+    """Records written before ``StackSpec`` stored it as ``spec`` with ModelSpec's keys."""
+    _, test = small
+    ensemble.save(tmp_path)
+    record_path = tmp_path / (tmp_path / store.POINTER).read_text().strip()
+    record = json.loads(record_path.read_text())
+    old = record.pop("stack")
+    assert set(old) == {"name", "num_classes", "in_chans", "image_size", "options", "rank", "alpha"}
+    record["spec"] = old
+    record_path.write_text(json.dumps(record))
+    back = load_ensemble(tmp_path)
+    assert back.spec == ensemble.spec and back.spec.architecture.name == "smallcnn"
+    assert torch.equal(back.predict_logits(test.x), ensemble.predict_logits(test.x))

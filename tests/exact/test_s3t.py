@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-import unlearnkit.exact.trainer as trainer
+import unlearnkit.exact.jobs as jobs
+import unlearnkit.training as training
 from unlearnkit.errors import ConflictError, NotFoundError
 from unlearnkit.exact import S3TEnsemble, SISAEnsemble
 from unlearnkit.exact.stack import block_name
@@ -27,7 +28,7 @@ def test_isolation_every_other_parameter_is_bit_identical(
 ) -> None:
     """Each stage moves its own block (adapter + head) and nothing else, buffers included;
     the optimizer holds exactly that block's parameters."""
-    real_train, real_optimizer = trainer.train_block, trainer.make_optimizer
+    real_train, real_optimizer = jobs.train_block, training.make_optimizer
     checked, optimized = [], []
 
     def spy_optimizer(model, names, cfg):
@@ -45,8 +46,8 @@ def test_isolation_every_other_parameter_is_bit_identical(
         assert any(".lora_B." in k for k in moved), "the block's own adapter did not train"
         checked.append((shard, seq, stage))
 
-    monkeypatch.setattr(trainer, "train_block", spy_train)
-    monkeypatch.setattr(trainer, "make_optimizer", spy_optimizer)
+    monkeypatch.setattr(jobs, "train_block", spy_train)
+    monkeypatch.setattr(training, "make_optimizer", spy_optimizer)
     train, _ = small
     S3TEnsemble.train(train, s3t_config(), num_classes=10, backbone_state=backbone)
     assert len(checked) == 2 * 2 * 3
@@ -59,7 +60,7 @@ def test_blocks_see_exactly_their_cumulative_slices(trained) -> None:
     assert adapters == [block_name(1, 1, 0), block_name(1, 1, 1)] and head == block_name(1, 1, 1)
     data = trained._shard_data(1)
     order = trained.sequences[1]
-    part = trainer.stage_data(
+    part = jobs.stage_data(
         data, {i: trained.partition.owner[i][1] for i in data.ids.tolist()}, order, 1
     )
     expected = sorted(

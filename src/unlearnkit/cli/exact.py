@@ -1,15 +1,17 @@
 """``unlearnkit s3t`` and ``unlearnkit sisa``: train once, delete instantly, watch capacity.
 
   unlearnkit s3t train --out runs/s3t --shards 5 --slices 3 --sequences 3
-  unlearnkit s3t delete runs/s3t --ids 3,17,42          # receipts as JSON lines on stdout
-  unlearnkit s3t status runs/s3t                        # live shards, capacity left, retrains
-  unlearnkit s3t predict runs/s3t --split test          # accuracy (+ --save predictions)
-  unlearnkit s3t retrain runs/s3t --pending             # retrain shards with switched-off blocks
+  unlearnkit s3t delete --from runs/s3t --ids 3,17,42   # receipts as JSON lines on stdout
+  unlearnkit s3t status --from runs/s3t                 # live shards, capacity left, retrains
+  unlearnkit s3t predict --from runs/s3t --split test   # accuracy (+ --save predictions)
+  unlearnkit s3t retrain --from runs/s3t --pending      # retrain shards with switched-off blocks
   unlearnkit s3t capacity --shards 5 --slices 4 --sequences 4   # theory vs simulation
 
 ``sisa`` has the same commands (no sequences or prior; ``--aggregation vote``). Every command
 validates all input before it changes anything; the state directory is written atomically, so
 an interrupted train or delete leaves the previous state usable. Bad input: one line, exit 2.
+``train``, ``retrain`` and ``predict`` take ``--threads``; shard-training worker processes (Ray)
+use one thread each.
 """
 
 from __future__ import annotations
@@ -17,18 +19,22 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from unlearnkit.cli.common import console, user_errors
+from unlearnkit.cli.common import (
+    IdsOpt,
+    ModelDirOpt,
+    ThreadsOpt,
+    console,
+    use_threads,
+    user_errors,
+)
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.id_lists import parse_ids
 
-DirArg = Annotated[Path, typer.Argument(help="ensemble directory (written by `train`)")]
-IdsOpt = Annotated[str, typer.Option(help="comma-separated sample ids, or @file (one per line)")]
 OutOpt = Annotated[Path, typer.Option(help="directory for the ensemble state")]
 DatasetOpt = Annotated[str, typer.Option(help="dataset name (see `unlearnkit datasets`)")]
 DataDirOpt = Annotated[str | None, typer.Option(help="local folder with the data files")]
@@ -83,24 +89,8 @@ def _echo(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=1) + "\n")
 
 
-def _bundle(meta: dict[str, Any]) -> Any:
-    """The data set an ensemble was trained on (checked against its fingerprint)."""
-    from unlearnkit.data import load_dataset
-
-    if "dataset" not in meta:
-        raise UnlearnkitError("this ensemble records no data set; evaluate it from Python")
-    bundle = load_dataset(
-        meta["dataset"], meta.get("data_dir"), seed=0, public_fraction=meta["public_fraction"]
-    )
-    if bundle.train.fingerprint() != meta.get("train_fingerprint"):
-        raise UnlearnkitError(
-            f"data set {meta['dataset']!r} differs from the one this ensemble was trained on "
-            "(fingerprint mismatch)"
-        )
-    return bundle
-
-
 def _load(directory: Path, scheme: str) -> Any:
+    # deferred: torch and the exact engine, so --help stays fast
     from unlearnkit.exact import ENSEMBLES
 
     return ENSEMBLES.get(scheme).load(directory)
@@ -108,70 +98,46 @@ def _load(directory: Path, scheme: str) -> Any:
 
 # -- commands shared by both schemes ------------------------------------------------------------
 def _train(scheme: str, out: Path, overwrite: bool, opts: dict[str, Any], extra: dict) -> None:
-    from unlearnkit.data import load_dataset
-    from unlearnkit.exact import ENSEMBLES
-    from unlearnkit.exact.backbone import file_backbone, pretrained_backbone, random_backbone
-    from unlearnkit.exact.partition import Partition
-    from unlearnkit.exact.stack import ModelSpec, check_blocks
+    # deferred: torch, the exact engine and Ray, so --help stays fast
+    from unlearnkit.exact import ENSEMBLES, EnsembleRecipe, build_ensemble, check_ensemble
+    from unlearnkit.exact.recipe import load_data
     from unlearnkit.exact.store import POINTER
     from unlearnkit.runtime import EXECUTORS, LocalExecutor, create_executor
-    from unlearnkit.training import TrainConfig
 
     cls = ENSEMBLES.get(scheme)
     if (out / POINTER).exists() and not overwrite:
         raise UnlearnkitError(f"{out} already holds an ensemble; pass --overwrite to replace it")
     EXECUTORS.get(opts["executor"])
-    if opts["weights"] is not None and not opts["weights"].is_file():
-        raise UnlearnkitError(f"--weights {opts['weights']}: no such file")
-    recipe = {"epochs": opts["epochs"], "lr": opts["lr"], "batch_size": opts["batch_size"]}
+    recipe = EnsembleRecipe(
+        dataset=opts["dataset"],
+        data_dir=opts["data_dir"],
+        pretrain=opts["pretrain"],
+        public_fraction=opts["public_fraction"],
+        weights=None if opts["weights"] is None else str(opts["weights"]),
+    )
+    train = {"epochs": opts["epochs"], "lr": opts["lr"], "batch_size": opts["batch_size"]}
     config = cls.config_type(
         model=opts["model"],
         num_shards=opts["shards"],
         num_slices=opts["slices"],
         lora_rank=opts["rank"],
-        train=recipe,
+        train=train,
         seed=opts["seed"],
         **({"retrain_policy": opts["policy"]} if opts["policy"] else {}),
         **extra,
     )
-    pretrain = opts["pretrain"] and opts["weights"] is None
-    public = opts["public_fraction"] if pretrain else 0.0
-    bundle = load_dataset(opts["dataset"], opts["data_dir"], seed=0, public_fraction=public)
-    Partition.create(bundle.train.ids, config.num_shards, config.num_slices, config.seed)
-    spec = ModelSpec(
-        config.model, bundle.num_classes, bundle.in_chans, bundle.image_size,
-        dict(config.model_options), config.lora_rank, config.lora_alpha,
-    )  # fmt: skip
-    check_blocks(spec, scheme, config.num_slices)
+    bundle = load_data(recipe)
+    check_ensemble(config, bundle)  # every bad shape or model fails here, before any work
     executor = create_executor(
         opts["executor"], **({"address": opts["ray_address"]} if opts["executor"] == "ray" else {})
     )
     start = time.perf_counter()
-    if opts["weights"] is not None:
-        backbone = file_backbone(spec, opts["weights"])
-    elif pretrain and bundle.public is not None:
-        console.print(f"pretraining the backbone on {len(bundle.public)} public samples")
-        backbone = pretrained_backbone(spec, bundle.public, TrainConfig(epochs=20), config.seed)
-    else:
-        backbone = random_backbone(spec, config.seed)
-    meta = {
-        "dataset": opts["dataset"],
-        "data_dir": opts["data_dir"],
-        "public_fraction": public,
-        "train_fingerprint": bundle.train.fingerprint(),
-        "backbone": str(opts["weights"])
-        if opts["weights"]
-        else ("public" if pretrain else "random"),
-    }
     console.print(
         f"training {scheme}: {config.num_shards} shards x {config.num_slices} slices on "
         f"{len(bundle.train)} samples ({opts['executor']})"
     )
     with executor:
-        ens = cls.train(
-            bundle.train, config, executor, num_classes=bundle.num_classes,
-            backbone_state=backbone, meta=meta,
-        )  # fmt: skip
+        ens = build_ensemble(recipe, config, executor, bundle=bundle, log=console.print)
     ens.executor = LocalExecutor()
     ens.save(out)
     acc = ens.accuracy(bundle.test)
@@ -182,7 +148,6 @@ def _train(scheme: str, out: Path, overwrite: bool, opts: dict[str, Any], extra:
 
 
 def _delete(directory: Path, scheme: str, ids: str) -> None:
-
     wanted = parse_ids(ids)
     ens = _load(directory, scheme)
     before = ens.version
@@ -204,12 +169,14 @@ def _status(directory: Path, scheme: str) -> None:
 
 
 def _predict(directory: Path, scheme: str, split: str, save: Path | None) -> None:
+    # deferred: torch and the exact engine, so --help stays fast
+    from unlearnkit.exact.recipe import ensemble_data
     from unlearnkit.models.checkpoint import atomic_write_text
 
     if split not in ("test", "train"):
         raise UnlearnkitError(f"--split {split!r}: choose test or train")
     ens = _load(directory, scheme)
-    bundle = _bundle(ens.meta)
+    bundle = ensemble_data(ens.meta)
     data = bundle.test if split == "test" else bundle.train.drop_ids(ens.partition.deleted)
     pred = ens.predict(data.x)
     acc = 100.0 * float((pred == data.y).float().mean())
@@ -224,7 +191,6 @@ def _predict(directory: Path, scheme: str, split: str, save: Path | None) -> Non
 
 
 def _retrain(directory: Path, scheme: str, shard: int | None, pending: bool) -> None:
-
     if (shard is None) == (not pending):
         raise UnlearnkitError("give exactly one of --shard N or --pending")
     ens = _load(directory, scheme)
@@ -241,6 +207,7 @@ def _retrain(directory: Path, scheme: str, shard: int | None, pending: bool) -> 
 
 
 def _capacity(shards: int, slices: int, sequences: int, prior: str | None, trials: int) -> None:
+    # deferred: numpy/scipy and the exact engine, so --help stays fast
     from unlearnkit.exact.capacity import s3t_capacity, simulate_capacity, sisa_capacity
     from unlearnkit.exact.sequences import select_sequences
 
@@ -263,39 +230,43 @@ def _capacity(shards: int, slices: int, sequences: int, prior: str | None, trial
 def _common(app: typer.Typer, scheme: str) -> None:
     """delete / status / predict / retrain, identical for S3T and SISA."""
 
-    def run(fn: Callable[..., None], *args: Any) -> None:
-        with guarded():
-            fn(*args)
-
     @app.command()
-    def delete(directory: DirArg, ids: IdsOpt) -> None:
+    def delete(directory: ModelDirOpt, ids: IdsOpt) -> None:
         """Delete samples: switch off every block that saw them (receipts on stdout)."""
-        run(_delete, directory, scheme, ids)
+        with guarded():
+            _delete(directory, scheme, ids)
 
     @app.command()
-    def status(directory: DirArg) -> None:
+    def status(directory: ModelDirOpt) -> None:
         """Live and dead shards, served prefixes, capacity left (theory and simulation)."""
-        run(_status, directory, scheme)
+        with guarded():
+            _status(directory, scheme)
 
     @app.command()
     def predict(
-        directory: DirArg,
+        directory: ModelDirOpt,
         split: Annotated[str, typer.Option(help="test | train (live samples)")] = "test",
         save: Annotated[Path | None, typer.Option(help="write id,prediction,label CSV")] = None,
+        threads: ThreadsOpt = None,
     ) -> None:
         """Accuracy of the served ensemble on the data set it was trained for."""
-        run(_predict, directory, scheme, split, save)
+        with guarded():
+            use_threads(threads)
+            _predict(directory, scheme, split, save)
 
     @app.command()
     def retrain(
-        directory: DirArg,
+        directory: ModelDirOpt,
         shard: Annotated[int | None, typer.Option(help="retrain this shard")] = None,
         pending: Annotated[
             bool, typer.Option("--pending", help="every shard with switched-off blocks")
         ] = False,
+        threads: ThreadsOpt = None,
     ) -> None:
         """Retrain switched-off blocks on the remaining data (exact: as if never seen)."""
-        run(_retrain, directory, scheme, shard, pending)
+        with guarded():
+            use_threads(threads)
+            _retrain(directory, scheme, shard, pending)
 
 
 s3t_app = typer.Typer(
@@ -339,10 +310,12 @@ def s3t_train(
     executor: ExecutorOpt = "local",
     ray_address: RayOpt = None,
     overwrite: OverwriteOpt = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Shard, slice and train B sequences of L LoRA blocks per shard."""
     opts = dict(locals())
     with guarded():
+        use_threads(threads)
         extra: dict[str, Any] = {"num_sequences": sequences}
         if prior is not None:
             extra["deletion_prior"] = parse_floats(prior, "--prior")
@@ -370,10 +343,12 @@ def sisa_train(
     executor: ExecutorOpt = "local",
     ray_address: RayOpt = None,
     overwrite: OverwriteOpt = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Shard, slice and train one LoRA model per shard with a checkpoint after every slice."""
     opts = dict(locals())
     with guarded():
+        use_threads(threads)
         _train("sisa", out, overwrite, _rename(opts), {"aggregation": aggregation})
 
 

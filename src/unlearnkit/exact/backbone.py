@@ -12,29 +12,26 @@ from pathlib import Path
 import torch
 
 from unlearnkit.data.base import ArraySplit
-from unlearnkit.exact.stack import ModelSpec
-from unlearnkit.models import create_model, select_trainable
+from unlearnkit.models import Architecture, select_trainable
 from unlearnkit.training import TrainConfig, train
 
 
-def _fresh(spec: ModelSpec, seed: int, weights: str | Path | None = None) -> torch.nn.Module:
+def _fresh(spec: Architecture, seed: int, weights: str | Path | None = None) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return create_model(
-        spec.name, spec.num_classes, spec.in_chans, spec.image_size, weights=weights, **spec.options
-    )
+    return spec.build(weights)
 
 
 def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def random_backbone(spec: ModelSpec, seed: int) -> dict[str, torch.Tensor]:
+def random_backbone(spec: Architecture, seed: int) -> dict[str, torch.Tensor]:
     """A seeded random-init backbone (when no public data or weights are given)."""
     return _state(_fresh(spec, seed))
 
 
 def pretrained_backbone(
-    spec: ModelSpec, public: ArraySplit, recipe: TrainConfig, seed: int
+    spec: Architecture, public: ArraySplit, recipe: TrainConfig, seed: int
 ) -> dict[str, torch.Tensor]:
     """Train the whole backbone on ``public`` (disjoint from D); its head is replaced later."""
     model = _fresh(spec, seed)
@@ -42,6 +39,6 @@ def pretrained_backbone(
     return _state(model)
 
 
-def file_backbone(spec: ModelSpec, weights: str | Path) -> dict[str, torch.Tensor]:
+def file_backbone(spec: Architecture, weights: str | Path) -> dict[str, torch.Tensor]:
     """A local checkpoint (safetensors or .pth; a mismatch is a clear error)."""
     return _state(_fresh(spec, 0, weights))

@@ -46,6 +46,15 @@ def s3t_capacity(num_shards: int, num_slices: int, num_sequences: int) -> float:
     return num_shards * num_slices * harmonic(num_shards * min(num_sequences, num_slices))
 
 
+def remaining_capacity_theory(
+    num_shards: int, num_slices: int, first_cells: set[tuple[int, int]]
+) -> float:
+    """Expected uniform deletions left in a partly used ensemble: m L H_n over the n (shard,
+    first slice) cells that still start a surviving prefix (0 once every shard is dead)."""
+    _check(num_shards, num_slices)
+    return num_shards * num_slices * harmonic(len(first_cells)) if first_cells else 0.0
+
+
 @dataclass
 class SimulationResult:
     mean: float

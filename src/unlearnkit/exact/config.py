@@ -8,10 +8,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.exact.retrain import RetrainPolicy
 from unlearnkit.exact.sequences import check_prior
 from unlearnkit.training import TrainConfig
-
-RetrainPolicy = Literal["eager", "dead_shard", "all_dead", "manual"]
 
 
 def _stage_recipe() -> TrainConfig:
@@ -21,10 +20,8 @@ def _stage_recipe() -> TrainConfig:
 class ShardedConfig(BaseModel):
     """What S3T and SISA share.
 
-    retrain_policy: ``eager`` retrains the switched-off blocks right after each deletion (SISA's
-    classic rule), ``dead_shard`` retrains a shard once it serves nothing, ``all_dead`` retrains
-    everything once every shard is dead, ``manual`` never retrains by itself (a service calls
-    ``retrain_shard``).
+    retrain_policy: when deletions trigger retrains (see ``retrain.py``): ``eager``,
+    ``dead_shard``, ``all_dead`` or ``manual``.
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -2,6 +2,11 @@
 policy, serve the mean logits of live shards. S3T and SISA differ only in their stack scheme,
 their sequences and their defaults (see ``s3t.py`` and ``sisa.py``).
 
+This class holds an ensemble's state and orders the steps; each step has its own module:
+``jobs`` (what a worker trains), ``blocks`` (which blocks are alive, what each shard serves),
+``serving`` (aggregation over shards), ``retrain`` (policy and tickets), ``capacity`` (deletions
+left), ``store`` (the state on disk).
+
 Exactness rests on three facts: (1) the ownership map is fixed at creation and deletions only
 remove members; (2) a block's training depends only on the backbone, the blocks above it in its
 sequence, its slices and (seed, shard, sequence, stage); (3) every block that saw a deleted
@@ -15,7 +20,6 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -25,27 +29,19 @@ import torch
 from unlearnkit.data.base import ArraySplit
 from unlearnkit.errors import ConflictError, NotFoundError, UnlearnkitError
 from unlearnkit.exact.backbone import random_backbone
-from unlearnkit.exact.capacity import harmonic, simulate_capacity
+from unlearnkit.exact.blocks import BlockTable, Plan
+from unlearnkit.exact.capacity import remaining_capacity_theory, simulate_capacity
 from unlearnkit.exact.config import ShardedConfig
+from unlearnkit.exact.jobs import ShardJob, run_shard_job
 from unlearnkit.exact.partition import Partition
-from unlearnkit.exact.stack import LoRAStack, ModelSpec, Scheme, block_name
-from unlearnkit.exact.store import load_record, read_kind, save_record
-from unlearnkit.exact.trainer import ShardJob, run_shard_job
+from unlearnkit.exact.retrain import RetrainTicket, shards_to_retrain
+from unlearnkit.exact.serving import ensemble_logits
+from unlearnkit.exact.stack import LoRAStack, Scheme, StackSpec
+from unlearnkit.exact.store import SavedEnsemble, read_ensemble, read_kind, save_ensemble
 from unlearnkit.registry import Registry
 from unlearnkit.runtime import Executor, LocalExecutor
 
-Plan = dict[int, tuple[int, int]]  # shard -> (sequence, prefix length) it serves
-
-
-@dataclass
-class RetrainTicket:
-    """A retrain computed off to the side; ``commit_retrain`` swaps it in if still valid."""
-
-    shard: int
-    deleted_in_shard: frozenset[int]
-    weights: dict[str, torch.Tensor]
-    seconds: float
-
+__all__ = ["ENSEMBLES", "Plan", "RetrainTicket", "ShardedEnsemble", "load_ensemble"]
 
 ENSEMBLES: Registry[ShardedEnsemble] = Registry("ensemble scheme")
 
@@ -64,7 +60,7 @@ class ShardedEnsemble:
     def __init__(
         self,
         config: ShardedConfig,
-        spec: ModelSpec,
+        spec: StackSpec,
         backbone_state: dict[str, torch.Tensor],
         partition: Partition,
         sequences: list[tuple[int, ...]],
@@ -78,22 +74,42 @@ class ShardedEnsemble:
         self.sequences = sequences
         self.data = data
         self._row_of = {int(i): r for r, i in enumerate(data.ids.tolist())}
-        m, b, L = config.num_shards, len(sequences), config.num_slices
-        self.alive = np.ones((m, b, L), dtype=bool)
+        self.blocks = BlockTable(config.num_shards, sequences)
         self.version = 0
         self.receipts: dict[int, dict[str, Any]] = {}
         self.retrains_done = 0
         self.retrain_seconds = 0.0
         self.train_seconds = 0.0
         self.executor: Executor = LocalExecutor()
+        self.worker_threads = 1  # threads of each worker process that trains a shard
         self.meta: dict[str, Any] = {}  # where the data came from (dataset, fingerprint, ...)
+        m, b, L = config.num_shards, len(sequences), config.num_slices
         self.stack = LoRAStack(spec, backbone_state, self.scheme, L, range(m), b)
 
-    # -- training --------------------------------------------------------------------------------
+    @property
+    def alive(self) -> np.ndarray:
+        """(m, B, L): which blocks are trained on live data only (see :class:`BlockTable`)."""
+        return self.blocks.alive
+
+    @alive.setter
+    def alive(self, value: np.ndarray) -> None:
+        self.blocks = BlockTable(self.config.num_shards, self.sequences, value)
+
+    # -- what a scheme decides -------------------------------------------------------------------
     @classmethod
     def _sequences(cls, config: ShardedConfig) -> list[tuple[int, ...]]:
         raise NotImplementedError
 
+    def capacity_theory(self) -> float:
+        raise NotImplementedError
+
+    def _prior(self) -> list[float] | None:
+        return None
+
+    def _aggregation(self) -> str:
+        return "mean_logits"
+
+    # -- training --------------------------------------------------------------------------------
     @classmethod
     def train(
         cls,
@@ -114,7 +130,7 @@ class ShardedEnsemble:
             )
         if len(data) == 0:
             raise UnlearnkitError("cannot train on an empty data set")
-        spec = ModelSpec(
+        spec = StackSpec(
             config.model,
             num_classes or int(data.y.max()) + 1,
             int(data.x.shape[1]),
@@ -135,13 +151,7 @@ class ShardedEnsemble:
         live = sorted(set(data.ids.tolist()) - partition.deleted)
         data = data.select_ids(live) if len(live) != len(data) else data
         data = ArraySplit(data.x.clone(), data.y.clone(), data.ids.clone())
-        partition = Partition(
-            partition.num_shards,
-            partition.num_slices,
-            partition.seed,
-            dict(partition.owner),
-            set(partition.deleted),
-        )
+        partition = partition.without(())  # a private copy
         if backbone_state is None:
             backbone_state = random_backbone(spec, config.seed)
         self = cls(config, spec, backbone_state, partition, cls._sequences(config), data)
@@ -159,13 +169,6 @@ class ShardedEnsemble:
         rows = [self._row_of[i] for i in self.partition.members(shard)]
         return self.data.subset(torch.tensor(rows, dtype=torch.long))
 
-    def _shard_names(self, shard: int) -> list[str]:
-        return [
-            block_name(shard, b, k)
-            for b in range(len(self.sequences))
-            for k in range(self.config.num_slices)
-        ]
-
     def _job(self, shard: int, stages: list[tuple[int, int]]) -> ShardJob:
         return ShardJob(
             scheme=self.scheme,
@@ -175,52 +178,33 @@ class ShardedEnsemble:
             shard=shard,
             sequences=self.sequences,
             stages=stages,
-            weights=self.stack.block_state(self._shard_names(shard)),
+            weights=self.stack.block_state(self.blocks.shard_names(shard)),
             data=self._shard_data(shard),
             slice_of={i: self.partition.owner[i][1] for i in self.partition.members(shard)},
             train=self.config.train,
             seed=self.config.seed,
+            worker_threads=self.worker_threads,
         )
 
     # -- serving ---------------------------------------------------------------------------------
     def prefix_lengths(self) -> np.ndarray:
         """(m, B) surviving prefix length of every sequence."""
-        return np.where(self.alive.all(axis=2), self.alive.shape[2], self.alive.argmin(axis=2))
+        return self.blocks.prefix_lengths()
 
     def serving_plan(self) -> Plan:
         """Each live shard serves its sequence with the longest surviving prefix (lowest index
         on ties)."""
-        lengths = self.prefix_lengths()
-        return {
-            s: (int(lengths[s].argmax()), int(lengths[s].max()))
-            for s in range(lengths.shape[0])
-            if lengths[s].max() > 0
-        }
+        return self.blocks.serving_plan()
 
     def dead_shards(self) -> list[int]:
-        return [int(s) for s in np.flatnonzero(self.prefix_lengths().max(axis=1) == 0)]
+        return self.blocks.dead_shards()
 
-    @torch.no_grad()
     def predict_logits(
         self, x: torch.Tensor, plan: Plan | None = None, batch_size: int = 512
     ) -> torch.Tensor:
         """Mean logits over live shards, each with its served prefix (or ``plan``)."""
         plan = self.serving_plan() if plan is None else plan
-        if not plan:
-            raise ConflictError("every shard is dead: retrain (retrain_shard) before predicting")
-        outs = []
-        for chunk in x.split(batch_size):
-            total = None
-            for shard in sorted(plan):
-                seq, length = plan[shard]
-                adapters, head = self.stack.prefix(shard, seq, length)
-                out = self._aggregate(self.stack(chunk, adapters, head))
-                total = out if total is None else total + out
-            outs.append(total / len(plan))
-        return torch.cat(outs)
-
-    def _aggregate(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits
+        return ensemble_logits(self.stack, plan, x, self._aggregation(), batch_size)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         return self.predict_logits(x).argmax(dim=1)
@@ -246,7 +230,7 @@ class ShardedEnsemble:
                     "switched_off": [],
                     "version": self.version,
                     "retrained_shards": [],
-                    "served": self._served(shard),
+                    "served": self.blocks.served(shard),
                     "note": "not in the training data of this ensemble",
                 }
         fresh = [i for i in dict.fromkeys(ids) if i not in self.receipts]
@@ -255,84 +239,48 @@ class ShardedEnsemble:
             for i in fresh:
                 self.receipts[i] = self._deactivate(i)
             touched = sorted({self.receipts[i]["shard"] for i in fresh})
-            retrained = self._apply_policy(touched)
+            retrained = shards_to_retrain(self.config.retrain_policy, self.blocks, touched)
+            for shard in retrained:
+                self.commit_retrain(self.prepare_retrain(shard), bump_version=False)
             for i in fresh:
                 r = self.receipts[i]
                 r["version"] = self.version
                 r["retrained_shards"] = retrained
-                r["served"] = self._served(r["shard"])
+                r["served"] = self.blocks.served(r["shard"])
         return [dict(self.receipts[i]) for i in ids]
 
     def _deactivate(self, sample_id: int) -> dict[str, Any]:
         shard, slc = self.partition.owner[sample_id]
-        switched = []
-        for b, order in enumerate(self.sequences):
-            pos = order.index(slc)
-            newly = [k for k in range(pos, self.config.num_slices) if self.alive[shard, b, k]]
-            if newly:
-                self.alive[shard, b, pos:] = False
-                switched.append(
-                    {
-                        "sequence": b,
-                        "blocks": newly,
-                        "adapters": [block_name(shard, b, k) for k in newly],
-                    }
-                )
+        switched = self.blocks.switch_off(shard, slc)
         self.partition.deleted.add(sample_id)
         self.data.x[self._row_of[sample_id]].zero_()  # the sample's content leaves memory too
         return {"sample_id": sample_id, "shard": shard, "slice": slc, "switched_off": switched}
 
-    def _served(self, shard: int) -> dict[str, int] | None:
-        seq_len = self.serving_plan().get(shard)
-        return None if seq_len is None else {"sequence": seq_len[0], "prefix": seq_len[1]}
-
-    def _apply_policy(self, touched: list[int]) -> list[int]:
-        policy = self.config.retrain_policy
-        dead = self.dead_shards()
-        if policy == "eager":
-            todo = [s for s in touched if not self.alive[s].all()]
-        elif policy == "dead_shard":
-            todo = dead
-        elif policy == "all_dead":
-            todo = dead if len(dead) == self.config.num_shards else []
-        else:
-            todo = []
-        for shard in todo:
-            self.commit_retrain(self.prepare_retrain(shard), bump_version=False)
-        return todo
-
     # -- retraining ------------------------------------------------------------------------------
+    def _deleted_in(self, shard: int) -> frozenset[int]:
+        return frozenset(i for i in self.partition.deleted if self.partition.owner[i][0] == shard)
+
     def prepare_retrain(self, shard: int) -> RetrainTicket:
         """Retrain the switched-off blocks of ``shard`` on its remaining data, without touching
         the served model (a service can run this in the background)."""
         if not 0 <= shard < self.config.num_shards:
             raise NotFoundError(f"shard {shard} does not exist (0..{self.config.num_shards - 1})")
-        stages = [
-            (b, k)
-            for b in range(len(self.sequences))
-            for k in range(self.config.num_slices)
-            if not self.alive[shard, b, k]
-        ]
-        deleted = frozenset(
-            i for i in self.partition.deleted if self.partition.owner[i][0] == shard
-        )
+        stages = self.blocks.off_stages(shard)
+        deleted = self._deleted_in(shard)
         start = time.perf_counter()
         weights = self.executor.map(run_shard_job, [self._job(shard, stages)])[0] if stages else {}
         return RetrainTicket(shard, deleted, weights, time.perf_counter() - start)
 
     def commit_retrain(self, ticket: RetrainTicket, bump_version: bool = True) -> None:
         """Swap a prepared retrain in; refused if the shard lost samples since it was prepared."""
-        now = frozenset(
-            i for i in self.partition.deleted if self.partition.owner[i][0] == ticket.shard
-        )
-        if now != ticket.deleted_in_shard:
+        if self._deleted_in(ticket.shard) != ticket.deleted_in_shard:
             raise ConflictError(
                 f"shard {ticket.shard} had deletions after this retrain was "
                 "prepared; prepare it again"
             )
         if ticket.weights:
             self.stack.load_blocks(ticket.weights)
-            self.alive[ticket.shard] = True
+            self.blocks.revive(ticket.shard)
             self.retrains_done += 1
             self.retrain_seconds += ticket.seconds
             if bump_version:
@@ -344,32 +292,23 @@ class ShardedEnsemble:
     # -- status ----------------------------------------------------------------------------------
     def status(self, simulate: bool = True) -> dict[str, Any]:
         m, L = self.config.num_shards, self.config.num_slices
-        lengths = self.prefix_lengths()
-        first_cells = {
-            (s, self.sequences[b][0])
-            for s in range(m)
-            for b in range(len(self.sequences))
-            if lengths[s, b] > 0
-        }
-        remaining_theory = m * L * harmonic(len(first_cells)) if first_cells else 0.0
+        plan = self.serving_plan()
         out: dict[str, Any] = {
             "scheme": self.scheme,
             "version": self.version,
             "num_shards": m,
             "num_slices": L,
             "num_sequences": len(self.sequences),
-            "live_shards": sorted(self.serving_plan()),
+            "live_shards": sorted(plan),
             "dead_shards": self.dead_shards(),
-            "serving": {
-                str(s): {"sequence": b, "prefix": p} for s, (b, p) in self.serving_plan().items()
-            },
+            "serving": {str(s): {"sequence": b, "prefix": p} for s, (b, p) in plan.items()},
             "deletions": len(self.receipts),
             "live_samples": self.partition.num_live,
             "capacity_total_theory": self.capacity_theory(),
-            "remaining_capacity_theory": remaining_theory,
+            "remaining_capacity_theory": remaining_capacity_theory(m, L, self.blocks.first_cells()),
             "retrains_done": self.retrains_done,
             "retrain_seconds": round(self.retrain_seconds, 3),
-            "retrains_pending": [s for s in range(m) if not self.alive[s].all()],
+            "retrains_pending": self.blocks.pending_shards(),
             "retrain_policy": self.config.retrain_policy,
         }
         if simulate:
@@ -380,16 +319,10 @@ class ShardedEnsemble:
                 prior=self._prior(),
                 trials=300,
                 seed=self.version,
-                initial_prefix=lengths,
+                initial_prefix=self.prefix_lengths(),
             )
             out["remaining_capacity_simulated"] = sim.mean
         return out
-
-    def capacity_theory(self) -> float:
-        raise NotImplementedError
-
-    def _prior(self) -> list[float] | None:
-        return None
 
     def clone(self) -> Self:
         """An independent copy (a service prepares changes on one, then swaps it in)."""
@@ -404,59 +337,53 @@ class ShardedEnsemble:
     # -- persistence -----------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
         """Atomic: the previous state stays loadable until the new one is complete."""
-        record = {
-            "kind": self.scheme,
-            "version": self.version,
-            "config": self.config.model_dump(mode="json"),
-            "spec": self.spec.to_dict(),
-            "partition": self.partition.to_dict(),
-            "sequences": [list(o) for o in self.sequences],
-            "alive": self.alive.astype(int).tolist(),
-            "receipts": {str(k): v for k, v in self.receipts.items()},
-            "retrains_done": self.retrains_done,
-            "retrain_seconds": self.retrain_seconds,
-            "train_seconds": self.train_seconds,
-            "meta": self.meta,
-        }
         live = self.data.select_ids(sorted(set(self.data.ids.tolist()) - self.partition.deleted))
-        names = [n for s in range(self.config.num_shards) for n in self._shard_names(s)]
-        files = {
-            "backbone": self.backbone_state,
-            "blocks": self.stack.block_state(names),
-            "data": {"x": live.x, "y": live.y, "ids": live.ids},
-        }
-        return save_record(directory, record, files)
+        state = SavedEnsemble(
+            kind=self.scheme,
+            config=self.config.model_dump(mode="json"),
+            spec=self.spec,
+            partition=self.partition,
+            sequences=self.sequences,
+            alive=self.alive,
+            backbone=self.backbone_state,
+            blocks=self.stack.block_state(self.blocks.all_names()),
+            data=live,
+            version=self.version,
+            receipts=self.receipts,
+            retrains_done=self.retrains_done,
+            retrain_seconds=self.retrain_seconds,
+            train_seconds=self.train_seconds,
+            meta=self.meta,
+        )
+        return save_ensemble(directory, state)
 
     @classmethod
     def load(cls, directory: str | Path) -> Self:
-        record, files = load_record(directory)
-        if record.get("kind") != cls.scheme:
+        state = read_ensemble(directory)
+        if state.kind != cls.scheme:
             raise UnlearnkitError(
-                f"{directory} holds a {record.get('kind')!r} ensemble, not {cls.scheme!r}"
+                f"{directory} holds a {state.kind!r} ensemble, not {cls.scheme!r}"
             )
         try:
-            config = cls.config_type.model_validate(record["config"])
-            d = files["data"]
+            config = cls.config_type.model_validate(state.config)
             self = cls(
                 config,
-                ModelSpec(**record["spec"]),
-                files["backbone"],
-                Partition.from_dict(record["partition"]),
-                [tuple(o) for o in record["sequences"]],
-                ArraySplit(d["x"], d["y"], d["ids"]),
+                state.spec,
+                state.backbone,
+                state.partition,
+                state.sequences,
+                state.data,
             )
-            self.stack.load_blocks(files["blocks"])
-            self.alive = np.asarray(record["alive"], dtype=bool)
-            if self.alive.shape != (config.num_shards, len(self.sequences), config.num_slices):
-                raise ValueError(f"block table has shape {self.alive.shape}")
-            self.version = int(record["version"])
-            self.receipts = {int(k): v for k, v in record["receipts"].items()}
-            self.retrains_done = int(record["retrains_done"])
-            self.retrain_seconds = float(record["retrain_seconds"])
-            self.train_seconds = float(record.get("train_seconds", 0.0))
-            self.meta = dict(record.get("meta", {}))
+            self.stack.load_blocks(state.blocks)
+            self.alive = state.alive
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise UnlearnkitError(
                 f"saved ensemble in {directory} is malformed or does not fit its model: {exc}"
             ) from None
+        self.version = state.version
+        self.receipts = state.receipts
+        self.retrains_done = state.retrains_done
+        self.retrain_seconds = state.retrain_seconds
+        self.train_seconds = state.train_seconds
+        self.meta = state.meta
         return self

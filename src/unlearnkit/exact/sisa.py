@@ -7,8 +7,6 @@ mean logits or majority vote.
 
 from __future__ import annotations
 
-import torch
-
 from unlearnkit.exact.capacity import sisa_capacity
 from unlearnkit.exact.config import SISAConfig
 from unlearnkit.exact.ensemble import ENSEMBLES, ShardedEnsemble
@@ -29,8 +27,6 @@ class SISAEnsemble(ShardedEnsemble):
     def capacity_theory(self) -> float:
         return sisa_capacity(self.config.num_shards, self.config.num_slices)
 
-    def _aggregate(self, logits: torch.Tensor) -> torch.Tensor:
-        """Vote: each shard contributes a one-hot of its prediction (output = vote shares)."""
-        if self.config.aggregation == "vote":
-            return torch.nn.functional.one_hot(logits.argmax(1), logits.shape[1]).float()
-        return logits
+    def _aggregation(self) -> str:
+        """``mean_logits`` or ``vote`` (output = vote shares); see ``serving.py``."""
+        return self.config.aggregation

@@ -9,19 +9,23 @@ Two schemes share this machinery:
 - S3T: stage k adapts the k-th layer group from the top; prefix p = adapters 0..p-1, head p-1.
 - SISA: every stage adapts all layers (one PEFT model per shard); stage k is the checkpoint after
   slice k; prefix p = adapter p-1 alone, head p-1.
+
+A :class:`StackSpec` (the backbone's :class:`~unlearnkit.models.Architecture` plus the blocks'
+LoRA rank and alpha) is all a worker needs to rebuild the stack.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from unlearnkit.models import create_model
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.models import Architecture
 from unlearnkit.models.lora import (
     adapter_parameter_names,
     group_units,
@@ -39,27 +43,47 @@ def block_name(shard: int, seq: int, stage: int) -> str:
     return f"s{shard}_q{seq}_k{stage}"
 
 
-@dataclass
-class ModelSpec:
-    """Enough to rebuild the frozen backbone anywhere (a Ray worker, a reloaded state)."""
+@dataclass(frozen=True)
+class StackSpec(Architecture):
+    """The backbone's :class:`~unlearnkit.models.Architecture` plus the LoRA rank and alpha of
+    every block: enough to rebuild a stack anywhere (a Ray worker, a reloaded state)."""
 
-    name: str
-    num_classes: int
-    in_chans: int
-    image_size: int
-    options: dict = field(default_factory=dict)
     rank: int = 16
     alpha: float = 16.0
 
-    def to_dict(self) -> dict:
-        return dict(self.__dict__)
+    @classmethod
+    def of(cls, architecture: Architecture, rank: int = 16, alpha: float = 16.0) -> StackSpec:
+        return cls(**architecture.to_dict(), rank=rank, alpha=alpha)
+
+    @property
+    def architecture(self) -> Architecture:
+        return Architecture(**Architecture.to_dict(self))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**super().to_dict(), "rank": self.rank, "alpha": self.alpha}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StackSpec:
+        """Read ``to_dict``'s output; older ensembles stored the same keys as ``ModelSpec``."""
+        try:
+            return cls(
+                name=str(data["name"]),
+                num_classes=int(data["num_classes"]),
+                in_chans=int(data["in_chans"]),
+                image_size=int(data["image_size"]),
+                options=dict(data.get("options", {})),
+                rank=int(data.get("rank", 16)),
+                alpha=float(data.get("alpha", 16.0)),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UnlearnkitError(f"stack record {data!r} is malformed: {exc}") from None
 
 
-def build_backbone(spec: ModelSpec, state: dict[str, torch.Tensor]) -> tuple[nn.Module, nn.Linear]:
+def build_backbone(
+    spec: Architecture, state: dict[str, torch.Tensor]
+) -> tuple[nn.Module, nn.Linear]:
     """The backbone with ``state`` loaded, its head replaced by Identity; returns the old head."""
-    model = create_model(
-        spec.name, spec.num_classes, spec.in_chans, spec.image_size, **spec.options
-    )
+    model = spec.build()
     model.load_state_dict(state)
     split_qkv(model)
     head = model.get_classifier()
@@ -72,11 +96,9 @@ def build_backbone(spec: ModelSpec, state: dict[str, torch.Tensor]) -> tuple[nn.
     return model, head
 
 
-def check_blocks(spec: ModelSpec, scheme: Scheme, num_stages: int) -> list[list[str]]:
+def check_blocks(spec: Architecture, scheme: Scheme, num_stages: int) -> list[list[str]]:
     """Build the bare model once to fail early (unknown model, nothing to adapt)."""
-    model = split_qkv(
-        create_model(spec.name, spec.num_classes, spec.in_chans, spec.image_size, **spec.options)
-    )
+    model = split_qkv(spec.build())
     units = lora_units(model)
     return group_units(units, num_stages) if scheme == "s3t" else [[n for u in units for n in u]]
 
@@ -86,7 +108,7 @@ class LoRAStack(nn.Module):
 
     def __init__(
         self,
-        spec: ModelSpec,
+        spec: StackSpec,
         backbone_state: dict[str, torch.Tensor],
         scheme: Scheme,
         num_stages: int,

@@ -4,20 +4,31 @@ A save writes any tensor file it needs under a name derived from its content (so
 weights are never rewritten), then the JSON record, then flips ``CURRENT`` with an atomic
 rename, and only then removes files no longer referenced. An interrupted train or delete leaves
 ``CURRENT`` on the previous record, whose files all still exist.
+
+An ensemble's state (:class:`SavedEnsemble`) is stored as three tensor files (backbone, blocks,
+the live training data) and one record (config, stack spec, ownership map, block table,
+receipts, counters, meta). Records written before the spec was named ``stack`` store it under
+``spec`` (the same keys); they still load.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from unlearnkit.data.base import ArraySplit
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.exact.partition import Partition
+from unlearnkit.exact.sequences import Order
+from unlearnkit.exact.stack import StackSpec
 from unlearnkit.models.checkpoint import atomic_write_text, save_state
 
 POINTER = "CURRENT"
@@ -94,3 +105,75 @@ def load_record(directory: str | Path) -> tuple[dict[str, Any], dict[str, dict[s
                 f"ensemble file {root / name} is missing or corrupt: {exc}"
             ) from None
     return record, files
+
+
+@dataclass
+class SavedEnsemble:
+    """Everything an ensemble needs to be rebuilt (its stack comes from spec, backbone, blocks)."""
+
+    kind: str
+    config: dict[str, Any]  # the scheme's config, as JSON
+    spec: StackSpec
+    partition: Partition
+    sequences: list[Order]
+    alive: np.ndarray
+    backbone: dict[str, torch.Tensor]
+    blocks: dict[str, torch.Tensor]
+    data: ArraySplit  # live samples only: deleted ones are never written
+    version: int = 0
+    receipts: dict[int, dict[str, Any]] = field(default_factory=dict)
+    retrains_done: int = 0
+    retrain_seconds: float = 0.0
+    train_seconds: float = 0.0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def save_ensemble(directory: str | Path, state: SavedEnsemble) -> Path:
+    """Atomic: the previous state stays loadable until the new one is complete."""
+    record = {
+        "kind": state.kind,
+        "version": state.version,
+        "config": state.config,
+        "stack": state.spec.to_dict(),
+        "partition": state.partition.to_dict(),
+        "sequences": [list(o) for o in state.sequences],
+        "alive": state.alive.astype(int).tolist(),
+        "receipts": {str(k): v for k, v in state.receipts.items()},
+        "retrains_done": state.retrains_done,
+        "retrain_seconds": state.retrain_seconds,
+        "train_seconds": state.train_seconds,
+        "meta": state.meta,
+    }
+    d = state.data
+    files = {
+        "backbone": state.backbone,
+        "blocks": state.blocks,
+        "data": {"x": d.x, "y": d.y, "ids": d.ids},
+    }
+    return save_record(directory, record, files)
+
+
+def read_ensemble(directory: str | Path) -> SavedEnsemble:
+    """What ``save_ensemble`` wrote (or an older version of it); malformed: a clear error."""
+    record, files = load_record(directory)
+    try:
+        d = files["data"]
+        return SavedEnsemble(
+            kind=str(record["kind"]),
+            config=record["config"],
+            spec=StackSpec.from_dict(record["stack"] if "stack" in record else record["spec"]),
+            partition=Partition.from_dict(record["partition"]),
+            sequences=[tuple(int(i) for i in o) for o in record["sequences"]],
+            alive=np.asarray(record["alive"], dtype=bool),
+            backbone=files["backbone"],
+            blocks=files["blocks"],
+            data=ArraySplit(d["x"], d["y"], d["ids"]),
+            version=int(record["version"]),
+            receipts={int(k): v for k, v in record["receipts"].items()},
+            retrains_done=int(record["retrains_done"]),
+            retrain_seconds=float(record["retrain_seconds"]),
+            train_seconds=float(record.get("train_seconds", 0.0)),
+            meta=dict(record.get("meta", {})),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UnlearnkitError(f"saved ensemble in {directory} is malformed: {exc}") from None

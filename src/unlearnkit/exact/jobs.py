@@ -1,28 +1,37 @@
-"""Training one block (one stage of one sequence of one shard), and a whole shard as a job.
+"""What a worker trains: some blocks of one shard (a :class:`ShardJob`), one block at a time.
+
+Blocks train with the one training loop, :func:`unlearnkit.training.train`; this module only
+says what each block starts from, which samples it sees and which parameters move.
 
 Isolation: the optimizer holds only the block's adapter and head (so momentum and weight decay
 cannot reach anything else), the stack stays in eval mode (frozen BatchNorm statistics), and the
-block's start and its batch order come from a generator seeded by (seed, shard, sequence, stage)
+block's start and its batch order come from generators seeded by (seed, shard, sequence, stage)
 alone. Hence a block's weights depend only on the backbone, the blocks below it in its prefix,
 its slices and those four numbers: what exact unlearning needs.
+
+A job run in a worker process (a Ray task, a process pool) pins that process to
+``job.worker_threads`` threads (one unless told otherwise); run in the calling process it leaves
+the caller's thread setting alone.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from unlearnkit.data.base import ArraySplit
-from unlearnkit.errors import UnlearnkitError
-from unlearnkit.exact.stack import LoRAStack, ModelSpec, Scheme, block_name
+from unlearnkit.errors import InternalError
+from unlearnkit.exact.stack import LoRAStack, Scheme, StackSpec, block_name
 from unlearnkit.models.lora import reset_adapter
-from unlearnkit.training import TrainConfig, batch_indices, make_optimizer, make_scheduler
+from unlearnkit.runtime import pin_worker_threads
+from unlearnkit.training import Batch, Callback, TrainConfig, TrainState, train
 
 
 def stage_seed(seed: int, shard: int, seq: int, stage: int) -> int:
@@ -54,6 +63,20 @@ def init_block(stack: LoRAStack, shard: int, seq: int, stage: int, seed: int) ->
     head.load_state_dict(stack.heads[prev].state_dict())
 
 
+class _StopOnDivergence(Callback):
+    """A block whose loss is no longer finite cannot recover: stop with the block's name."""
+
+    def __init__(self, block: str, lr: float) -> None:
+        self.block, self.lr = block, lr
+
+    def on_batch_end(self, state: TrainState) -> None:
+        if state.loss is not None and not math.isfinite(state.loss):
+            raise InternalError(
+                f"training block {self.block} diverged (loss {state.loss}): lower train.lr "
+                f"(now {self.lr})"
+            )
+
+
 def train_block(
     stack: LoRAStack,
     shard: int,
@@ -63,31 +86,24 @@ def train_block(
     cfg: TrainConfig,
     seed: int,
 ) -> None:
-    """Initialise and train block (shard, seq, stage) on ``data``; nothing else may move."""
+    """Initialise block (shard, seq, stage) and train it on ``data`` with the one training loop
+    (:func:`unlearnkit.training.train`); nothing else may move."""
     init_block(stack, shard, seq, stage, seed)
     name = block_name(shard, seq, stage)
-    trainable = stack.block_parameter_names(name)
-    wanted = set(trainable)
-    for pname, p in stack.named_parameters():
-        p.requires_grad_(pname in wanted)
     adapters, head = stack.prefix(shard, seq, stage + 1)
-    gen = torch.Generator().manual_seed(stage_seed(seed, shard, seq, stage) + 1)
-    optimizer = make_optimizer(stack, trainable, cfg)
-    steps = len(batch_indices(len(data), cfg.batch_size, torch.Generator()))
-    scheduler = make_scheduler(optimizer, cfg, cfg.epochs * steps)
-    stack.eval()
-    for _ in range(cfg.epochs):
-        for index in batch_indices(len(data), cfg.batch_size, gen):
-            optimizer.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(stack(data.x[index], adapters, head), data.y[index])
-            if not torch.isfinite(loss):
-                raise UnlearnkitError(
-                    f"training block {name} diverged (loss {float(loss.detach())}): lower train.lr "
-                    f"(now {cfg.lr})"
-                )
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
+
+    def loss(model: nn.Module, batch: Batch) -> torch.Tensor:
+        return F.cross_entropy(model(batch[0], adapters, head), batch[1])
+
+    train(
+        stack,
+        data,
+        cfg.model_copy(update={"seed": stage_seed(seed, shard, seq, stage) + 1}),
+        stack.block_parameter_names(name),
+        loss,
+        [_StopOnDivergence(name, cfg.lr)],
+        eval_mode=True,  # the backbone is frozen: BatchNorm statistics must not move
+    )
     for p in stack.parameters():
         p.requires_grad_(False)
 
@@ -106,7 +122,7 @@ class ShardJob:
     """Everything a worker needs to (re)train some blocks of one shard; picklable."""
 
     scheme: Scheme
-    spec: ModelSpec
+    spec: StackSpec
     backbone_state: dict[str, torch.Tensor]
     num_stages: int
     shard: int
@@ -117,13 +133,14 @@ class ShardJob:
     slice_of: dict[int, int]
     train: TrainConfig
     seed: int
-    threads: int | None = None
+    worker_threads: int = 1  # threads of a worker process that runs this job
+    origin_pid: int = field(default_factory=os.getpid)  # the process that made the job
 
 
 def run_shard_job(job: ShardJob) -> dict[str, torch.Tensor]:
     """Train the requested blocks of one shard; return all of the shard's block weights."""
-    if job.threads:
-        torch.set_num_threads(job.threads)
+    if os.getpid() != job.origin_pid:  # a worker process: do not oversubscribe its machine
+        pin_worker_threads(job.worker_threads)
     stack = LoRAStack(
         job.spec, job.backbone_state, job.scheme, job.num_stages, [job.shard], len(job.sequences)
     )

@@ -1,0 +1,167 @@
+"""How an ensemble is made from a data set name: the one recipe the CLI and the benchmark use.
+
+1. The data: the data set, with a disjoint public split carved out when the backbone pretrains.
+2. The frozen backbone: loaded from ``weights``, pretrained on the public split, or random.
+3. The ownership map, the sequences and the blocks: :meth:`ShardedEnsemble.train`.
+
+Everything that can fail on bad input (names, files, a shape too large for the data, a model
+with nothing to adapt) fails in :func:`check_ensemble`, before any training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from unlearnkit.data import DATASETS, DatasetBundle, load_dataset
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.exact.backbone import file_backbone, pretrained_backbone, random_backbone
+from unlearnkit.exact.config import ShardedConfig
+from unlearnkit.exact.ensemble import ENSEMBLES, ShardedEnsemble
+from unlearnkit.exact.partition import Partition
+from unlearnkit.exact.stack import StackSpec, check_blocks
+from unlearnkit.runtime import Executor
+from unlearnkit.training import TrainConfig
+
+BackboneSource = Literal["file", "public", "random"]
+
+
+class EnsembleRecipe(BaseModel):
+    """Where an ensemble's data and backbone come from (its shape is its scheme's config)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str = "digits"
+    data_dir: str | None = None
+    pretrain: bool = Field(True, description="pretrain the backbone on the public split")
+    public_fraction: float = Field(0.3, ge=0, lt=1, description="share of the pool kept public")
+    weights: str | None = Field(None, description="local backbone checkpoint (no pretraining)")
+    pretrain_config: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=20))
+
+    @field_validator("dataset")
+    @classmethod
+    def _dataset(cls, v: str) -> str:
+        DATASETS.get(v)  # raises with the list of valid names
+        return v
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, v: str | None) -> str | None:
+        if v is not None and not Path(v).is_file():
+            raise UnlearnkitError(f"{v}: no such file")
+        return v
+
+    @property
+    def backbone(self) -> BackboneSource:
+        if self.weights is not None:
+            return "file"
+        return "public" if self.pretrain and self.public_fraction > 0 else "random"
+
+
+def ensemble_class(config: ShardedConfig) -> type[ShardedEnsemble]:
+    """The scheme a config belongs to (``S3TConfig`` -> ``S3TEnsemble``)."""
+    for name in ENSEMBLES.names():
+        cls = ENSEMBLES.get(name)
+        if type(config) is cls.config_type:  # type: ignore[attr-defined]
+            return cls  # type: ignore[return-value]
+    raise UnlearnkitError(f"no ensemble scheme takes a {type(config).__name__}")
+
+
+def load_data(recipe: EnsembleRecipe) -> DatasetBundle:
+    """The data set, with the public split carved out only when the backbone pretrains on it."""
+    public = recipe.public_fraction if recipe.backbone == "public" else 0.0
+    return load_dataset(recipe.dataset, recipe.data_dir, seed=0, public_fraction=public)
+
+
+def stack_spec(config: ShardedConfig, bundle: DatasetBundle) -> StackSpec:
+    """The architecture the config names, shaped for the data, plus the config's LoRA."""
+    return StackSpec(
+        config.model,
+        bundle.num_classes,
+        bundle.in_chans,
+        bundle.image_size,
+        dict(config.model_options),
+        config.lora_rank,
+        config.lora_alpha,
+    )
+
+
+def check_ensemble(config: ShardedConfig, bundle: DatasetBundle) -> StackSpec:
+    """Fail now, not after training: a shape the data cannot fill, a model with nothing to
+    adapt, an unknown model. Returns the stack spec."""
+    cls = ensemble_class(config)
+    Partition.create(bundle.train.ids, config.num_shards, config.num_slices, config.seed)
+    spec = stack_spec(config, bundle)
+    check_blocks(spec, cls.scheme, config.num_slices)
+    return spec
+
+
+def make_backbone(
+    recipe: EnsembleRecipe,
+    spec: StackSpec,
+    bundle: DatasetBundle,
+    seed: int,
+    log: Callable[[str], Any] | None = None,
+) -> dict[str, Any]:
+    """The frozen backbone the recipe asks for (pretraining can take a while: ``log`` says so)."""
+    if recipe.backbone == "file":
+        return file_backbone(spec, recipe.weights)  # type: ignore[arg-type]
+    if recipe.backbone == "public" and bundle.public is not None:
+        if log is not None:
+            log(f"pretraining the backbone on {len(bundle.public)} public samples")
+        return pretrained_backbone(spec, bundle.public, recipe.pretrain_config, seed)
+    return random_backbone(spec, seed)
+
+
+def recipe_meta(recipe: EnsembleRecipe, bundle: DatasetBundle) -> dict[str, Any]:
+    """What an ensemble records about its data, so it can be evaluated on the same data later."""
+    return {
+        "dataset": recipe.dataset,
+        "data_dir": recipe.data_dir,
+        "public_fraction": recipe.public_fraction if recipe.backbone == "public" else 0.0,
+        "train_fingerprint": bundle.train.fingerprint(),
+        "backbone": recipe.weights if recipe.backbone == "file" else recipe.backbone,
+    }
+
+
+def build_ensemble(
+    recipe: EnsembleRecipe,
+    config: ShardedConfig,
+    executor: Executor | None = None,
+    *,
+    bundle: DatasetBundle | None = None,
+    backbone: dict[str, Any] | None = None,
+    log: Callable[[str], Any] | None = None,
+) -> ShardedEnsemble:
+    """Data, backbone and ensemble, checked first. ``bundle`` and ``backbone`` reuse ones built
+    before (several ensembles on one backbone); shards train on ``executor``."""
+    bundle = load_data(recipe) if bundle is None else bundle
+    spec = check_ensemble(config, bundle)
+    if backbone is None:
+        backbone = make_backbone(recipe, spec, bundle, config.seed, log)
+    return ensemble_class(config).train(
+        bundle.train,
+        config,
+        executor,
+        num_classes=bundle.num_classes,
+        backbone_state=backbone,
+        meta=recipe_meta(recipe, bundle),
+    )
+
+
+def ensemble_data(meta: dict[str, Any]) -> DatasetBundle:
+    """The data set an ensemble was trained on (from its meta), checked by fingerprint."""
+    if "dataset" not in meta:
+        raise UnlearnkitError("this ensemble records no data set; evaluate it from Python")
+    bundle = load_dataset(
+        meta["dataset"], meta.get("data_dir"), seed=0, public_fraction=meta["public_fraction"]
+    )
+    if bundle.train.fingerprint() != meta.get("train_fingerprint"):
+        raise UnlearnkitError(
+            f"data set {meta['dataset']!r} differs from the one this ensemble was trained on "
+            "(fingerprint mismatch)"
+        )
+    return bundle
