@@ -49,7 +49,7 @@ class NoParams(BaseModel):
 
 
 class OptimParams(BaseModel):
-    """Hyper-parameters shared by the fine-tuning family (SGD, ALGORITHMS.md section 3)."""
+    """Hyper-parameters shared by the fine-tuning family (SGD, docs/algorithms.md §5.1)."""
 
     model_config = ConfigDict(extra="forbid")
 

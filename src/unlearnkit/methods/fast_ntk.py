@@ -3,7 +3,7 @@
 
 Default mode is ``linearized`` because it is the one that forgets: on digits class-forget the
 paper's weight update on the nonlinearly trained model keeps most of the forget class (see
-ALGORITHMS.md section 1 and results/fast_ntk/report.md); the linearized model retrained in
+docs/algorithms.md §1.4 and results/fast_ntk/report.md); the linearized model retrained in
 closed form on D_r matches retrain. ``mode="paper"`` gives the paper's update with the angle
 scale. With ``state_path`` the Gram of D is computed once, saved, and later calls only pay for
 the Jacobian of D_f plus a Woodbury downdate.

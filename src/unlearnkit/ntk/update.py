@@ -3,7 +3,7 @@
 Given w0, the retain set D_r and the forget set D_f: the ridge solutions of the linearized model
 on D and on D_r (displacements from w0), then either
 - ``paper``: w_unlearned = w_trained + scale * (w_Dr - w_D) on the real trained weights, with the
-  angle-based scale of the NTK forgetting code (ALGORITHMS.md section 1) or scale 1; or
+  angle-based scale of the NTK forgetting code (docs/algorithms.md §1.4) or scale 1; or
 - ``linearized``: serve f(x; w0) + J(x) (w_Dr - w0), the linearized model retrained on D_r in
   closed form (exact with respect to that model).
 """
