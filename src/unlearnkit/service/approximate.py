@@ -8,7 +8,7 @@ served function is then rebuilt from the new ridge solution:
 - ``linearized`` (default): f(x; w0) + J(x) (w_Dr - w0), which after the downdate equals the
   same linearized model retrained on the remaining data (up to float64 round-off);
 - ``paper``: the trained network moved by the angle-scaled difference of the two solutions
-  (ALGORITHMS.md section 1); close to retraining, not equal.
+  (docs/algorithms.md §1.4); close to retraining, not equal.
 
 Nothing is ever retrained. A snapshot holds the downdated state and a small JSON record; the
 network, w0 and the training data are re-read from the model directory.
