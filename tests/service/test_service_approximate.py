@@ -74,7 +74,7 @@ def test_queued_deletions_are_applied_as_one_downdate(ntk_dir, ntk_parts):
     ids = bundle.train.ids[:4].tolist()
     service = start_service(ntk_dir, mode="approximate")
     try:
-        with service._lock:  # hold the applier back while three requests queue up
+        with service.model_lock.writing():  # hold the applier back while three queue up
             events = [service.submit_deletion(WHO, [i], f"k{i}")[0] for i in ids[:3]]
             assert all(e.status == "accepted" for e in events)
         wait_for(lambda: all(service.ledger.get(e.request_id).status == "applied" for e in events))

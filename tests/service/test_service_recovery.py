@@ -19,12 +19,7 @@ from unlearnkit.service.snapshots import POINTER
 
 def crash(service) -> None:
     """Stop the worker threads without the final snapshot a clean close writes."""
-    service._stop.set()
-    service._queue.put(None)
-    for thread in service._threads:
-        thread.join(timeout=10)
-    service.ledger.close()
-    service.started = False
+    service.close(final_snapshot=False)
 
 
 def delete_one_by_one(service, ids: list[int], who) -> list[str]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import threading
+import pickle
+import time
 
 import pytest
 import torch
@@ -97,7 +98,8 @@ def test_metrics_render_cumulative_histograms():
 
 def test_exact_clone_while_a_retrain_runs_through_the_service(exact_dir):
     """Regression: a snapshot taken mid-retrain deep-copied the service-bound executor (and its
-    locks), which raised and stopped the applier thread."""
+    locks), which raised and stopped the applier thread. Now the retrain's steps are explicit:
+    prepare, train (the applier may snapshot meanwhile), commit."""
     from unlearnkit.service.exact import ExactServedModel
 
     model = ExactServedModel(exact_dir)
@@ -106,15 +108,13 @@ def test_exact_clone_while_a_retrain_runs_through_the_service(exact_dir):
     assert model.pending_retrains() == [0]
     clones = []
 
-    class Service:
-        def __init__(self) -> None:
-            self.lock = threading.Lock()
-
-        def run(self, fn, items):
-            clones.append(model.clone())  # what the applier does for a snapshot meanwhile
-            return [fn(item) for item in items]
-
-    ticket = model.prepare_retrain(0, Service().run)
+    job = model.prepare_retrain(0)
+    assert job.unit == 0 and job.train is not None
+    pickle.dumps((job.train, job.inputs))  # what goes to the retrain child process
+    start = time.perf_counter()
+    clones.append(model.clone())  # what the applier does for a snapshot meanwhile
+    weights = job.train(job.inputs)
+    ticket = job.finish(weights, time.perf_counter() - start)
     model.commit_retrain(ticket)
     assert len(clones) == 1 and clones[0].pending_retrains() == [0]
     assert model.pending_retrains() == [] and model.version == 2

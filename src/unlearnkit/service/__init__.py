@@ -1,9 +1,10 @@
 """Deletion service: an HTTP API that serves predictions and honours deletion requests.
 
-``unlearnkit serve --model DIR`` (see ``cli.py``); the pieces: ``ledger`` (SQLite, the source of
-truth), ``served`` (the ServedModel protocol and its registry), ``exact`` / ``approximate``
-(adapters), ``snapshots``, ``engine`` (threads and ordering), ``app`` (FastAPI), ``auth``,
-``metrics``.
+``unlearnkit serve --from DIR`` (see ``unlearnkit.cli.serve``); the pieces: ``ledger`` (SQLite,
+the source of truth), ``served`` (the ServedModel protocol and its registry), ``exact`` /
+``approximate`` (adapters), ``snapshots`` (files on disk), ``engine`` (``DeletionService``, the
+coordinator) over ``intake``, ``applier``, ``changes``, ``replay``, ``snapshotter``,
+``retrainer``, ``model_lock`` and ``status``; ``app`` (FastAPI), ``auth``, ``metrics``.
 """
 
 from unlearnkit.service import approximate as _approximate  # noqa: F401  (registers it)

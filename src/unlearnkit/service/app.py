@@ -1,7 +1,10 @@
 """The HTTP API: FastAPI routes over a started DeletionService.
 
-Every error is JSON ``{"error": {"type", "message"}}`` with a 4xx code naming the problem, and is
-raised before anything is written, so bad input changes neither the ledger nor the model.
+Every error is JSON ``{"error": {"type", "message"}}``. A user's mistake (``UnlearnkitError``) is
+a 4xx code naming the problem, raised before anything is written, so bad input changes neither
+the ledger nor the model. The service's own failure (``InternalError``) is a 503 with
+``Retry-After`` while the service can go on (it still records changes), else a 500; anything
+unexpected is a 500 too.
 """
 
 import json
@@ -15,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from unlearnkit.errors import ConflictError, NotFoundError, UnlearnkitError
+from unlearnkit.errors import ConflictError, InternalError, NotFoundError, UnlearnkitError
 from unlearnkit.service.auth import Principal, TokenStore
 from unlearnkit.service.engine import DeletionService
 from unlearnkit.service.inputs import array_batch, image_batch
@@ -36,7 +39,10 @@ ERRORS = {
     413: {"model": ErrorResponse},
     415: {"model": ErrorResponse},
     422: {"model": ErrorResponse},
+    500: {"model": ErrorResponse},
+    503: {"model": ErrorResponse},
 }
+RETRY_AFTER = {"Retry-After": "5"}
 
 
 class HTTPProblem(Exception):
@@ -196,6 +202,16 @@ def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
             return problem(409, "conflict", str(exc))
         return problem(422, "invalid_request", str(exc))
 
+    @app.exception_handler(InternalError)
+    async def _internal_error(_: Request, exc: InternalError) -> JSONResponse:
+        if service.failure is None:  # the service goes on: worth a retry
+            return problem(503, "unavailable", str(exc), RETRY_AFTER)
+        return problem(500, "internal_error", str(exc))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return problem(500, "internal_error", f"internal error ({type(exc).__name__}); see the log")
+
     def require(scope: str) -> Callable[..., Awaitable[Principal]]:
         async def check(authorization: Annotated[str | None, Header()] = None) -> Principal:
             challenge = {"WWW-Authenticate": "Bearer"}
@@ -210,9 +226,13 @@ def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
 
         return check
 
-    @app.get("/healthz")
-    def healthz() -> dict[str, Any]:
-        return {"status": "ok", "mode": service.config.mode, "model_version": service.model.version}
+    @app.get("/healthz", responses={503: {"description": "cannot record changes"}})
+    def healthz() -> JSONResponse:
+        body = {"mode": service.config.mode, "model_version": service.model.version}
+        failure = service.failure
+        if failure is not None:
+            return JSONResponse({"status": "failing", "reason": failure, **body}, status_code=503)
+        return JSONResponse({"status": "ok", **body})
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics(_: Annotated[Principal, Depends(require("admin"))]) -> PlainTextResponse:
@@ -233,7 +253,7 @@ def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
         try:
             probs, version = service.predict(x)
         except ConflictError as exc:  # nothing left to serve until a retrain lands
-            raise HTTPProblem(503, "unavailable", str(exc), {"Retry-After": "5"}) from None
+            raise HTTPProblem(503, "unavailable", str(exc), RETRY_AFTER) from None
         return PredictResponse(
             probabilities=probs.tolist(),
             predictions=probs.argmax(dim=1).tolist(),

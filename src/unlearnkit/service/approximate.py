@@ -36,7 +36,7 @@ from unlearnkit.ntk.deployment import (
 )
 from unlearnkit.ntk.incremental import delete_samples
 from unlearnkit.recipe import open_trained
-from unlearnkit.service.served import SERVED_MODELS, RunJobs
+from unlearnkit.service.served import SERVED_MODELS, RetrainJob
 
 RECORD_FILE = "approximate.json"
 
@@ -141,7 +141,7 @@ class ApproximateServedModel:
     def pending_retrains(self) -> list[int]:
         return []
 
-    def prepare_retrain(self, unit: int, run: RunJobs) -> Any:
+    def prepare_retrain(self, unit: int) -> RetrainJob:
         raise UnlearnkitError("approximate mode never retrains")
 
     def commit_retrain(self, ticket: Any) -> dict[str, Any]:

@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from unlearnkit.service.served import SERVED_MODELS
+
 
 class ServiceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -23,8 +25,11 @@ class ServiceConfig(BaseModel):
     retrain_poll_s: float = Field(0.5, gt=0)
     retrain_in_subprocess: bool = Field(True, description="train in a child process")
     retrain_nice: int = Field(10, ge=0, le=19, description="CPU niceness of the retrain child")
+    retrain_threads: int = Field(1, ge=1, le=256, description="CPU threads of the retrain child")
     apply_timeout_s: float = Field(10.0, gt=0, description="wait for an exact deletion to apply")
-    torch_threads: int = Field(1, ge=1, le=256, description="torch threads for predictions")
+    torch_threads: int = Field(
+        1, ge=1, le=256, description="CPU threads of the serving process (`serve --threads`)"
+    )
     ntk_update: Literal["linearized", "paper"] = Field(
         "linearized",
         description="approximate mode: serve the linearized model or the paper's "
@@ -34,8 +39,6 @@ class ServiceConfig(BaseModel):
     @field_validator("mode")
     @classmethod
     def _known_mode(cls, value: str) -> str:
-        from unlearnkit.service.served import SERVED_MODELS
-
         if value not in SERVED_MODELS:
             raise ValueError(
                 f"unknown serving mode {value!r}; choose one of: {', '.join(SERVED_MODELS.names())}"

@@ -8,6 +8,7 @@ The ensemble's own retrain policy is forced to ``manual``: the service decides w
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import re
@@ -16,22 +17,31 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load_file
 
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.exact import RetrainTicket, S3TEnsemble, SISAEnsemble
+from unlearnkit.exact.capacity import simulate_capacity
+from unlearnkit.exact.store import POINTER, tensor_digest
 from unlearnkit.runtime import Executor
-from unlearnkit.service.served import SERVED_MODELS, RunJobs
+from unlearnkit.service.served import SERVED_MODELS, RetrainJob
 
 
-class _Run(Executor):
-    """Adapts a RunJobs callable to the ensemble's Executor interface."""
+class _Deferred(Executor):
+    """An executor that records the training jobs it is handed instead of running them.
 
-    name = "service"
+    ``ShardedEnsemble.prepare_retrain`` builds the job (copies of the shard's data and blocks)
+    and hands it to the ensemble's executor; with this one in place it returns at once, and the
+    service runs the recorded job itself with the model lock released."""
 
-    def __init__(self, run: RunJobs) -> None:
-        self._run = run
+    name = "deferred"
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[Callable[[Any], Any], Any]] = []
 
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
-        return self._run(fn, items)
+        self.jobs += [(fn, item) for item in items]
+        return [None for _ in items]
 
 
 @SERVED_MODELS.register("exact")
@@ -43,8 +53,6 @@ class ExactServedModel:
     def __init__(
         self, model_dir: Path, snapshot_dir: Path | None = None, config: Any = None
     ) -> None:
-        from unlearnkit.exact import S3TEnsemble, SISAEnsemble
-
         self.directory = Path(snapshot_dir or model_dir)
         kinds = {cls.scheme: cls for cls in (S3TEnsemble, SISAEnsemble)}
         kind = _record(self.directory).get("kind")
@@ -98,14 +106,24 @@ class ExactServedModel:
     def pending_retrains(self) -> list[int]:
         return self.ensemble.dead_shards()
 
-    def prepare_retrain(self, unit: int, run: RunJobs) -> Any:
-        saved, self.ensemble.executor = self.ensemble.executor, _Run(run)
+    def prepare_retrain(self, unit: int) -> RetrainJob:
+        """The ensemble's own retrain preparation, with its training job recorded, not run."""
+        deferred = _Deferred()
+        saved, self.ensemble.executor = self.ensemble.executor, deferred
         try:
-            return self.ensemble.prepare_retrain(unit)
+            ticket = self.ensemble.prepare_retrain(unit)
         finally:
             self.ensemble.executor = saved
+        if not deferred.jobs:  # nothing switched off: the ticket is complete as it is
+            return RetrainJob(unit, None, None, lambda _result, _seconds: ticket)
+        ((train, inputs),) = deferred.jobs
 
-    def commit_retrain(self, ticket: Any) -> dict[str, Any]:
+        def finish(weights: dict[str, torch.Tensor], seconds: float) -> RetrainTicket:
+            return dataclasses.replace(ticket, weights=weights, seconds=seconds)
+
+        return RetrainJob(unit, train, inputs, finish)
+
+    def commit_retrain(self, ticket: RetrainTicket) -> dict[str, Any]:
         self.ensemble.commit_retrain(ticket)
         return {
             "kind": "retrain",
@@ -132,8 +150,6 @@ class ExactServedModel:
         def simulated() -> dict[str, Any]:
             value = cache.get(key)
             if value is None:  # two callers may both compute it: same inputs, same result
-                from unlearnkit.exact.capacity import simulate_capacity
-
                 m, L, seqs, prior = args
                 sim = simulate_capacity(
                     m, L, seqs, prior=prior, trials=300, seed=key[1], initial_prefix=lengths
@@ -165,8 +181,7 @@ class ExactServedModel:
         }
 
     def clone(self) -> ExactServedModel:
-        """A deep copy that shares the executor (it may be a service-bound adapter mid-retrain,
-        holding locks that cannot be copied)."""
+        """A deep copy that shares the ensemble's executor (workers are not copied)."""
         executor = self.ensemble.executor
         return copy.deepcopy(self, {id(executor): executor})
 
@@ -175,10 +190,6 @@ class ExactServedModel:
 
     def verify(self) -> None:
         """Every tensor file is named after its content digest: recompute and compare."""
-        from safetensors.torch import load_file
-
-        from unlearnkit.exact.store import tensor_digest
-
         record = _record(self.directory)
         for name in record.get("files", {}).values():
             match = re.search(r"-([0-9a-f]+)\.safetensors$", name)
@@ -191,8 +202,6 @@ class ExactServedModel:
 
 def _record(directory: Path) -> dict[str, Any]:
     """The JSON record the ensemble's CURRENT pointer names (no tensors loaded)."""
-    from unlearnkit.exact.store import POINTER
-
     try:
         return json.loads((directory / (directory / POINTER).read_text().strip()).read_text())
     except (OSError, ValueError) as exc:

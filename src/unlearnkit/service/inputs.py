@@ -8,6 +8,7 @@ import io
 import math
 
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from unlearnkit.errors import UnlearnkitError
 
@@ -37,8 +38,6 @@ def image_batch(
     images: list[str], shape: tuple[int, int, int], max_batch: int, max_bytes: int
 ) -> torch.Tensor:
     """base64 PNG/JPEG -> float32 (N, C, H, W) in [0, 1] at the model's size and channels."""
-    from PIL import Image, UnidentifiedImageError
-
     if not images:
         raise UnlearnkitError("images is empty")
     if len(images) > max_batch:

@@ -5,12 +5,18 @@ before it is acknowledged) or a retrain commit. Events are applied to the model 
 order, and a model snapshot on disk records the last sequence number it reflects, so after a
 crash exactly the events after that number are replayed: nothing acknowledged is lost and
 nothing is applied twice.
+
+Opening checks the file (a corrupt one, or one of another model, is the user's bad directory:
+``UnlearnkitError``). Once open, a failure is the service's own (``InternalError``): a database
+error, or the file removed or replaced under the running service. The last two, and corruption,
+mark the ledger ``broken``: every later write is refused, as nothing more can be recorded.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -21,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from unlearnkit.errors import ConflictError, UnlearnkitError
+from unlearnkit.errors import ConflictError, InternalError, UnlearnkitError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -110,6 +116,32 @@ class Ledger:
                 f"ledger {self.path} is corrupt or unreadable ({exc}); refusing to start"
             ) from None
         self._check_identity({"format": FORMAT, **identity})
+        self._inode = self.path.stat().st_ino
+        self.broken: str | None = None  # why nothing more can be recorded, once that is so
+
+    @contextmanager
+    def _runtime(self, doing: str, write: bool = False) -> Iterator[None]:
+        """Database errors of the open ledger are internal failures, not the user's."""
+        if write:
+            self._check_file()
+        try:
+            yield
+        except sqlite3.Error as exc:
+            if not isinstance(exc, sqlite3.OperationalError):  # corrupt (not busy or full)
+                self.broken = f"ledger {self.path} is corrupt ({exc})"
+            raise InternalError(f"ledger {self.path}: cannot {doing} ({exc})") from exc
+
+    def _check_file(self) -> None:
+        """Refuse to write to a ledger whose file was removed or replaced meanwhile."""
+        if self.broken is None:
+            try:
+                inode = os.stat(self.path).st_ino
+            except OSError:
+                inode = None
+            if inode != self._inode:
+                self.broken = f"ledger {self.path} was removed or replaced while the service ran"
+        if self.broken is not None:
+            raise InternalError(f"{self.broken}; nothing more can be recorded: restart the service")
 
     def _check_identity(self, identity: dict[str, str]) -> None:
         stored = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
@@ -148,7 +180,7 @@ class Ledger:
         ``on_commit`` runs under the ledger lock right after the commit, so callbacks see
         events in sequence order."""
         digest = payload_hash(payload)
-        with self._lock:
+        with self._lock, self._runtime("record an event", write=True):
             if idempotency_key is not None:
                 row = self._db.execute(
                     "SELECT * FROM events WHERE client = ? AND idempotency_key = ?",
@@ -185,7 +217,7 @@ class Ledger:
     def finish(self, results: list[tuple[int, str, dict[str, Any] | None, str | None]]) -> None:
         """Mark events applied or failed in one transaction: (seq, status, receipt, reason)."""
         now = time.time()
-        with self._lock, self._tx() as db:
+        with self._lock, self._runtime("record results", write=True), self._tx() as db:
             db.executemany(
                 "UPDATE events SET status = ?, receipt = ?, reason = ?, applied_at = ? "
                 "WHERE seq = ?",
@@ -202,7 +234,7 @@ class Ledger:
         )
 
     def find(self, client: str, idempotency_key: str) -> Event | None:
-        with self._lock:
+        with self._lock, self._runtime("look up an idempotency key"):
             row = self._db.execute(
                 "SELECT * FROM events WHERE client = ? AND idempotency_key = ?",
                 (client, idempotency_key),
@@ -210,7 +242,7 @@ class Ledger:
         return None if row is None else Event.from_row(row)
 
     def get(self, request_id: str) -> Event | None:
-        with self._lock:
+        with self._lock, self._runtime("read a request"):
             row = self._db.execute(
                 "SELECT * FROM events WHERE request_id = ?", (request_id,)
             ).fetchone()
@@ -218,19 +250,19 @@ class Ledger:
 
     def after(self, seq: int) -> list[Event]:
         """Events with a sequence number above ``seq``, in order (what a snapshot lacks)."""
-        with self._lock:
+        with self._lock, self._runtime("read events"):
             rows = self._db.execute(
                 "SELECT * FROM events WHERE seq > ? ORDER BY seq", (seq,)
             ).fetchall()
         return [Event.from_row(r) for r in rows]
 
     def last_seq(self) -> int:
-        with self._lock:
+        with self._lock, self._runtime("read the last event"):
             row = self._db.execute("SELECT MAX(seq) FROM events").fetchone()
         return int(row[0] or 0)
 
     def counts(self) -> dict[str, int]:
-        with self._lock:
+        with self._lock, self._runtime("count events"):
             rows = self._db.execute(
                 "SELECT kind || '_' || status, COUNT(*) FROM events GROUP BY kind, status"
             ).fetchall()
@@ -238,7 +270,7 @@ class Ledger:
 
     def claimed_ids(self) -> dict[int, str]:
         """Sample id -> request id of every deletion not failed (accepted or applied)."""
-        with self._lock:
+        with self._lock, self._runtime("read deleted ids"):
             rows = self._db.execute(
                 "SELECT request_id, payload FROM events WHERE kind = 'deletion' "
                 "AND status != 'failed' ORDER BY seq"

@@ -28,7 +28,7 @@ def _fmt(value: float) -> str:
     return repr(float(value)) if value != int(value) else f"{int(value)}"
 
 
-class Registry:
+class MetricSet:
     """Named metric families; ``render()`` gives the /metrics body."""
 
     def __init__(self) -> None:
@@ -86,8 +86,9 @@ class Registry:
         return "\n".join(lines) + "\n"
 
 
-def service_metrics() -> Registry:
-    reg = Registry()
+def service_metrics() -> MetricSet:
+    """The service's metric families, described (so they are listed before their first use)."""
+    reg = MetricSet()
     reg.describe("unlearnkit_http_requests_total", "counter", "HTTP requests by route and status")
     reg.describe("unlearnkit_http_request_seconds", "histogram", "HTTP request latency by route")
     reg.describe(

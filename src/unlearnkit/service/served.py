@@ -4,11 +4,17 @@ Two adapters implement it: ``exact`` (an S3T ensemble: a deletion switches block
 a dead shard is retrained in the background) and ``approximate`` (a Fast-NTK state: deletions
 are queued and applied as one Woodbury downdate). The service calls these methods under its
 model lock, from one applier thread for changes, so adapters need no locking of their own.
+
+Retraining is split so that no lock is held while a model trains: ``prepare_retrain`` (under the
+lock) copies what the training needs into a ``RetrainJob``; the service runs ``job.train`` with
+no lock held (in a child process or a thread); ``job.finish`` turns the result into the ticket
+that ``commit_retrain`` (under the lock again, in ledger order) swaps in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -16,8 +22,21 @@ import torch
 
 from unlearnkit.registry import Registry
 
-# runs fn over items somewhere (another process), with the model lock released meanwhile
-RunJobs = Callable[[Callable[[Any], Any], Sequence[Any]], list[Any]]
+
+@dataclass(frozen=True)
+class RetrainJob:
+    """A retrain taken out of the served model, to run while the model keeps serving.
+
+    ``train(inputs)`` is the training: a module-level function (picklable, so it can run in a
+    child process) on copies (what is shared is read-only), so it never touches what the served
+    model changes; ``train is None`` when there is nothing to train. ``finish(result, seconds)``
+    gives the ticket for ``commit_retrain``; it is cheap and reads only what was captured.
+    """
+
+    unit: int
+    train: Callable[[Any], Any] | None
+    inputs: Any
+    finish: Callable[[Any, float], Any]
 
 
 @runtime_checkable
@@ -55,8 +74,8 @@ class ServedModel(Protocol):
         """Units (shards) that should be retrained in the background; [] if none ever."""
         ...
 
-    def prepare_retrain(self, unit: int, run: RunJobs) -> Any:
-        """Build the retrain job from the current state and run it via ``run``; the ticket."""
+    def prepare_retrain(self, unit: int) -> RetrainJob:
+        """Copy what retraining ``unit`` needs from the current state (cheap; under the lock)."""
         ...
 
     def commit_retrain(self, ticket: Any) -> dict[str, Any]:

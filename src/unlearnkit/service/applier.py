@@ -1,0 +1,157 @@
+"""The applier: the one thread that changes the served model, in ledger order.
+
+``record`` writes an event to the ledger and queues it here in the same critical section (the
+ledger's ``on_commit``), so the queue holds events in sequence order. The thread takes what is
+queued, applies it in groups under the model lock (``changes.apply_group``), records every
+result in one ledger transaction, and only then wakes the requests waiting on those events.
+Between batches it lets the snapshotter copy the model, which then reflects exactly
+``applied_seq``.
+
+If the results cannot be recorded (the ledger broke), the model has changed ahead of the ledger:
+the applier stops rather than go on changing it unrecorded, wakes every waiter, and ``failure``
+says why; the service then refuses changes (``InternalError``) until it is restarted, when the
+ledger is replayed.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from unlearnkit.errors import InternalError
+from unlearnkit.service.changes import Change, ResultRow, apply_group, group_changes
+from unlearnkit.service.ledger import Event, Ledger
+from unlearnkit.service.metrics import MetricSet
+from unlearnkit.service.model_lock import ModelLock
+from unlearnkit.service.served import ServedModel
+from unlearnkit.service.snapshotter import Snapshotter
+from unlearnkit.service.status import update_gauges
+
+log = logging.getLogger("unlearnkit.service")
+BATCH_LIMIT = 512  # most events applied under one hold of the model lock
+
+
+class Applier:
+    def __init__(
+        self,
+        model: ServedModel,
+        ledger: Ledger,
+        lock: ModelLock,
+        metrics: MetricSet,
+        snapshotter: Snapshotter,
+        applied_seq: int,
+        release_ids: Callable[[list[int]], None],
+    ) -> None:
+        """``release_ids(ids)`` frees the ids of a failed deletion (``intake.Claims.release``)."""
+        self._model, self._ledger, self._lock = model, ledger, lock
+        self._metrics, self._snapshotter, self._release_ids = metrics, snapshotter, release_ids
+        self.applied_seq = applied_seq  # the last event the model reflects
+        self.failure: str | None = None  # why the applier stopped, if it did
+        self._queue: queue.Queue[Change | None] = queue.Queue()
+        self._waiters: dict[int, threading.Event] = {}
+        self._waiters_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="unlearnkit-applier", daemon=True)
+
+    # -- producers ---------------------------------------------------------------------------
+    def record(
+        self,
+        kind: str,
+        client: str,
+        payload: dict[str, Any],
+        key: str | None = None,
+        ticket: Any = None,
+    ) -> tuple[Event, threading.Event]:
+        """Write an event and queue it; the returned flag is set once it is applied (or the
+        applier stopped). Refused, with nothing written, once the applier has stopped."""
+        if self.failure is not None:
+            raise InternalError(f"{self.failure}; restart the service (it replays the ledger)")
+        applied = threading.Event()
+
+        def enqueue(event: Event) -> None:  # under the ledger lock: in sequence order
+            with self._waiters_lock:
+                self._waiters[event.seq] = applied
+            self._queue.put(Change.from_event(event, ticket))
+
+        event, _ = self._ledger.append(kind, client, payload, key, on_commit=enqueue)
+        return event, applied
+
+    # -- the thread --------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Finish what is queued, then end the thread."""
+        self._queue.put(None)
+        if self._thread.is_alive():
+            self._thread.join(timeout=timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive() and self.failure is None
+
+    def _run(self) -> None:
+        while True:
+            try:
+                first = self._queue.get(timeout=0.25)
+            except queue.Empty:
+                self._snapshotter.when_idle(self.applied_seq)
+                continue
+            if first is None:
+                return
+            batch = [first]
+            rows: list[ResultRow] = []
+            with self._lock.writing():  # drain after taking the lock: what queued meanwhile joins
+                self._drain(batch)
+                for group in group_changes(self._model, batch):
+                    rows += apply_group(self._model, group, self._metrics)
+                self.applied_seq = batch[-1].seq
+            try:
+                self._ledger.finish(rows)
+            except Exception as exc:  # the ledger is unusable: stop changing the model
+                log.exception("cannot record applied events; stopping the applier")
+                self.failure = f"the applier stopped: applied changes could not be recorded ({exc})"
+                with self._waiters_lock:
+                    self._wake(list(self._waiters))
+                return
+            self._count(batch, rows)
+            update_gauges(self._metrics, self._model)
+            with self._waiters_lock:
+                self._wake([c.seq for c in batch])
+            self._snapshotter.after_batch(
+                self.applied_seq,
+                deletions=sum(c.kind == "deletion" for c in batch),
+                force=any(c.kind == "retrain" for c in batch),
+            )
+
+    def _drain(self, batch: list[Change]) -> None:
+        """Add what is queued now (up to ``BATCH_LIMIT``), leaving the stop sentinel queued."""
+        while len(batch) < BATCH_LIMIT:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if nxt is None:
+                self._queue.put(None)
+                return
+            batch.append(nxt)
+
+    def _count(self, batch: list[Change], rows: list[ResultRow]) -> None:
+        for change, row in zip(batch, rows, strict=True):
+            if change.kind != "deletion":
+                continue
+            if row[1] == "applied":
+                self._metrics.inc("unlearnkit_deletions_applied_total")
+                self._metrics.inc("unlearnkit_samples_deleted_total", len(change.sample_ids))
+            else:
+                self._metrics.inc("unlearnkit_deletions_failed_total")
+                self._release_ids(change.sample_ids)  # a failed deletion frees its ids
+
+    def _wake(self, seqs: list[int]) -> None:
+        """Set the flags of these events (the caller holds the waiters' lock)."""
+        for seq in seqs:
+            flag = self._waiters.pop(seq, None)
+            if flag is not None:
+                flag.set()
