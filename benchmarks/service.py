@@ -40,6 +40,8 @@ from unlearnkit.data import load_dataset
 from unlearnkit.exact import S3TConfig, S3TEnsemble
 from unlearnkit.models import create_model, select_trainable
 from unlearnkit.models.checkpoint import atomic_write_text
+from unlearnkit.service import DeletionService, ServiceConfig
+from unlearnkit.service.auth import Principal
 from unlearnkit.training import TrainConfig, train
 
 OUT = Path("results/service")
@@ -77,10 +79,12 @@ def start_server(model_dir: Path, port: int, log: Any) -> subprocess.Popen:
         "-m",
         "unlearnkit",
         "serve",
-        "--model",
+        "--from",
         str(model_dir),
         "--port",
         str(port),
+        "--threads",
+        "1",
         "--snapshot-every",
         "50",
     ]
@@ -142,9 +146,6 @@ def in_process(
     """The engine without HTTP on a fresh copy of the same model (after the server stopped):
     what a prediction (all shards live) and a deletion cost before uvicorn, the thread pool and
     the network stack."""
-    from unlearnkit.service import DeletionService, ServiceConfig
-    from unlearnkit.service.auth import Principal
-
     service = DeletionService(ServiceConfig(model_dir=model_dir, background_retrain=False))
     service.start()
     try:

@@ -33,7 +33,7 @@ def launch(model_dir, token_file, port: int, log) -> subprocess.Popen:
         "-m",
         "unlearnkit",
         "serve",
-        "--model",
+        "--from",
         str(model_dir),
         "--port",
         str(port),

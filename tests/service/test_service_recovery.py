@@ -184,9 +184,9 @@ def test_cli_refuses_with_one_line_and_exit_code_2(exact_dir, tmp_path, monkeypa
     (exact_dir / "service").mkdir()
     (exact_dir / "service" / "ledger.sqlite3").write_bytes(b"garbage" * 200)
     cases = [
-        (["--model", str(exact_dir)], "ledger"),
-        (["--model", str(tmp_path / "missing")], "not a directory"),
-        (["--model", str(exact_dir), "--mode", "fuzzy"], "unknown serving mode 'fuzzy'"),
+        (["--from", str(exact_dir)], "ledger"),
+        (["--from", str(tmp_path / "missing")], "not a directory"),
+        (["--from", str(exact_dir), "--mode", "fuzzy"], "unknown serving mode 'fuzzy'"),
     ]
     for args, words in cases:
         res = runner.invoke(app, ["serve", *args])
@@ -194,5 +194,5 @@ def test_cli_refuses_with_one_line_and_exit_code_2(exact_dir, tmp_path, monkeypa
         assert words in res.output and "Traceback" not in res.output
         assert res.output.strip().startswith("error:")
     monkeypatch.delenv("UNLEARNKIT_TOKENS")
-    res = runner.invoke(app, ["serve", "--model", str(exact_dir)])
+    res = runner.invoke(app, ["serve", "--from", str(exact_dir)])
     assert res.exit_code == 2 and "no API tokens configured" in res.output
