@@ -10,8 +10,8 @@
 ``sisa`` has the same commands (no sequences or prior; ``--aggregation vote``). Every command
 validates all input before it changes anything; the state directory is written atomically, so
 an interrupted train or delete leaves the previous state usable. Bad input: one line, exit 2.
-``train``, ``retrain`` and ``predict`` take ``--threads``; shard-training worker processes (Ray)
-use one thread each.
+``train``, ``delete``, ``retrain`` and ``predict`` take ``--threads``; shard-training worker
+processes (Ray) use one thread each.
 """
 
 from __future__ import annotations
@@ -231,9 +231,10 @@ def _common(app: typer.Typer, scheme: str) -> None:
     """delete / status / predict / retrain, identical for S3T and SISA."""
 
     @app.command()
-    def delete(directory: ModelDirOpt, ids: IdsOpt) -> None:
+    def delete(directory: ModelDirOpt, ids: IdsOpt, threads: ThreadsOpt = None) -> None:
         """Delete samples: switch off every block that saw them (receipts on stdout)."""
         with guarded():
+            use_threads(threads)  # an eager / dead-shard policy may retrain right away
             _delete(directory, scheme, ids)
 
     @app.command()
