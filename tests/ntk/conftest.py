@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from ntk_helpers import perturbed_bn, w0_of
 from torch import nn
 
 from unlearnkit.data.base import ArraySplit
+from unlearnkit.models import create_model, select_trainable
 
 
 class TinyBNNet(nn.Module):
@@ -45,3 +47,14 @@ def tiny() -> tuple[nn.Module, ArraySplit, list[str]]:
     data = ArraySplit(x, y, torch.arange(100, 120))
     names = ["bn.weight", "bn.bias", "head.weight", "head.bias"]
     return model, data, names
+
+
+@pytest.fixture(scope="session")
+def small():
+    """A float32 smallcnn (importable in worker processes) and 48 random 8x8 samples."""
+    torch.manual_seed(0)
+    model = perturbed_bn(create_model("smallcnn", 4, 1, 8, width=4))
+    names = select_trainable(model, "bn")
+    x = torch.randn(48, 1, 8, 8)
+    data = ArraySplit(x, torch.randint(0, 4, (48,)), torch.arange(48))
+    return model, names, w0_of(model), data

@@ -1,23 +1,45 @@
-"""Per-sample Jacobians of the logits w.r.t. the selected parameters only (torch.func).
+"""Per-sample Jacobians of the logits w.r.t. the selected parameters only.
 
 Everything is evaluated at a given full state (w0: parameters *and* buffers) in eval mode, so
 BatchNorm uses running statistics and each sample's logits depend on that sample alone; this is
 what makes Gram matrices sums over samples and lets them be streamed in chunks.
+
+Two paths give the same rows (to rounding; tested):
+- ``batched_jacobian`` (the default everywhere): one forward pass of the whole chunk and C
+  reverse passes of the summed one-hot logits through the activations only (frozen weights get
+  no gradient); the head's block is analytic and BatchNorm / prompt parameters get their
+  per-sample gradients from the activation gradients (``ntk.rules``). ``kernel="pntk"`` takes
+  one reverse pass of the summed logits / sqrt(C) instead: one row per sample (pseudo-NTK).
+- ``reference_jacobian``: ``vmap(jacrev)`` of the model on one sample at a time; kept as the
+  reference the fast path is tested against and for parameters no rule covers.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, jacrev, jvp, vjp, vmap
 
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.ntk.params import ParamSpace
+from unlearnkit.ntk.rules import HeadTap, JacobianPlan, jacobian_plan
 
 State = Mapping[str, torch.Tensor]
+Kernel = Literal["exact", "pntk"]
+KERNELS = ("exact", "pntk")
+
+
+def check_kernel(kernel: str) -> None:
+    if kernel not in KERNELS:
+        raise UnlearnkitError(
+            f"unknown NTK kernel {kernel!r}; choose exact or pntk (the pseudo-NTK, approximate)"
+        )
 
 
 def unfuse_attention(model: nn.Module) -> list[nn.Module]:
@@ -72,10 +94,10 @@ def batch_logits_fn(
     return logits
 
 
-def per_sample_jacobian(
+def reference_jacobian(
     model: nn.Module, space: ParamSpace, x: torch.Tensor, state: State | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(J, f0): J is (n, C, P) = d logits / d params at ``state``; f0 the logits (n, C)."""
+    """(J, f0) by ``vmap(jacrev)`` over single samples: J (n, C, P), f0 the logits (n, C)."""
     trainable, frozen = split_state(model, space, state)
     logits = batch_logits_fn(model, frozen)
 
@@ -88,17 +110,101 @@ def per_sample_jacobian(
     return space.flatten_jacobian(jac, lead=2), f0.detach()
 
 
+def _head_block(head: HeadTap, name: str, num_classes: int, kernel: Kernel) -> torch.Tensor:
+    """The analytic head columns: (n, C, size) rows of the exact kernel, (n, size) for pntk."""
+    phi = head.phi
+    assert phi is not None
+    n, c = phi.shape[0], num_classes
+    attr = next(a for a, full in head.names.items() if full == name)
+    if kernel == "pntk":  # sum over classes of the exact rows, / sqrt(C)
+        block = phi.unsqueeze(1).expand(n, c, phi.shape[1]) if attr == "weight" else None
+        if block is None:
+            return phi.new_full((n, c), 1.0 / math.sqrt(c))
+        return block.reshape(n, -1) / math.sqrt(c)
+    if attr == "weight":  # d logit_c / d W[c', f] = [c = c'] phi_f
+        block = phi.new_zeros(n, c, c, phi.shape[1])
+        block.diagonal(dim1=1, dim2=2).copy_(phi.unsqueeze(-1).expand(n, phi.shape[1], c))
+        return block.reshape(n, c, -1)
+    return torch.eye(c, dtype=phi.dtype).expand(n, c, c).clone()  # d logit_c / d b[c']
+
+
+def batched_jacobian(
+    model: nn.Module,
+    space: ParamSpace,
+    x: torch.Tensor,
+    state: State | None = None,
+    kernel: Kernel = "exact",
+    plan: JacobianPlan | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(J, f0) for a whole chunk at once. ``exact``: J is (n, C, P) = d logits / d params;
+    ``pntk``: J is (n, P) = d (sum_c logit_c / sqrt C) / d params. f0: the logits (n, C)."""
+    check_kernel(kernel)
+    plan = plan if plan is not None else jacobian_plan(model, space)
+    trainable, frozen = split_state(model, space, state)
+    tensors = {**frozen, **trainable}
+    cols: dict[str, torch.Tensor] = {}
+    generic = list(plan.generic)
+    with eval_mode(model), torch.enable_grad(), plan.installed():
+        # the graph runs through the activations only: every parameter is a detached constant
+        xin = x.detach().requires_grad_(bool(plan.taps))
+        logits = functional_call(model, tensors, (xin,))
+        n, c = logits.shape
+        taps = plan.graph_tensors()
+        if taps:
+            if kernel == "exact":
+                per_class = []
+                for k in range(c):
+                    cot = torch.zeros_like(logits)
+                    cot[:, k] = 1.0
+                    grads = torch.autograd.grad(
+                        logits, taps, cot, retain_graph=k < c - 1, allow_unused=True
+                    )
+                    per_class.append(plan.per_sample(grads))
+                cols = {name: torch.stack([d[name] for d in per_class], 1) for name in per_class[0]}
+            else:
+                cot = torch.full_like(logits, 1.0 / math.sqrt(c))
+                grads = torch.autograd.grad(logits, taps, cot, allow_unused=True)
+                cols = plan.per_sample(grads)
+        head = plan.head
+        if head is not None:
+            if head.usable(logits):
+                cols.update({nm: _head_block(head, nm, c, kernel) for nm in head.names.values()})
+            else:  # the logits are not the head's output: no analytic block
+                generic += head.names.values()
+        f0 = logits.detach()
+    if generic:
+        order = {nm: i for i, nm in enumerate(space.names)}
+        names = sorted(generic, key=order.__getitem__)
+        sub = ParamSpace(tuple(names), tuple(space.shapes[order[nm]] for nm in names))
+        jac, _ = reference_jacobian(model, sub, x, state)
+        if kernel == "pntk":
+            jac = jac.sum(1) / math.sqrt(c)
+        for nm, part in zip(names, jac.split(sub.sizes, dim=-1), strict=True):
+            cols[nm] = part
+    lead = (n, c) if kernel == "exact" else (n,)
+    return torch.cat([cols[nm].reshape(*lead, -1) for nm in space.names], dim=-1), f0
+
+
+def per_sample_jacobian(
+    model: nn.Module, space: ParamSpace, x: torch.Tensor, state: State | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(J, f0): J is (n, C, P) = d logits / d params at ``state``; f0 the logits (n, C)."""
+    return batched_jacobian(model, space, x, state)
+
+
 def iter_jacobians(
     model: nn.Module,
     space: ParamSpace,
     x: torch.Tensor,
     state: State | None = None,
     chunk_size: int = 64,
+    kernel: Kernel = "exact",
 ) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
     """Stream (rows, J_chunk, f0_chunk) over ``x``: memory bounded by one chunk, not by N."""
+    plan = jacobian_plan(model, space)
     for start in range(0, len(x), chunk_size):
         rows = slice(start, min(start + chunk_size, len(x)))
-        jac, f0 = per_sample_jacobian(model, space, x[rows], state)
+        jac, f0 = batched_jacobian(model, space, x[rows], state, kernel, plan)
         yield rows, jac, f0
 
 

@@ -24,17 +24,23 @@ def _cholesky(matrix: torch.Tensor, what: str) -> torch.Tensor:
     return factor
 
 
+def _regularized_factor(gram: torch.Tensor, lam: float) -> torch.Tensor:
+    """Cholesky factor of A + lambda I (no identity matrix: two P x P buffers at a time)."""
+    reg = gram.clone()
+    reg.diagonal().add_(lam)
+    return _cholesky(reg, "the regularized Gram A + lambda I")
+
+
 def regularized_inverse(gram: torch.Tensor, lam: float) -> torch.Tensor:
     """(A + lambda I)^-1 via Cholesky (A is a Gram, so this is symmetric positive definite)."""
-    eye = torch.eye(gram.shape[0], dtype=gram.dtype)
-    factor = _cholesky(gram + lam * eye, "the regularized Gram A + lambda I")
-    return torch.cholesky_inverse(factor)
+    return torch.cholesky_inverse(_regularized_factor(gram, lam))
 
 
 def solve_primal(gram: torch.Tensor, rhs: torch.Tensor, lam: float) -> torch.Tensor:
-    """(A + lambda I)^-1 b with A = J^T J, b = J^T r; O(P^3)."""
-    eye = torch.eye(gram.shape[0], dtype=gram.dtype)
-    factor = _cholesky(gram + lam * eye, "the regularized Gram A + lambda I")
+    """(A + lambda I)^-1 b with A = J^T J, b = J^T r (b: P, or P x C columns); O(P^3)."""
+    factor = _regularized_factor(gram, lam)
+    if rhs.dim() == 2:
+        return torch.cholesky_solve(rhs, factor)
     return torch.cholesky_solve(rhs.unsqueeze(1), factor).squeeze(1)
 
 

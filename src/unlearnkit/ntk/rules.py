@@ -1,0 +1,235 @@
+"""Per-sample gradients of the PEFT parameters from one batched forward and backward pass.
+
+In eval mode every sample's logits depend on that sample alone, so the gradient of the *summed*
+logit c with respect to an activation is, row by row, the per-sample gradient at that
+activation. The per-sample gradient of a parameter then follows from its layer's own formula:
+
+- head (the classifier ``nn.Linear`` whose output is the logits): analytic, no backward at all:
+  d logit_c / d W[c', f] = [c = c'] phi_f, d logit_c / d b[c'] = [c = c'] (phi: head input);
+- BatchNorm affine (eval, running statistics): y = gamma * xhat + beta per channel, so
+  d/d gamma = sum over positions of (dL/dy * xhat) and d/d beta = sum of dL/dy;
+- visual prompts (``VisualPromptViT``): the prompt tokens are copied into fixed token slots of a
+  block's input, so their gradient is the gradient at those slots.
+
+A *tap* hooks its module, keeps the activations it needs (the graph tensors to differentiate
+and the detached forward quantities) and turns the activation gradients into per-sample
+parameter gradients. Parameters no rule covers go through the reference per-sample path.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.utils.hooks import RemovableHandle
+
+from unlearnkit.models.prompts import PROMPT_PARAM, VisualPromptViT
+from unlearnkit.ntk.params import ParamSpace
+
+
+class Tap(ABC):
+    """Captures activations of one module during the forward pass (one list entry per call)."""
+
+    def __init__(self, names: dict[str, str]) -> None:
+        self.names = names  # the module's attribute -> the parameter's full name
+        self.graph: list[torch.Tensor] = []  # tensors whose gradients are needed
+        self.saved: list[Any] = []  # detached forward quantities, one per call
+
+    @abstractmethod
+    def install(self) -> list[RemovableHandle]: ...
+
+    def reset(self) -> None:
+        self.graph, self.saved = [], []
+
+    @abstractmethod
+    def per_sample(self, grads: list[torch.Tensor | None]) -> dict[str, torch.Tensor]:
+        """Per-sample gradients (n, *shape) of this tap's parameters from ``grads`` (one per
+        graph tensor, in capture order; None where the tensor did not reach the logits)."""
+
+
+class BatchNormTap(Tap):
+    """Affine parameters of an eval-mode BatchNorm: the output's gradient times xhat."""
+
+    def __init__(self, module: _BatchNorm, names: dict[str, str]) -> None:
+        super().__init__(names)
+        self.module = module
+
+    def install(self) -> list[RemovableHandle]:
+        return [self.module.register_forward_hook(self._hook)]
+
+    def _hook(self, module: _BatchNorm, inputs: tuple[Any, ...], output: torch.Tensor) -> Any:
+        a = inputs[0].detach()
+        shape = [1, -1] + [1] * (a.dim() - 2)  # the channel dimension is 1
+        mean = module.running_mean.view(shape)  # the tensors functional_call put in place
+        var = module.running_var.view(shape)
+        self.saved.append((a - mean) * torch.rsqrt(var + module.eps))
+        self.graph.append(output)
+        return output.clone()  # a later in-place op (ReLU(inplace=True)) must not touch `output`
+
+    def per_sample(self, grads: list[torch.Tensor | None]) -> dict[str, torch.Tensor]:
+        out: dict[str, torch.Tensor] = {}
+        for grad, xhat in zip(grads, self.saved, strict=True):
+            if grad is None:
+                continue
+            dims = tuple(range(2, grad.dim()))
+            parts = {"weight": (grad * xhat).sum(dims), "bias": grad.sum(dims)}
+            for attr, name in self.names.items():
+                out[name] = out[name] + parts[attr] if name in out else parts[attr]
+        return out
+
+
+class PromptTap(Tap):
+    """Visual prompt tokens: the gradient at their slots of the blocks they are inserted into."""
+
+    def __init__(self, module: VisualPromptViT, name: str) -> None:
+        super().__init__({PROMPT_PARAM: name})
+        self.module = module
+        self.sets = int(module.prompts.shape[0])
+
+    def install(self) -> list[RemovableHandle]:
+        blocks = self.module.vit.blocks
+        return [blocks[i].register_forward_pre_hook(self._hook) for i in range(self.sets)]
+
+    def _hook(self, block: nn.Module, args: tuple[Any, ...]) -> Any:
+        self.graph.append(args[0])
+        return (args[0].clone(), *args[1:])
+
+    def per_sample(self, grads: list[torch.Tensor | None]) -> dict[str, torch.Tensor]:
+        if len(grads) != self.sets:
+            raise RuntimeError(f"expected {self.sets} prompted blocks, saw {len(grads)}")
+        start = self.module.vit.num_prefix_tokens
+        stop = start + self.module.num_prompts
+        width = self.module.prompts.shape[-1]
+        sets = []
+        for grad in grads:
+            if grad is None:
+                n = self.graph[0].shape[0]
+                grad = self.graph[0].new_zeros(n, stop, width)
+            sets.append(grad[:, start:stop])
+        return {self.names[PROMPT_PARAM]: torch.stack(sets, dim=1)}
+
+
+@dataclass
+class HeadTap:
+    """The classifier head: its input phi and output, for the analytic block."""
+
+    module: nn.Linear
+    names: dict[str, str]  # "weight" / "bias" -> full name
+    phi: torch.Tensor | None = None
+    output: torch.Tensor | None = None
+    calls: int = 0
+
+    def install(self) -> list[RemovableHandle]:
+        return [self.module.register_forward_hook(self._hook)]
+
+    def _hook(self, module: nn.Module, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        self.phi, self.output = inputs[0].detach(), output
+        self.calls += 1
+
+    def reset(self) -> None:
+        self.phi, self.output, self.calls = None, None, 0
+
+    def usable(self, logits: torch.Tensor) -> bool:
+        """The analytic block holds only if the logits *are* the head's output, taken once on
+        a (n, features) input."""
+        return (
+            self.calls == 1
+            and self.output is logits
+            and self.phi is not None
+            and self.phi.dim() == 2
+        )
+
+
+@dataclass
+class JacobianPlan:
+    """Which parameters come from which rule; ``generic`` ones from the reference path."""
+
+    head: HeadTap | None
+    taps: list[Tap]
+    generic: list[str] = field(default_factory=list)
+
+    @property
+    def covered(self) -> set[str]:
+        names = {n for tap in self.taps for n in tap.names.values()}
+        return names | (set(self.head.names.values()) if self.head else set())
+
+    @contextmanager
+    def installed(self) -> Iterator[JacobianPlan]:
+        handles: list[RemovableHandle] = []
+        for tap in [*self.taps, *([self.head] if self.head else [])]:
+            tap.reset()
+            handles += tap.install()
+        try:
+            yield self
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def graph_tensors(self) -> list[torch.Tensor]:
+        return [t for tap in self.taps for t in tap.graph]
+
+    def per_sample(self, grads: tuple[torch.Tensor | None, ...]) -> dict[str, torch.Tensor]:
+        """Split the gradients by tap (capture order) and apply each tap's rule."""
+        out: dict[str, torch.Tensor] = {}
+        at = 0
+        for tap in self.taps:
+            k = len(tap.graph)
+            out.update(tap.per_sample(list(grads[at : at + k])))
+            at += k
+        return out
+
+
+def _owner(name: str) -> tuple[str, str]:
+    module, _, attr = name.rpartition(".")
+    return module, attr
+
+
+def plain_batchnorm(module: nn.Module) -> bool:
+    """A BatchNorm whose forward is the stock one, with running statistics to use in eval."""
+    return (
+        isinstance(module, _BatchNorm)
+        and type(module).forward is _BatchNorm.forward
+        and module.track_running_stats
+        and module.running_mean is not None
+        and module.running_var is not None
+    )
+
+
+def jacobian_plan(model: nn.Module, space: ParamSpace) -> JacobianPlan:
+    """Assign every parameter of ``space`` to the head, a BatchNorm or prompt tap, or the
+    reference path (anything else: convolutions, LayerNorm, attention weights, ...)."""
+    modules = dict(model.named_modules())
+    wanted = list(space.names)
+    head: HeadTap | None = None
+    classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
+    if isinstance(classifier, nn.Linear):
+        path = next((p for p, m in modules.items() if m is classifier), None)
+        if path is not None:
+            prefix = f"{path}." if path else ""
+            names = {a: prefix + a for a in ("weight", "bias") if prefix + a in wanted}
+            if names:
+                head = HeadTap(classifier, names)
+    taps: list[Tap] = []
+    by_module: dict[str, dict[str, str]] = {}
+    for name in wanted:
+        if head is not None and name in head.names.values():
+            continue
+        path, attr = _owner(name)
+        by_module.setdefault(path, {})[attr] = name
+    generic: list[str] = []
+    for path, attrs in by_module.items():
+        module = modules.get(path)
+        if module is not None and plain_batchnorm(module) and set(attrs) <= {"weight", "bias"}:
+            taps.append(BatchNormTap(module, attrs))
+        elif isinstance(module, VisualPromptViT) and set(attrs) == {PROMPT_PARAM}:
+            taps.append(PromptTap(module, attrs[PROMPT_PARAM]))
+        else:
+            generic += attrs.values()
+    order = {n: i for i, n in enumerate(wanted)}
+    return JacobianPlan(head, taps, sorted(generic, key=order.__getitem__))

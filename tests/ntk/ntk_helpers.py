@@ -1,0 +1,27 @@
+"""Helpers shared by the NTK tests (imported as a module: tests/ntk is on sys.path)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().max() / b.abs().max())
+
+
+def w0_of(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def perturbed_bn(model: nn.Module) -> nn.Module:
+    """Non-trivial running statistics and affine values, so the BN rule is really exercised."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
+                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
+                m.weight.copy_(0.5 + torch.rand(m.num_features, generator=g))
+                m.bias.copy_(0.3 * torch.randn(m.num_features, generator=g))
+    return model
