@@ -96,6 +96,18 @@ def test_ulira_null_gives_chance_and_separation_gives_one(variance):
     assert tpr_at_fpr(pos, neg, 0.01) > 0.9
 
 
+def test_cluster_bootstrap_is_wider_when_scores_share_a_model():
+    rng = np.random.default_rng(3)
+    # 8 pairs of models; each model shifts all 50 of its scores
+    shift_pos, shift_neg = rng.normal(0, 1, 8), rng.normal(0, 1, 8)
+    groups = np.repeat(np.arange(8), 50)
+    pos = shift_pos[groups] + rng.normal(0, 0.2, groups.size)
+    neg = shift_neg[groups] + rng.normal(0, 0.2, groups.size)
+    plain = bootstrap_ci(roc_auc, pos, neg, n_boot=200)
+    cluster = bootstrap_ci(roc_auc, pos, neg, n_boot=200, groups=(groups, groups))
+    assert cluster[0] <= plain[0] and plain[1] <= cluster[1]
+
+
 def test_rule_counts_hand_computed():
     # u = [1, 2], r = [3]: cuts -inf, 1.5, 2.5, +inf; intervals (i, j) and complements
     fn, fp = rule_counts([1.0, 2.0], [3.0])

@@ -138,18 +138,39 @@ def bootstrap_ci(
     n_boot: int = 1000,
     level: float = 0.95,
     seed: int = 0,
+    groups: tuple[Array, Array] | None = None,
 ) -> tuple[float, float]:
-    """Percentile interval of ``statistic(pos*, neg*)`` over resamples of each side."""
+    """Percentile interval of ``statistic(pos*, neg*)`` over resamples.
+
+    Without ``groups`` each side is resampled by element. With ``groups`` (a group label per
+    positive and per negative, e.g. the shadow model each score came from) whole groups are
+    resampled (a cluster bootstrap): scores of one model are correlated, so resampling them one
+    by one would make the interval too narrow.
+    """
     p, n = np.asarray(positives, float).ravel(), np.asarray(negatives, float).ravel()
     if p.size == 0 or n.size == 0:
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
-    values = np.array(
-        [
-            statistic(p[rng.integers(0, p.size, p.size)], n[rng.integers(0, n.size, n.size)])
+    if groups is None:
+        draws = (
+            (p[rng.integers(0, p.size, p.size)], n[rng.integers(0, n.size, n.size)])
             for _ in range(n_boot)
-        ]
-    )
+        )
+    else:
+        gp, gn = np.asarray(groups[0]).ravel(), np.asarray(groups[1]).ravel()
+        labels = np.unique(np.concatenate([gp, gn]))
+        p_by = {g: p[gp == g] for g in labels}
+        n_by = {g: n[gn == g] for g in labels}
+
+        def draw() -> tuple[Array, Array]:
+            chosen = labels[rng.integers(0, labels.size, labels.size)]
+            return (
+                np.concatenate([p_by[g] for g in chosen]),
+                np.concatenate([n_by[g] for g in chosen]),
+            )
+
+        draws = (draw() for _ in range(n_boot))
+    values = np.array([statistic(dp, dn) for dp, dn in draws])
     tail = (1 - level) / 2
     low, high = np.nanquantile(values, [tail, 1 - tail])
     return float(low), float(high)

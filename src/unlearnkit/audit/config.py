@@ -1,0 +1,44 @@
+"""The audit's own settings (the recipe, forget spec and methods come from ExperimentConfig)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from unlearnkit.errors import UnlearnkitError, validation_message
+
+
+class AuditConfig(BaseModel):
+    """How many shadow models, and the constants of the two tests (docs/audit.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    k: int = Field(8, ge=3, le=10_000, description="U-LiRA shadow pairs (unlearned + retrained)")
+    n: int = Field(8, ge=2, le=10_000, description="challenge: unlearned and retrained models each")
+    seed: int = Field(0, ge=0, description="first model seed; forget sets and pools derive from it")
+    shared_start: bool = Field(
+        True,
+        description="every model starts from one pretrained backbone (public data only; the head "
+        "is re-drawn per seed); False re-pretrains per seed",
+    )
+    delta: float = Field(1e-5, gt=0, lt=1, description="challenge: delta of (epsilon, delta)")
+    bucket_width: float = Field(0.5, gt=0, description="challenge: epsilon bucket width")
+    rates: Literal["clopper_pearson", "empirical"] = Field(
+        "clopper_pearson", description="challenge: how FPR / FNR are estimated from N models"
+    )
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="challenge: Clopper-Pearson level")
+    epsilon_cap: float | None = Field(None, gt=0, description="challenge: clip epsilon here")
+    variance: Literal["per_example", "global"] = Field(
+        "per_example", description="U-LiRA: per-example Gaussian variances or one pooled"
+    )
+    min_sd: float = Field(1e-3, gt=0, description="U-LiRA: floor of each fitted sd")
+    n_boot: int = Field(1000, ge=10, le=100_000, description="bootstrap resamples per interval")
+
+
+def audit_config(**values: Any) -> AuditConfig:
+    """Validated settings; a bad value is a one-line ``UnlearnkitError`` naming the field."""
+    try:
+        return AuditConfig(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        raise UnlearnkitError(f"audit: {validation_message(exc)}") from None

@@ -1,0 +1,150 @@
+"""An audit's run directory: results.json, report.md, llr.npz / llr.csv, epsilon.csv and
+llr_hist.png, built in a temporary sibling and renamed into place (never half-written)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import numpy as np
+
+from unlearnkit.audit.run import AuditRun
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+FILES = ("results.json", "report.md", "llr.npz", "llr.csv", "epsilon.csv", "llr_hist.png")
+
+
+def write_audit(run: AuditRun, out: Path) -> Path:
+    """Write every file into a staging directory next to ``out``, then swap it into place."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        (staging / "results.json").write_text(json.dumps(run.results, indent=2))
+        np.savez(
+            staging / "llr.npz",
+            **{f"{m}/{key}": v for m, arrays in run.arrays.items() for key, v in arrays.items()},
+        )
+        _write_llr_csv(run, staging / "llr.csv")
+        _write_epsilon_csv(run, staging / "epsilon.csv")
+        llr_figure(run, staging / "llr_hist.png")
+        (staging / "report.md").write_text(render_report(run.results))
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(out, old)
+            os.replace(staging, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
+
+
+def _write_llr_csv(run: AuditRun, path: Path) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["method", "pair", "example_id", "model", "phi", "llr"])
+        for method, a in run.arrays.items():
+            for role in ("unlearned", "retrained"):
+                for pair, ex, phi, llr in zip(
+                    a["pair"], a["example_id"], a[f"phi_{role}"], a[f"llr_{role}"], strict=True
+                ):
+                    writer.writerow([method, int(pair), int(ex), role, f"{phi:.6g}", f"{llr:.6g}"])
+
+
+def _write_epsilon_csv(run: AuditRun, path: Path) -> None:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["method", "example_id", "epsilon", "score"])
+        for method, a in run.arrays.items():
+            for ex, eps, score in zip(
+                a["challenge_example_id"], a["epsilon"], a["epsilon_score"], strict=True
+            ):
+                writer.writerow([method, int(ex), f"{eps:.6g}", f"{score:.6g}"])
+
+
+def llr_figure(run: AuditRun, path: Path) -> None:
+    """Per method: histograms of the U-LiRA statistic of unlearned models on their forget
+    examples and of retrained models on the same examples (true non-members). Overlapping
+    histograms = the attack cannot tell them apart (AUC 0.5)."""
+    methods = list(run.arrays)
+    cols = min(3, len(methods))
+    rows = (len(methods) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, method in zip(axes.ravel(), methods, strict=False):
+        a = run.arrays[method]
+        both = np.concatenate([a["llr_unlearned"], a["llr_retrained"]])
+        both = both[np.isfinite(both)]
+        low, high = np.quantile(both, [0.005, 0.995]) if both.size else (-1.0, 1.0)
+        bins = np.linspace(low, high if high > low else low + 1, 40)
+        ax.hist(np.clip(a["llr_retrained"], low, high), bins, alpha=0.6, label="retrained")
+        ax.hist(np.clip(a["llr_unlearned"], low, high), bins, alpha=0.6, label="unlearned")
+        s = run.results["summary"][method]
+        ax.set_title(f"{method}: AUC {s['auc']:.3f}, F {s['forgetting_quality']:.3f}", fontsize=9)
+        ax.set_xlabel("log-likelihood ratio (in vs out)")
+        ax.legend(fontsize=7)
+    for ax in axes.ravel()[len(methods) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _interval(ci: list[float] | None) -> str:
+    return "-" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]"
+
+
+def summary_table(results: dict[str, Any]) -> str:
+    head = (
+        "| method | AUC [95% CI] | TPR@1% FPR [95% CI] | TPR@0.1% FPR | F [95% CI] | "
+        "RA_U / RA_R | TA_U / TA_R | score |"
+    )
+    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    for method, s in results["summary"].items():
+        lines.append(
+            f"| {method} | {s['auc']:.3f} {_interval(s['auc_ci95'])} | "
+            f"{s['tpr_at_1pct_fpr']:.3f} {_interval(s['tpr_at_1pct_fpr_ci95'])} | "
+            f"{s['tpr_at_0.1pct_fpr']:.3f} | "
+            f"{s['forgetting_quality']:.3f} {_interval(s['forgetting_quality_ci95'])} | "
+            f"{s['retain_acc_unlearned']:.1f} / {s['retain_acc_retrained']:.1f} | "
+            f"{s['test_acc_unlearned']:.1f} / {s['test_acc_retrained']:.1f} | {s['score']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def render_report(results: dict[str, Any]) -> str:
+    p, c, a = results["protocol"], results["cost"], results["audit"]
+    return f"""# Unlearning audit: {results["dataset"]} / {results["model"]} ({results["peft"]}), \
+forget {results["forget"]}
+
+U-LiRA over {p["pairs"]} shadow pairs ({p["targets"]} target examples; forget set
+{"the same in every pair" if p["forget_is_fixed"] else "a random half of the targets per pair"});
+NeurIPS 2023 challenge score over {p["challenge_models"]} unlearned and {p["challenge_models"]}
+retrained models on the {p["forget_size"]} forget examples (delta {a["delta"]}, bucket width
+{a["bucket_width"]}, {a["rates"]} rates). Perfect unlearning: AUC 0.5, TPR at x% FPR about x%,
+F 1. See docs/audit.md for the definitions.
+
+{summary_table(results)}
+
+![per-example log-likelihood ratios](llr_hist.png)
+
+`llr_hist.png`: per method, the U-LiRA statistic of unlearned models on their forget examples
+against that of retrained models on the same examples; the further apart, the more the method
+leaves behind. `llr.csv` / `llr.npz`: every (model, example) statistic; `epsilon.csv`: the
+challenge's epsilon and score per forget example.
+
+Cost: {c["models"]} models ({c["models_trained_now"]} trained now, {c["models_from_cache"]}
+from the cache), {c["model_seconds"]:.1f} s of model time, {c["wall_seconds"]:.1f} s wall
+({c["executor"]} executor).
+"""

@@ -1,0 +1,312 @@
+"""Run an audit: the shadow models of both protocols, then the statistics per method.
+
+U-LiRA (K pairs): pair k trains on D with seed k, unlearns its forget set F_k with each method
+("in") and retrains without F_k with an independent seed ("out"). A fixed forget spec
+(``class:3``, ``indices:...``) forgets the same set in every pair; a random one (``random:0.1``,
+m samples) draws a pool of 2m target samples once and each pair forgets a random half of it, so
+every target is unlearned in about half the pairs and retrained-without in the same pairs.
+
+Challenge (N models): N seeds each unlearn the spec's forget set F* and N retrain without it.
+For a fixed spec the first min(K, N) challenge models are the U-LiRA pairs (same forget set,
+same seeds) and come from the cache at no cost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from unlearnkit.audit.config import AuditConfig
+from unlearnkit.audit.jobs import (
+    REFERENCE,
+    AuditJob,
+    OutputCache,
+    ids_hash,
+    model_name,
+    run_job,
+)
+from unlearnkit.config import ExperimentConfig
+from unlearnkit.data import DatasetBundle
+from unlearnkit.data.forget import select_forget
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.methods import create_method
+from unlearnkit.metrics.audit_stats import (
+    bootstrap_ci,
+    challenge_score,
+    forgetting_quality,
+    loo_llr,
+    mean_bootstrap_ci,
+    roc_auc,
+    tpr_at_fpr,
+)
+from unlearnkit.recipe import load_bundle, starting_model
+from unlearnkit.runtime import Executor, create_executor, thread_report
+
+ModelProgress = Callable[[int, int], None]  # (models done, models in total)
+FPR_LEVELS = {"1pct": 0.01, "0.1pct": 0.001}
+
+
+@dataclass
+class Protocol:
+    """The forget set of every U-LiRA pair and of the challenge models."""
+
+    fixed: bool  # the spec names the same samples whatever the seed
+    pool: torch.Tensor  # the targets U-LiRA scores (sorted ids)
+    pair_forget: list[torch.Tensor]  # F_k for pair k
+    challenge_forget: torch.Tensor  # F*
+
+
+def make_protocol(cfg: ExperimentConfig, bundle: DatasetBundle, audit: AuditConfig) -> Protocol:
+    train = bundle.train
+    forget = select_forget(train, cfg.forget, audit.seed)
+    fixed = torch.equal(forget, select_forget(train, cfg.forget, audit.seed + 1))
+    if fixed:
+        return Protocol(True, forget, [forget] * audit.k, forget)
+    m = len(forget)
+    if 2 * m >= len(train):
+        raise UnlearnkitError(
+            f"audit: forget spec {cfg.forget!r} selects {m} of {len(train)} samples; the U-LiRA "
+            "protocol draws a pool of twice that many targets, so it must be under half of D"
+        )
+    gen = torch.Generator().manual_seed(audit.seed * 7919 + 17)
+    pool = torch.sort(train.ids[torch.randperm(len(train), generator=gen)[: 2 * m]]).values
+    pairs = []
+    for k in range(audit.k):
+        g = torch.Generator().manual_seed(audit.seed * 7919 + 1000 + k)
+        pairs.append(torch.sort(pool[torch.randperm(2 * m, generator=g)[:m]]).values)
+    return Protocol(False, pool, pairs, forget)
+
+
+def settings_key(cfg: ExperimentConfig, bundle: DatasetBundle, audit: AuditConfig) -> str:
+    """What makes a cached model reusable: the recipe, the data, and how models start."""
+    recipe = cfg.model_dump(
+        mode="json",
+        exclude={"forget", "seeds", "methods", "method_params", "relearn_threshold"}
+        | {"relearn_max_epochs"},
+    )
+    text = json.dumps(
+        {
+            "recipe": recipe,
+            "data": bundle.fingerprint,
+            "test": bundle.test.fingerprint(),
+            "shared_start": audit.shared_start,
+            "start_seed": audit.seed if audit.shared_start else None,
+            "version": 1,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class AuditRun:
+    """The results document (``results.json``) and the per-example arrays behind it."""
+
+    results: dict[str, Any]
+    arrays: dict[str, dict[str, np.ndarray]]  # per method: llr, epsilon, ids, ...
+
+
+def _plan(protocol: Protocol, audit: AuditConfig) -> list[tuple[torch.Tensor, int]]:
+    """Every (forget set, seed) whose models the audit needs, without repeats."""
+    wanted: dict[tuple[str, int], tuple[torch.Tensor, int]] = {}
+    sets = [
+        *enumerate(protocol.pair_forget),
+        *((i, protocol.challenge_forget) for i in range(audit.n)),
+    ]
+    for index, ids in sets:
+        seed = audit.seed + index
+        wanted.setdefault((ids_hash(ids), seed), (ids, seed))
+    return list(wanted.values())
+
+
+def run_audit(
+    cfg: ExperimentConfig,
+    audit: AuditConfig,
+    cache_dir: str | Path,
+    executor: Executor | None = None,
+    progress: ModelProgress | None = None,
+    bundle: DatasetBundle | None = None,
+    wave: int | None = None,
+) -> AuditRun:
+    """Train (or load from ``cache_dir``) every shadow model, then score each method.
+
+    ``cfg.methods`` are the methods audited (``retrain`` among them is audited like any other:
+    it must score AUC ~ 0.5 and F ~ 1); the reference is always a separate retrained model.
+    ``wave``: jobs handed to the executor at once (default: its worker count), so progress and
+    the cache advance while the audit runs.
+    """
+    machine = thread_report()
+    started = time.perf_counter()
+    bundle = bundle or load_bundle(cfg)
+    protocol = make_protocol(cfg, bundle, audit)
+    methods = [(m, dict(cfg.method_params.get(m, {}))) for m in cfg.methods]
+    for name, params in methods:
+        create_method(name, **params)  # bad hyper-parameters fail before any training
+    cache = OutputCache(Path(cache_dir) / settings_key(cfg, bundle, audit))
+    plan = _plan(protocol, audit)
+    total = len(plan) * (len(methods) + 1)
+    start_state = None
+    jobs = []
+    for ids, seed in plan:
+        todo = [(m, p) for m, p in methods if not cache.has(model_name(ids, seed, m, p))]
+        ref = not cache.has(model_name(ids, seed, REFERENCE, {}))
+        if todo or ref:
+            jobs.append(AuditJob(ids, seed, todo, ref, cfg, bundle))
+    done = total - sum(j.count for j in jobs)
+    if progress:
+        progress(done, total)
+    if jobs and audit.shared_start and (cfg.pretrain or cfg.weights is not None):
+        start_state = starting_model(cfg, bundle, audit.seed).state_dict()
+        for job in jobs:
+            job.start_state = start_state
+    executor = executor or create_executor("local")
+    wave = wave or max(1, int(getattr(executor, "workers", 1)))
+    for s in range(0, len(jobs), wave):
+        for results in executor.map(run_job, jobs[s : s + wave]):
+            for result in results:
+                cache.save(result)
+                done += 1
+        if progress:
+            progress(done, total)
+    trained = sum(j.count for j in jobs)
+
+    summary: dict[str, dict[str, Any]] = {}
+    arrays: dict[str, dict[str, np.ndarray]] = {}
+    for name, params in methods:
+        summary[name], arrays[name] = _score_method(protocol, audit, cache, name, params)
+    model_seconds = sum(
+        cache.load(model_name(ids, seed, role, p))["seconds"]
+        for ids, seed in plan
+        for role, p in [(REFERENCE, {}), *methods]
+    )
+    results = {
+        "kind": "audit",
+        "dataset": cfg.dataset,
+        "model": cfg.model,
+        "peft": cfg.peft,
+        "forget": cfg.forget,
+        "methods": [m for m, _ in methods],
+        "config": cfg.model_dump(mode="json"),
+        "audit": audit.model_dump(mode="json"),
+        "protocol": {
+            "forget_is_fixed": protocol.fixed,
+            "targets": len(protocol.pool),
+            "forget_size": len(protocol.challenge_forget),
+            "pairs": audit.k,
+            "challenge_models": audit.n,
+            "reference_models": len(plan),
+        },
+        "cost": {
+            "models": total,
+            "models_trained_now": trained,
+            "models_from_cache": total - trained,
+            "model_seconds": model_seconds,
+            "wall_seconds": time.perf_counter() - started,
+            "executor": getattr(executor, "name", "?"),
+        },
+        "machine": machine,
+        "summary": summary,
+    }
+    return AuditRun(results, arrays)
+
+
+def _ci(pair: tuple[float, float]) -> list[float] | None:
+    return None if any(math.isnan(v) for v in pair) else [pair[0], pair[1]]
+
+
+def _score_method(
+    protocol: Protocol,
+    audit: AuditConfig,
+    cache: OutputCache,
+    name: str,
+    params: dict[str, Any],
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """U-LiRA and the challenge score of one method from its cached outputs."""
+
+    def load(ids: torch.Tensor, seed: int, role: str) -> dict[str, Any]:
+        return cache.load(model_name(ids, seed, role, params if role == name else {}))
+
+    pool = protocol.pool.numpy()
+    column = {int(i): j for j, i in enumerate(pool)}
+    phi_in = np.full((audit.k, pool.size), np.nan)
+    phi_out = np.full((audit.k, pool.size), np.nan)
+    for k, ids in enumerate(protocol.pair_forget):
+        for role, target in ((name, phi_in), (REFERENCE, phi_out)):
+            out = load(ids, audit.seed + k, role)
+            target[k, [column[int(i)] for i in out["ids"]]] = out["phi"]
+    llr_in, llr_out = loo_llr(phi_in, phi_out, min_sd=audit.min_sd, variance=audit.variance)
+    valid = ~np.isnan(llr_in) & ~np.isnan(llr_out)
+    pairs, cols = np.nonzero(valid)
+    pos, neg = llr_in[pairs, cols], llr_out[pairs, cols]
+    # intervals resample whole pairs: the scores of one model move together
+    boot = {"n_boot": audit.n_boot, "seed": audit.seed, "groups": (pairs, pairs)}
+    entry: dict[str, Any] = {
+        "auc": roc_auc(pos, neg),
+        "auc_ci95": _ci(bootstrap_ci(roc_auc, pos, neg, **boot)),
+        "n_unlearned_pairs": int(pos.size),
+        "n_retrained_pairs": int(neg.size),
+    }
+    for label, level in FPR_LEVELS.items():
+
+        def stat(p: np.ndarray, n: np.ndarray, level: float = level) -> float:
+            return tpr_at_fpr(p, n, level)
+
+        entry[f"tpr_at_{label}_fpr"] = stat(pos, neg)
+        entry[f"tpr_at_{label}_fpr_ci95"] = _ci(bootstrap_ci(stat, pos, neg, **boot))
+    u_rows, r_rows, acc = [], [], {"ru": [], "rr": [], "tu": [], "tr": []}
+    for i in range(audit.n):
+        u = load(protocol.challenge_forget, audit.seed + i, name)
+        r = load(protocol.challenge_forget, audit.seed + i, REFERENCE)
+        u_rows.append(u["phi"])
+        r_rows.append(r["phi"])
+        acc["ru"].append(u["acc_retain"])
+        acc["rr"].append(r["acc_retain"])
+        acc["tu"].append(u["acc_test"])
+        acc["tr"].append(r["acc_test"])
+    quality, eps, scores = forgetting_quality(
+        np.stack(u_rows),
+        np.stack(r_rows),
+        delta=audit.delta,
+        width=audit.bucket_width,
+        rates=audit.rates,
+        alpha=audit.alpha,
+        cap=audit.epsilon_cap,
+    )
+    means = {key: float(np.mean(v)) for key, v in acc.items()}
+    entry.update(
+        {
+            "forgetting_quality": quality,
+            "forgetting_quality_ci95": _ci(
+                mean_bootstrap_ci(scores, n_boot=audit.n_boot, seed=audit.seed)
+            ),
+            "epsilon_mean": float(eps.mean()),
+            "epsilon_max": float(eps.max()),
+            "retain_acc_unlearned": means["ru"],
+            "retain_acc_retrained": means["rr"],
+            "test_acc_unlearned": means["tu"],
+            "test_acc_retrained": means["tr"],
+            "score": challenge_score(quality, means["ru"], means["rr"], means["tu"], means["tr"]),
+        }
+    )
+    arrays = {
+        "llr_unlearned": llr_in[pairs, cols],
+        "llr_retrained": llr_out[pairs, cols],
+        "phi_unlearned": phi_in[pairs, cols],
+        "phi_retrained": phi_out[pairs, cols],
+        "pair": pairs,
+        "example_id": pool[cols],
+        "challenge_example_id": protocol.challenge_forget.numpy(),
+        "epsilon": eps,
+        "epsilon_score": scores,
+    }
+    return entry, arrays

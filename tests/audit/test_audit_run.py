@@ -1,0 +1,151 @@
+"""The audit end to end on tiny digits models: retrain passes as exact, a method that keeps the
+class does not, the cache resumes, the protocol's splits, and the settings' errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from unlearnkit.audit import FILES, audit_config, make_protocol, run_audit, write_audit
+from unlearnkit.config import build_config
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.recipe import load_bundle
+from unlearnkit.runtime import create_executor
+
+TINY = {
+    "model_options": {"width": 8},
+    "dataset_options": {"subset": 300},
+    "peft": "full",
+    "pretrain": False,
+    "train": {"epochs": 6, "lr": 0.05, "batch_size": 32},
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # tiny models on a shared 2-core machine: one thread is ~20x faster than two under load
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_cfg(**overrides):
+    return build_config({**TINY, **overrides})
+
+
+@pytest.fixture(scope="module")
+def class_audit(tmp_path_factory):
+    """K = N = 8 on class 3: retrain (exact) and one epoch of fine-tuning (keeps the class)."""
+    torch.set_num_threads(1)
+    cfg = build_config(
+        {
+            **TINY,
+            "forget": "class:3",
+            "methods": ["retrain", "finetune"],
+            "method_params": {"finetune": {"epochs": 1}},
+        }
+    )
+    cache = tmp_path_factory.mktemp("audit") / "cache"
+    seen = []
+    run = run_audit(
+        cfg, audit_config(k=8, n=8, n_boot=200), cache, progress=lambda d, t: seen.append((d, t))
+    )
+    return cfg, cache, run, seen
+
+
+def test_retrain_scores_as_exact(class_audit):
+    _, _, run, _ = class_audit
+    s = run.results["summary"]["retrain"]
+    # retrain vs independently retrained models: the attack is at chance
+    assert 0.35 < s["auc"] < 0.65
+    assert s["auc_ci95"][0] < 0.5 < s["auc_ci95"][1]
+    assert s["tpr_at_1pct_fpr"] < 0.1
+    assert s["forgetting_quality"] >= 0.9
+    assert s["n_unlearned_pairs"] == 8 * run.results["protocol"]["targets"]
+
+
+def test_a_method_that_keeps_the_class_is_caught(class_audit):
+    _, _, run, _ = class_audit
+    s = run.results["summary"]["finetune"]
+    assert s["auc"] > 0.95 and s["tpr_at_1pct_fpr"] > 0.5
+    # with N = 8 the smallest resolvable F (Clopper-Pearson rates) is 0.5
+    assert s["forgetting_quality"] <= 0.5
+    assert s["score"] < run.results["summary"]["retrain"]["score"]
+
+
+def test_progress_and_cost(class_audit):
+    _, _, run, seen = class_audit
+    # a class spec forgets the same set in every pair: the challenge models are the pairs
+    assert run.results["protocol"]["reference_models"] == 8
+    assert run.results["cost"]["models"] == 8 * 3 == seen[-1][0] == seen[-1][1]
+    assert seen[0][0] == 0 and [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_resumes_from_the_cache(class_audit):
+    cfg, cache, run, _ = class_audit
+    files = sorted(cache.rglob("*.npz"))
+    assert len(files) == 24
+    files[0].unlink()
+    files[5].unlink()
+    again = run_audit(cfg, audit_config(k=8, n=8, n_boot=200), cache)
+    assert again.results["cost"]["models_trained_now"] == 2
+    assert again.results["summary"] == run.results["summary"]  # training is deterministic
+    other = run_audit(
+        cfg.model_copy(update={"methods": ["retrain"]}), audit_config(k=8, n=8), cache
+    )
+    assert other.results["cost"]["models_trained_now"] == 0  # a subset of methods: all cached
+
+
+def test_writes_the_run_directory(class_audit, tmp_path):
+    _, _, run, _ = class_audit
+    out = write_audit(run, tmp_path / "audit")
+    assert sorted(p.name for p in out.iterdir()) == sorted(FILES)
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["summary"]) == {"retrain", "finetune"}
+    with (out / "llr.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 2 * 2 * 8 * results["protocol"]["targets"]
+    with np.load(out / "llr.npz") as f:
+        assert f["finetune/llr_unlearned"].shape == f["finetune/llr_retrained"].shape
+    assert "| retrain |" in (out / "report.md").read_text()
+    write_audit(run, out)  # replacing an existing run directory leaves no staging behind
+    assert [p.name for p in tmp_path.iterdir()] == ["audit"]
+
+
+def test_random_spec_protocol_halves_a_pool():
+    cfg = tiny_cfg(forget="random:0.1")
+    bundle = load_bundle(cfg)
+    protocol = make_protocol(cfg, bundle, audit_config(k=20))
+    m = round(0.1 * len(bundle.train))
+    assert not protocol.fixed and len(protocol.pool) == 2 * m
+    assert all(len(f) == m and torch.isin(f, protocol.pool).all() for f in protocol.pair_forget)
+    share = torch.stack([torch.isin(protocol.pool, f) for f in protocol.pair_forget]).float()
+    assert share.mean().item() == pytest.approx(0.5)  # each pair forgets exactly half
+    assert share.mean(0).min() > 0.1  # and every target is forgotten by some pairs
+    assert len(protocol.challenge_forget) == m
+    with pytest.raises(UnlearnkitError, match="under half of D"):
+        make_protocol(tiny_cfg(forget="random:0.6"), bundle, audit_config())
+
+
+def test_processes_executor_gives_the_same_outputs(tmp_path):
+    cfg = tiny_cfg(forget="class:1", methods=["neggrad"], method_params={"neggrad": {"epochs": 1}})
+    settings = audit_config(k=3, n=2, n_boot=20)
+    local = run_audit(cfg, settings, tmp_path / "a")
+    with create_executor("processes", workers=2) as ex:
+        pooled = run_audit(cfg, settings, tmp_path / "b", executor=ex)
+    assert pooled.results["summary"] == local.results["summary"]
+    assert pooled.results["cost"]["executor"] == "processes"
+
+
+@pytest.mark.parametrize(
+    ("values", "field"),
+    [({"k": 2}, "k"), ({"delta": 0}, "delta"), ({"rates": "exact"}, "rates"), ({"n": 1}, "n")],
+)
+def test_bad_settings_name_the_field(values, field):
+    with pytest.raises(UnlearnkitError, match=f"audit: invalid {field}"):
+        audit_config(**values)
