@@ -8,6 +8,10 @@ the linearized-vs-paper choice and the staleness check have one definition.
   closed form (exact with respect to that model);
 - ``paper``: w_unlearned = w_trained + s (w_Dr - w_D) on the real trained weights, with the
   angle-based scale of the NTK forgetting code (``scale="angle"``) or s = 1 (``"none"``).
+
+A pseudo-NTK state (``kernel="pntk"``, approximate) serves its kernel machine in ``linearized``
+mode (``PseudoLinearizedModel``); ``paper`` mode needs the exact NTK and is refused. Receipts and
+served checkpoints of such a state carry ``receipt_kind(...)``, which says ``pntk``.
 """
 
 from __future__ import annotations
@@ -69,7 +73,13 @@ def unlearned_model(
 
 def state_solutions(state: NTKState) -> Solutions:
     """The two solutions a state holds: on all of D and on the samples still alive."""
-    return Solutions(state.solution_full, state.solution, "primal (incremental)")
+    return Solutions(state.solution_full, state.solution, "primal (incremental)", state.kernel)
+
+
+def receipt_kind(kind: str, state: NTKState) -> str:
+    """A receipt's or served checkpoint's ``kind``, marked when the state is approximate:
+    ``ntk_downdate`` stays as it is for the exact NTK, ``ntk_downdate-pntk`` for the pseudo-NTK."""
+    return kind if state.kernel == "exact" else f"{kind}-{state.kernel}"
 
 
 def open_state(

@@ -1,23 +1,28 @@
 """Glue between a model, its data and an NTKState: precompute once, delete many times.
 
-``precompute_state`` streams the Jacobians of D (at w0, eval mode) into A and b and factorises
-once; ``delete_samples`` computes only the deleted samples' Jacobians and downdates. The state's
+``precompute_state`` sums the Jacobians of D (at w0, eval mode) into A and b (``ntk.precompute``:
+batched Jacobians, shards on a process pool or Ray, resumable) and factorises once;
+``precompute_state_file`` does that with the shard cache next to the file and saves it;
+``delete_samples`` computes only the deleted samples' Jacobians and downdates. The state's
 fingerprint ties it to w0, the parameter names, the data and lambda, so a stale state is refused.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from unlearnkit.data.base import ArraySplit
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.ntk.gram import accumulate_gram, jacobian_rows
-from unlearnkit.ntk.jacobian import per_sample_jacobian, residuals
-from unlearnkit.ntk.memory import check_fits, estimate_memory
+from unlearnkit.ntk.gram import jacobian_rows
+from unlearnkit.ntk.jacobian import Kernel, batched_jacobian, check_kernel, residuals
+from unlearnkit.ntk.memory import check_fits, precompute_memory
 from unlearnkit.ntk.params import ParamSpace, state_hash
+from unlearnkit.ntk.precompute import cache_dir_for, compute_gram, remove_cache
 from unlearnkit.ntk.state import NTKState
 
 
@@ -45,20 +50,48 @@ def precompute_state(
     dtype: torch.dtype = torch.float64,
     budget: int | None = None,
     progress: bool = False,
+    *,
+    kernel: Kernel = "exact",
+    workers: int = 1,
+    executor: str = "local",
+    cache_dir: str | Path | None = None,
+    **options: Any,
 ) -> NTKState:
-    """A, b and (A + lambda I)^-1 of the training set ``data`` (primal form, refused if too big)."""
+    """A, b and (A + lambda I)^-1 of the training set ``data`` (primal form, refused if too big).
+
+    ``kernel="pntk"`` builds the pseudo-NTK state (approximate, opt-in). ``workers`` /
+    ``executor`` ("local": processes pinned to one thread each; "ray": Ray tasks) split the
+    Jacobians and Gram updates over shards; ``cache_dir`` keeps finished shards so an
+    interrupted precompute resumes; ``options`` go to ``ntk.precompute.compute_gram``
+    (shard_size, max_shards, threads_per_worker, ray_address, checkpoint_s, product_dtype)."""
     if lam <= 0:
         raise UnlearnkitError(f"ridge lambda must be > 0, got {lam}")
+    check_kernel(kernel)
     space = ParamSpace.from_model(model, names)
+    rows = len(data) * (num_classes if kernel == "exact" else 1)
+    pool = workers if executor == "local" and workers > 1 else 0
     check_fits(
-        estimate_memory("primal", space.numel, len(data) * num_classes, num_classes, chunk_size),
+        precompute_memory(space.numel, rows, num_classes, chunk_size, pool),
         budget,
         what=f"NTK precompute over {space.numel} parameters",
     )
-    stats = accumulate_gram(
-        model, space, data.x, data.y, num_classes, w0, chunk_size, dtype, progress
-    )
     fingerprint = state_fingerprint(w0, names, data_fingerprint or data.fingerprint(), lam)
+    stats = compute_gram(
+        model,
+        list(space.names),
+        w0,
+        data,
+        num_classes,
+        kernel=kernel,
+        chunk_size=chunk_size,
+        workers=workers,
+        executor=executor,
+        cache_dir=cache_dir,
+        data_fingerprint=fingerprint["data"],
+        dtype=dtype,
+        progress=progress,
+        **options,
+    )
     return NTKState.from_gram(
         list(space.names),
         [list(s) for s in space.shapes],
@@ -68,15 +101,27 @@ def precompute_state(
         num_classes,
         data.ids,
         fingerprint,
+        kernel,
     )
+
+
+def precompute_state_file(path: str | Path, *args: Any, **kwargs: Any) -> NTKState:
+    """``precompute_state`` with its shard cache next to ``path`` (an interrupted run resumes
+    from it), then the state saved atomically to ``path`` and the cache removed."""
+    path = Path(path)
+    cache = cache_dir_for(path)
+    state = precompute_state(*args, cache_dir=cache, **kwargs)
+    state.save(path)
+    remove_cache(cache)
+    return state
 
 
 def forget_rows(
     model: nn.Module, state: NTKState, w0: Mapping[str, torch.Tensor], samples: ArraySplit
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stacked Jacobian rows and residuals of the samples to delete."""
+    """Stacked Jacobian rows and residuals of the samples to delete (of the state's kernel)."""
     space = ParamSpace.from_model(model, state.names)
-    jac, f0 = per_sample_jacobian(model, space, samples.x, w0)
+    jac, f0 = batched_jacobian(model, space, samples.x, w0, state.kernel)
     return jacobian_rows(jac, residuals(samples.y, f0, state.num_classes), state.gram.dtype)
 
 

@@ -6,11 +6,16 @@ D_r. The module has the same parameter names as the network it linearizes (so tr
 lists, ``params_touched`` and relearn-time measurements apply unchanged); the selected
 parameters hold w, a private copy keeps w0, and every layer stays in eval mode (the
 linearization point uses BatchNorm running statistics).
+
+``PseudoLinearizedModel`` serves a pseudo-NTK state (approximate): the kernel machine of
+pNTK (x) I_C, f_c(x) = f_c(x; w0) + g(x)^T d_c with g = d (sum_c f_c / sqrt C) / dw at w0 and
+one coefficient vector d_c per class.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 
 import torch
@@ -85,3 +90,48 @@ class LinearizedModel(nn.Module):
 
         f0, jv = jvp(logits, (self._w0,), (tangent,))
         return f0 + jv
+
+
+class PseudoLinearizedModel(LinearizedModel):
+    """The pseudo-NTK kernel machine around w0, plus J(x) (w - w0) for the named parameters.
+
+    As built the named parameters hold w0, so the output is the pNTK solution itself; training
+    them (e.g. the relearn-time measurement) moves the model along the exact linearization, as it
+    would move a ``LinearizedModel``. The coefficients (C x P, one row per class) are a buffer.
+    Costs C + 1 forward-mode passes per call."""
+
+    def __init__(
+        self,
+        base: nn.Module,
+        names: list[str],
+        w0: Mapping[str, torch.Tensor],
+        coefficients: torch.Tensor,
+    ) -> None:
+        super().__init__(base, names, w0)
+        p = self.space.numel
+        if coefficients.dim() != 2 or coefficients.shape[0] != p:
+            raise ValueError(
+                f"pseudo-NTK coefficients must be ({p}, C), got {tuple(coefficients.shape)}"
+            )
+        dtype = next(iter(self._w0.values())).dtype
+        self.register_buffer("pntk_coefficients", coefficients.T.to(dtype).contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        params = dict(self._net.named_parameters())
+        frozen = {
+            k: v.detach()
+            for k, v in {**params, **dict(self._net.named_buffers())}.items()
+            if k not in self._w0
+        }
+        shift = {n: params[n] - self._w0[n] for n in self.space.names}
+
+        def logits(primal: dict[str, torch.Tensor]) -> torch.Tensor:
+            return functional_call(self._net, {**frozen, **primal}, (x,))
+
+        f0, moved = jvp(logits, (self._w0,), (shift,))
+        classes = self.pntk_coefficients.shape[0]
+        cols = []
+        for d_c in self.pntk_coefficients:  # g(x)^T d_c = sum over outputs of J(x) d_c / sqrt C
+            _, jd = jvp(logits, (self._w0,), (self.space.unflatten(d_c),))
+            cols.append(jd.sum(1))
+        return f0 + moved + torch.stack(cols, 1) / math.sqrt(classes)

@@ -61,6 +61,16 @@ def estimate_memory(
     return MemoryEstimate(solver, int(need))
 
 
+def precompute_memory(
+    p: int, rows: int, num_classes: int, chunk: int = 64, pool_workers: int = 0
+) -> MemoryEstimate:
+    """The state precompute: the primal solve's peak in this process plus, for a local pool,
+    each worker's float64 accumulator, float32 product buffer and Jacobian chunk."""
+    base = estimate_memory("primal", p, rows, num_classes, chunk)
+    worker = 12 * p * p + jacobian_chunk_bytes(chunk, num_classes, p)
+    return MemoryEstimate("primal", base.bytes + pool_workers * worker)
+
+
 def check_fits(est: MemoryEstimate, budget: int | None = None, what: str = "NTK solve") -> None:
     """Raise MemoryBudgetError (nothing allocated yet) when ``est`` exceeds the budget."""
     budget = available_memory() if budget is None else budget

@@ -6,22 +6,25 @@ and residuals r_f gives A' = A - U^T U, b' = b - U^T r_f and, by Woodbury,
   H' = H + (U H)^T (I - U H U^T)^-1 (U H),
 so a deletion costs O(k C P^2) and never touches D again; deletions compose.
 The file is one safetensors file (tensors + JSON metadata) written atomically.
+
+``kernel`` records which NTK the state holds: ``exact`` (C rows per sample) or ``pntk``, the
+pseudo-NTK (Mohamadi, Bae, Sutherland, ICML 2023; one row per sample, kernel pNTK (x) I_C, b and
+the solutions P x C), which is approximate: its metadata says so (``approximate: true``).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
 
 from unlearnkit.errors import ConflictError, NotFoundError, UnlearnkitError
+from unlearnkit.ntk.files import load_tensors, save_tensors
+from unlearnkit.ntk.jacobian import KERNELS, check_kernel
 from unlearnkit.ntk.solvers import regularized_inverse
 
 FORMAT = "unlearnkit-ntk-state/1"
@@ -36,12 +39,13 @@ class NTKState:
     lam: float
     num_classes: int
     gram: torch.Tensor  # A (P x P)
-    rhs: torch.Tensor  # b (P,)
+    rhs: torch.Tensor  # b (P,); (P, C) for the pseudo-NTK
     inverse: torch.Tensor  # (A + lambda I)^-1
     ids: torch.Tensor  # ids of D (N,)
     alive: torch.Tensor  # bool (N,)
     solution_full: torch.Tensor  # w_D - w0, kept for the paper's update w + (w_Dr - w_D)
     fingerprint: dict[str, str] = field(default_factory=dict)
+    kernel: str = "exact"  # "exact" | "pntk" (approximate)
 
     @classmethod
     def from_gram(
@@ -54,9 +58,11 @@ class NTKState:
         num_classes: int,
         ids: torch.Tensor,
         fingerprint: dict[str, str],
+        kernel: str = "exact",
     ) -> NTKState:
         if lam <= 0:
             raise UnlearnkitError(f"ridge lambda must be > 0, got {lam}")
+        check_kernel(kernel)
         inverse = regularized_inverse(gram, lam)
         return cls(
             list(names),
@@ -70,11 +76,22 @@ class NTKState:
             torch.ones(len(ids), dtype=torch.bool),
             inverse @ rhs,
             dict(fingerprint),
+            kernel,
         )
 
     @property
     def num_params(self) -> int:
-        return int(self.rhs.numel())
+        return int(self.rhs.shape[0])
+
+    @property
+    def approximate(self) -> bool:
+        """True for the pseudo-NTK: not the exact linearized ridge problem."""
+        return self.kernel != "exact"
+
+    @property
+    def rows_per_sample(self) -> int:
+        """Jacobian rows a sample adds to A: C for the exact kernel, 1 for the pseudo-NTK."""
+        return self.num_classes if self.kernel == "exact" else 1
 
     @property
     def solution(self) -> torch.Tensor:
@@ -111,14 +128,16 @@ class NTKState:
         return pos
 
     def downdate(self, ids: torch.Tensor, rows: torch.Tensor, resid: torch.Tensor) -> None:
-        """Remove samples ``ids`` whose stacked Jacobian rows are ``rows`` (k C x P) and residuals
-        ``resid`` (k C,). Validates first; on any error the state is left as it was."""
+        """Remove samples ``ids`` whose stacked Jacobian rows are ``rows`` (k C x P; k x P for
+        the pseudo-NTK) and residuals ``resid`` (k C,; k x C for the pseudo-NTK). Validates
+        first; on any error the state is left as it was."""
         pos = self.positions(ids)
-        expect = len(pos) * self.num_classes
-        if rows.shape != (expect, self.num_params) or resid.shape != (expect,):
+        expect = len(pos) * self.rows_per_sample
+        want_resid = (expect,) if self.kernel == "exact" else (expect, self.num_classes)
+        if rows.shape != (expect, self.num_params) or tuple(resid.shape) != want_resid:
             raise ValueError(
                 f"rows {tuple(rows.shape)} / resid {tuple(resid.shape)} do not "
-                f"match {len(pos)} samples x {self.num_classes} classes"
+                f"match {len(pos)} samples x {self.rows_per_sample} rows ({self.kernel} kernel)"
             )
         u = rows.to(self.gram.dtype)
         r = resid.to(self.gram.dtype)
@@ -150,12 +169,12 @@ class NTKState:
             "lam": self.lam,
             "num_classes": self.num_classes,
             "fingerprint": self.fingerprint,
+            "kernel": self.kernel,
+            "approximate": self.approximate,
         }
 
     def save(self, path: str | Path) -> None:
         """Write one safetensors file atomically (temp file + rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         tensors = {
             "gram": self.gram,
             "rhs": self.rhs,
@@ -164,15 +183,7 @@ class NTKState:
             "alive": self.alive.to(torch.uint8),
             "solution_full": self.solution_full,
         }
-        tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata={"ntk": json.dumps(self.metadata())})
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        save_tensors(Path(path), tensors, {"ntk": json.dumps(self.metadata())})
 
     @classmethod
     def load(cls, path: str | Path, expect: dict[str, str] | None = None) -> NTKState:
@@ -181,14 +192,15 @@ class NTKState:
         if not path.is_file():
             raise NotFoundError(f"NTK state {path} does not exist (run `ntk precompute` first)")
         try:
-            with safe_open(str(path), framework="pt") as fh:
-                raw = (fh.metadata() or {}).get("ntk")
-            tensors = load_file(str(path))
-            meta = json.loads(raw) if raw else {}
+            tensors, raw = load_tensors(path)
+            meta = json.loads(raw["ntk"]) if "ntk" in raw else {}
         except (SafetensorError, OSError, json.JSONDecodeError, RuntimeError) as exc:
             raise UnlearnkitError(f"NTK state {path} is corrupt or unreadable: {exc}") from None
         if meta.get("format") != FORMAT:
             raise UnlearnkitError(f"{path} is not an unlearnkit NTK state")
+        kernel = meta.get("kernel", "exact")  # states written before kernels were recorded
+        if kernel not in KERNELS:
+            raise UnlearnkitError(f"{path}: unknown NTK kernel {kernel!r}")
         state = cls(
             meta["names"],
             meta["shapes"],
@@ -201,6 +213,7 @@ class NTKState:
             tensors["alive"].bool(),
             tensors["solution_full"],
             meta["fingerprint"],
+            kernel,
         )
         if expect is not None:
             state.check(expect, path)

@@ -18,9 +18,11 @@ import torch
 from torch import nn
 
 from unlearnkit.data.base import ArraySplit
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.ntk.gram import accumulate_gram, stack_jacobian
 from unlearnkit.ntk.incremental import delete_samples
-from unlearnkit.ntk.linearized import LinearizedModel
+from unlearnkit.ntk.jacobian import Kernel, check_kernel
+from unlearnkit.ntk.linearized import LinearizedModel, PseudoLinearizedModel
 from unlearnkit.ntk.memory import GIB, MemoryEstimate, check_fits, choose_solver, estimate_memory
 from unlearnkit.ntk.params import ParamSpace
 from unlearnkit.ntk.solvers import dual_kernel, solve_cg, solve_dual, solve_primal
@@ -29,9 +31,10 @@ from unlearnkit.ntk.state import NTKState
 
 @dataclass
 class Solutions:
-    full: torch.Tensor  # w_D - w0
+    full: torch.Tensor  # w_D - w0 (P,); pseudo-NTK: one column per class (P, C)
     retain: torch.Tensor  # w_Dr - w0
     solver: str
+    kernel: str = "exact"  # "pntk": the pseudo-NTK kernel machine (approximate)
 
 
 def plan_solver(
@@ -59,21 +62,39 @@ def ridge_solutions(
     chunk_size: int = 64,
     max_memory_gb: float | None = None,
     progress: bool = False,
+    kernel: Kernel = "exact",
 ) -> Solutions:
-    """w_D - w0 and w_Dr - w0 with the chosen solver (D = D_r + D_f; one pass over D)."""
+    """w_D - w0 and w_Dr - w0 with the chosen solver (D = D_r + D_f; one pass over D).
+    ``kernel="pntk"`` (approximate) always solves in primal form: one P x P Gram for all C."""
+    check_kernel(kernel)
     space = ParamSpace.from_model(model, names)
+    if kernel == "pntk" and solver not in ("auto", "primal"):
+        raise UnlearnkitError(f"the pseudo-NTK is solved in primal form, not with {solver!r}")
     plan = plan_solver(
-        solver, space.numel, len(retain) + len(forget), num_classes, chunk_size, max_memory_gb
+        "primal" if kernel == "pntk" else solver,
+        space.numel,
+        len(retain) + len(forget),
+        num_classes,
+        chunk_size,
+        max_memory_gb,
     )
     if plan.solver == "primal":
-        a_r = accumulate_gram(
-            model, space, retain.x, retain.y, num_classes, w0, chunk_size, progress=progress
-        )
-        a_f = accumulate_gram(
-            model, space, forget.x, forget.y, num_classes, w0, chunk_size, progress=progress
+        a_r, a_f = (
+            accumulate_gram(
+                model,
+                space,
+                part.x,
+                part.y,
+                num_classes,
+                w0,
+                chunk_size,
+                progress=progress,
+                kernel=kernel,
+            )
+            for part in (retain, forget)
         )
         full = solve_primal(a_r.gram + a_f.gram, a_r.rhs + a_f.rhs, lam)
-        return Solutions(full, solve_primal(a_r.gram, a_r.rhs, lam), "primal")
+        return Solutions(full, solve_primal(a_r.gram, a_r.rhs, lam), "primal", kernel)
     if plan.solver == "dual":
         both = ArraySplit(
             torch.cat([retain.x, forget.x]),
@@ -98,7 +119,7 @@ def solutions_from_state(
     """The same two solutions from a precomputed state: a Woodbury downdate by D_f only."""
     full = state.solution
     delete_samples(model, state, w0, forget)
-    return Solutions(full, state.solution, "primal (incremental)")
+    return Solutions(full, state.solution, "primal (incremental)", state.kernel)
 
 
 def angle_scale(delta: torch.Tensor, error: torch.Tensor) -> float:
@@ -120,6 +141,11 @@ def apply_paper_update(
     scale: str = "angle",
 ) -> float:
     """w <- w_trained + s (w_Dr - w_D) in place on the named parameters; returns s."""
+    if sol.kernel != "exact":
+        raise UnlearnkitError(
+            "the paper's weight update needs the exact NTK: this solution is the pseudo-NTK "
+            f"({sol.kernel}, one coefficient vector per class); use mode 'linearized'"
+        )
     space = ParamSpace.from_model(model, names)
     params = dict(model.named_parameters())
     trained = space.flatten(params, dtype=torch.float64)
@@ -139,4 +165,8 @@ def apply_paper_update(
 def linearized_model(
     model: nn.Module, names: list[str], w0: Mapping[str, torch.Tensor], displacement: torch.Tensor
 ) -> LinearizedModel:
+    """The linearized model at ``w0 + displacement`` (P,), or the pseudo-NTK kernel machine
+    for per-class coefficients (P, C)."""
+    if displacement.dim() == 2:
+        return PseudoLinearizedModel(model, names, w0, displacement)
     return LinearizedModel(model, names, w0, displacement)

@@ -1,0 +1,410 @@
+"""The one-time NTK precompute: A and b of D in shards, on a local process pool or Ray, resumable.
+
+D is cut into contiguous *shards* of whole Jacobian chunks. A shard's partial sums (A_s, b_s)
+depend on that shard alone, so shards run anywhere: in this process (``workers=1``), in worker
+processes pinned to one thread each (``executor="local"``), or as Ray tasks
+(``executor="ray"``, on this machine or a cluster). The parent adds the partials in shard order,
+whichever finished first, so the result equals the serial sum to rounding for any number of
+workers (bit for bit for the same shard size and thread count).
+
+With a cache directory (``<state file>.parts/`` next to the state) the work survives an
+interruption: every finished shard is written atomically as it arrives, the in-order prefix sum
+is checkpointed (at most every ``checkpoint_s`` seconds, and on the way out of an error or
+Ctrl-C), and merged shard files are removed. A later run with the same job (w0, parameters,
+data, kernel, chunk size, dtypes) continues from there; a cache of another job is discarded.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from torch import nn
+from tqdm.auto import tqdm
+
+from unlearnkit.data.base import ArraySplit
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.models.checkpoint import atomic_write_text
+from unlearnkit.ntk.files import load_tensors, save_tensors
+from unlearnkit.ntk.gram import GramStats, accumulate_gram, rhs_columns
+from unlearnkit.ntk.jacobian import Kernel, check_kernel
+from unlearnkit.ntk.params import ParamSpace, state_hash
+from unlearnkit.runtime import create_executor, pin_worker_threads
+
+EXECUTORS = ("local", "ray")
+CACHE_FORMAT = "unlearnkit-ntk-shards/1"
+JOB_FILE = "job.json"
+PREFIX_FILE = "prefix.safetensors"
+MAX_SHARD_CHUNKS = 32  # a shard's write costs about 20 samples' compute: keep shards large
+
+
+class PrecomputeIncomplete(UnlearnkitError):
+    """The precompute stopped before every shard was summed (``max_shards``); rerun to resume."""
+
+
+@dataclass(frozen=True)
+class GramJob:
+    """What every shard needs: pickled once per worker process (or with each Ray task)."""
+
+    model: nn.Module
+    names: tuple[str, ...]
+    w0: dict[str, torch.Tensor]
+    num_classes: int
+    chunk_size: int
+    kernel: Kernel
+    dtype: torch.dtype
+    product_dtype: torch.dtype | None
+
+
+def shard_stats(job: GramJob, x: torch.Tensor, y: torch.Tensor, on_chunk: Any = None) -> GramStats:
+    """The partial sums of one shard (in the calling process, on its threads)."""
+    space = ParamSpace.from_model(job.model, list(job.names))
+    return accumulate_gram(
+        job.model,
+        space,
+        x,
+        y,
+        job.num_classes,
+        job.w0,
+        job.chunk_size,
+        job.dtype,
+        kernel=job.kernel,
+        on_chunk=on_chunk,
+        product_dtype=job.product_dtype,
+    )
+
+
+# -- where shards run ------------------------------------------------------------------------------
+_WORKER_JOB: GramJob | None = None  # set in each pool worker by _init_worker
+
+
+def _init_worker(job: GramJob, threads: int) -> None:
+    global _WORKER_JOB
+    pin_worker_threads(threads)
+    _WORKER_JOB = job
+
+
+def _pool_task(item: tuple[int, torch.Tensor, torch.Tensor]) -> tuple[int, GramStats]:
+    index, x, y = item
+    assert _WORKER_JOB is not None, "pool worker started without its job"
+    return index, shard_stats(_WORKER_JOB, x, y)
+
+
+def _ray_task(item: tuple[GramJob, int, int, torch.Tensor, torch.Tensor]) -> tuple[int, GramStats]:
+    job, threads, index, x, y = item
+    pin_worker_threads(threads)
+    return index, shard_stats(job, x, y)
+
+
+Item = tuple[int, torch.Tensor, torch.Tensor]
+
+
+def run_shards(
+    job: GramJob,
+    items: list[Item],
+    workers: int,
+    executor: str,
+    threads_per_worker: int = 1,
+    ray_address: str | None = None,
+    on_chunk: Any = None,
+) -> Iterator[tuple[int, GramStats]]:
+    """Yield (shard index, partial sums) as shards finish (any order)."""
+    if not items:
+        return
+    if executor == "local" and workers == 1:  # in this process, on the caller's threads
+        for index, x, y in items:
+            yield index, shard_stats(job, x, y, on_chunk)
+        return
+    if executor == "local":
+        context = multiprocessing.get_context("spawn")  # fork after torch's threads can hang
+        with ProcessPoolExecutor(
+            min(workers, len(items)),
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(job, threads_per_worker),
+        ) as pool:
+            futures = [pool.submit(_pool_task, item) for item in items]
+            try:
+                for future in as_completed(futures):
+                    yield future.result()
+            finally:
+                for future in futures:
+                    future.cancel()
+        return
+    # Ray: the runtime's executor maps one wave of ``workers`` shards at a time
+    options: dict[str, Any] = {"address": ray_address}
+    if ray_address is None:
+        options["num_cpus"] = workers
+    with create_executor("ray", **options) as ray:
+        for start in range(0, len(items), workers):
+            wave = [(job, threads_per_worker, *item) for item in items[start : start + workers]]
+            yield from ray.map(_ray_task, wave)
+
+
+# -- the cache of finished shards ------------------------------------------------------------------
+def cache_dir_for(state_path: str | Path) -> Path:
+    """Where the shards of the state at ``state_path`` are kept while it is being made."""
+    path = Path(state_path)
+    return path.with_name(path.name + ".parts")
+
+
+def job_key(job: GramJob, data: ArraySplit, data_fingerprint: str | None = None) -> dict[str, Any]:
+    """Everything the partial sums depend on (but not lambda: A and b do not)."""
+    return {
+        "format": CACHE_FORMAT,
+        "w0": state_hash(job.w0),
+        "params": state_hash({n: torch.zeros(0) for n in job.names}),
+        "data": data_fingerprint or data.fingerprint(),
+        "samples": len(data),
+        "num_classes": job.num_classes,
+        "kernel": job.kernel,
+        "chunk_size": job.chunk_size,
+        "dtype": str(job.dtype),
+        "product_dtype": str(job.product_dtype),
+    }
+
+
+class ShardCache:
+    """Finished shards and the checkpointed in-order prefix sum of one precompute job."""
+
+    def __init__(self, directory: Path, key: dict[str, Any]) -> None:
+        self.directory = Path(directory)
+        self.key = key
+
+    def open(self, shard_size: int) -> int:
+        """The shard size to use: that of a cache of the same job, else ``shard_size`` (a cache
+        of another job is discarded)."""
+        job_file = self.directory / JOB_FILE
+        if job_file.is_file():
+            try:
+                saved = json.loads(job_file.read_text())
+                if saved.get("key") == self.key:
+                    return int(saved["shard_size"])
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+            self.clear()
+        self.directory.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(job_file, json.dumps({"key": self.key, "shard_size": shard_size}))
+        return shard_size
+
+    def shard_path(self, index: int) -> Path:
+        return self.directory / f"shard-{index:06d}.safetensors"
+
+    def save_shard(self, index: int, stats: GramStats) -> None:
+        meta = {"index": str(index), "count": str(stats.count)}
+        save_tensors(self.shard_path(index), {"gram": stats.gram, "rhs": stats.rhs}, meta)
+
+    def _read(self, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]] | None:
+        try:
+            return load_tensors(path)
+        except (SafetensorError, OSError, RuntimeError):
+            return None  # torn or foreign file: recompute that part
+
+    def load_shard(self, index: int) -> GramStats:
+        read = self._read(self.shard_path(index))
+        if read is None:
+            raise UnlearnkitError(f"cached NTK shard {self.shard_path(index)} is unreadable")
+        tensors, meta = read
+        return GramStats(tensors["gram"], tensors["rhs"], int(meta["count"]))
+
+    def finished(self, start: int, total: int) -> set[int]:
+        """Shard files with index in [start, total) and a readable header (files are renamed
+        into place whole, so a header that parses means a complete file); others are removed."""
+        found = set()
+        for path in self.directory.glob("shard-*.safetensors"):
+            try:
+                index = int(path.stem.split("-")[1])
+                with safe_open(str(path), framework="pt") as fh:
+                    ok = (fh.metadata() or {}).get("index") == str(index)
+            except (IndexError, ValueError, SafetensorError, OSError, RuntimeError):
+                ok, index = False, -1
+            if ok and start <= index < total:
+                found.add(index)
+            else:
+                path.unlink(missing_ok=True)
+        return found
+
+    def load_prefix(self) -> tuple[int, GramStats] | None:
+        read = self._read(self.directory / PREFIX_FILE)
+        if read is None:
+            return None
+        tensors, meta = read
+        stats = GramStats(tensors["gram"], tensors["rhs"], int(meta["count"]))
+        return int(meta["next"]), stats
+
+    def save_prefix(self, next_index: int, stats: GramStats) -> None:
+        meta = {"next": str(next_index), "count": str(stats.count)}
+        save_tensors(self.directory / PREFIX_FILE, {"gram": stats.gram, "rhs": stats.rhs}, meta)
+        for index in range(next_index):
+            self.shard_path(index).unlink(missing_ok=True)
+
+    def clear(self) -> None:
+        """Remove this cache's files (only ours) and the directory if it is then empty."""
+        if not self.directory.is_dir():
+            return
+        for path in self.directory.iterdir():
+            if path.name in (JOB_FILE, PREFIX_FILE) or path.name.startswith(("shard-", ".")):
+                path.unlink(missing_ok=True)
+        with suppress(OSError):  # not empty: someone else's files are in there
+            self.directory.rmdir()
+
+
+def remove_cache(directory: str | Path) -> None:
+    ShardCache(Path(directory), {}).clear()
+
+
+# -- the precompute --------------------------------------------------------------------------------
+def check_options(kernel: str, executor: str, workers: int = 1, threads: int = 1) -> None:
+    """Refuse an unknown kernel or executor, or a worker / thread count below 1, before work."""
+    check_kernel(kernel)
+    if executor not in EXECUTORS:
+        raise UnlearnkitError(f"unknown executor {executor!r}; choose one of: local, ray")
+    if workers < 1 or threads < 1:
+        raise UnlearnkitError(f"workers and threads must be >= 1, got {workers} and {threads}")
+
+
+def default_shard_size(samples: int, chunk_size: int, workers: int) -> int:
+    """About four shards per worker, whole chunks, at most ``MAX_SHARD_CHUNKS`` chunks."""
+    per_shard = -(-samples // max(1, 4 * workers))
+    chunks = min(MAX_SHARD_CHUNKS, max(1, -(-per_shard // chunk_size)))
+    return chunks * chunk_size
+
+
+def compute_gram(
+    model: nn.Module,
+    names: list[str],
+    w0: Mapping[str, torch.Tensor],
+    data: ArraySplit,
+    num_classes: int,
+    *,
+    kernel: Kernel = "exact",
+    chunk_size: int = 64,
+    shard_size: int | None = None,
+    workers: int = 1,
+    executor: str = "local",
+    threads_per_worker: int = 1,
+    ray_address: str | None = None,
+    cache_dir: str | Path | None = None,
+    data_fingerprint: str | None = None,
+    max_shards: int | None = None,
+    checkpoint_s: float = 30.0,
+    dtype: torch.dtype = torch.float64,
+    product_dtype: torch.dtype | None = None,
+    progress: bool = False,
+) -> GramStats:
+    """A = sum J^T J and b = sum J^T r over ``data`` at ``w0``, shard by shard (module doc).
+
+    ``max_shards`` computes at most that many new shards in this call and then raises
+    ``PrecomputeIncomplete`` (what an interruption looks like; the cache keeps the work)."""
+    check_options(kernel, executor, workers, threads_per_worker)
+    if chunk_size < 1 or (shard_size is not None and shard_size < 1):
+        raise UnlearnkitError("chunk_size and shard_size must be >= 1")
+    space = ParamSpace.from_model(model, names)
+    job = GramJob(
+        model,
+        space.names,
+        {k: v.detach() for k, v in w0.items()},
+        num_classes,
+        chunk_size,
+        kernel,
+        dtype,
+        product_dtype,
+    )
+    n = len(data)
+    size = shard_size or default_shard_size(n, chunk_size, workers)
+    cache = None
+    if cache_dir is not None:
+        cache = ShardCache(Path(cache_dir), job_key(job, data, data_fingerprint))
+        size = cache.open(size)
+    bounds = [(s, min(s + size, n)) for s in range(0, n, size)]
+    gram = torch.zeros(space.numel, space.numel, dtype=dtype)
+    cols = rhs_columns(kernel, num_classes)
+    rhs = torch.zeros(space.numel if cols is None else (space.numel, cols), dtype=dtype)
+    total = GramStats(gram, rhs, 0)
+    next_index = 0
+    prefix = cache.load_prefix() if cache is not None else None
+    if prefix is not None and prefix[1].gram.shape == gram.shape:
+        next_index, total = prefix
+    on_disk = cache.finished(next_index, len(bounds)) if cache is not None else set()
+    todo = [i for i in range(next_index, len(bounds)) if i not in on_disk]
+    if max_shards is not None:
+        todo = todo[:max_shards]
+    in_memory: dict[int, GramStats] = {}
+    done = total.count + sum(bounds[i][1] - bounds[i][0] for i in on_disk)
+    bar = tqdm(
+        total=n,
+        initial=done,
+        disable=not progress,
+        desc=f"ntk precompute ({kernel}, {workers} x {executor})",
+        unit="sample",
+        dynamic_ncols=True,
+    )
+    saved = {"next": next_index, "at": time.monotonic()}
+
+    def merge() -> None:
+        nonlocal next_index
+        while next_index in in_memory or next_index in on_disk:
+            if next_index in in_memory:
+                part = in_memory.pop(next_index)
+            else:
+                assert cache is not None
+                part = cache.load_shard(next_index)
+            total.gram.add_(part.gram)
+            total.rhs.add_(part.rhs)
+            total.count += part.count
+            next_index += 1
+
+    def checkpoint(force: bool) -> None:
+        if cache is None or next_index == saved["next"]:
+            return
+        if force or time.monotonic() - saved["at"] >= checkpoint_s:
+            cache.save_prefix(next_index, total)
+            on_disk.difference_update(range(next_index))
+            saved.update(next=next_index, at=time.monotonic())
+
+    serial = executor == "local" and workers == 1
+    items = [
+        (i, data.x[bounds[i][0] : bounds[i][1]], data.y[bounds[i][0] : bounds[i][1]]) for i in todo
+    ]
+    try:
+        merge()
+        for index, part in run_shards(
+            job,
+            items,
+            workers,
+            executor,
+            threads_per_worker,
+            ray_address,
+            on_chunk=bar.update if serial else None,
+        ):
+            if not serial:
+                bar.update(part.count)
+            if cache is not None and index != next_index:
+                cache.save_shard(index, part)  # out of order: on disk until its turn
+                on_disk.add(index)
+            else:
+                if cache is not None:
+                    cache.save_shard(index, part)
+                    on_disk.add(index)
+                in_memory[index] = part
+            merge()
+            checkpoint(False)
+    finally:
+        checkpoint(True)  # keep everything finished so far, also on an error or Ctrl-C
+        bar.close()
+    if next_index < len(bounds):
+        raise PrecomputeIncomplete(
+            f"NTK precompute stopped after {next_index} of {len(bounds)} shards "
+            f"({total.count} of {n} samples)"
+            + (f"; run it again to resume from {cache.directory}" if cache is not None else "")
+        )
+    return total
