@@ -1,8 +1,12 @@
 """``unlearnkit ntk``: incremental deletions with an NTK state kept next to a trained model.
 
   unlearnkit ntk precompute --from runs/model            # once: stream D, save the state
+  unlearnkit ntk precompute --from runs/model --workers 8 --executor local|ray
   unlearnkit ntk delete --from runs/model --ids 3,17,42  # each request: Jacobian of k samples
   unlearnkit ntk status --from runs/model
+
+An interrupted precompute keeps its finished shards in ``DIR/ntk_state.safetensors.parts/``
+and the next run continues from there.
 
 The state (``DIR/ntk_state.safetensors``) is tied to w0, the trainable names, the data and
 lambda; a stale one is refused. Every delete validates all ids before changing anything, then
@@ -17,7 +21,14 @@ from typing import Annotated
 
 import typer
 
-from unlearnkit.cli.common import DataDirOpt, IdsOpt, ModelDirOpt, console, user_errors
+from unlearnkit.cli.common import (
+    DataDirOpt,
+    IdsOpt,
+    ModelDirOpt,
+    ThreadsOpt,
+    console,
+    user_errors,
+)
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.id_lists import parse_ids
 
@@ -36,18 +47,38 @@ def precompute(
     lam: Annotated[float, typer.Option(help="ridge lambda", min=0.0)] = 0.1,
     chunk_size: Annotated[int, typer.Option(help="samples per Jacobian chunk", min=1)] = 64,
     max_memory_gb: Annotated[float | None, typer.Option(help="memory budget in GiB")] = None,
+    workers: Annotated[
+        int, typer.Option(help="processes (local) or Ray tasks, one thread each", min=1)
+    ] = 1,
+    executor: Annotated[str, typer.Option(help="local (a process pool) | ray")] = "local",
+    threads: ThreadsOpt = None,
+    kernel: Annotated[
+        str, typer.Option(help="exact | pntk (pseudo-NTK: approximate, C times cheaper)")
+    ] = "exact",
+    shard_size: Annotated[
+        int | None, typer.Option(help="samples per resumable shard (default: by N, workers)")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="join this Ray cluster (default: start one here)")
+    ] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Stream the Jacobians of D once and save A, b and (A + lambda I)^-1 next to the model."""
     from unlearnkit.ntk.deployment import STATE_FILE  # deferred: torch, so --help stays fast
-    from unlearnkit.ntk.incremental import precompute_state  # deferred: torch
+    from unlearnkit.ntk.incremental import precompute_state_file  # deferred: torch
+    from unlearnkit.ntk.precompute import check_options  # deferred: torch
     from unlearnkit.recipe import open_trained  # deferred: torch
+    from unlearnkit.runtime import apply_threads  # deferred: torch
 
-    with user_errors():
+    resume = f"interrupted; finished shards are kept in {model_dir}/*.parts, run again to resume"
+    with user_errors(interrupted=resume):
+        check_options(kernel, executor, workers)
+        used = apply_threads(threads)  # this process; pool workers are pinned to one thread
         opened = open_trained(model_dir, data_dir)
         trained, train = opened.trained, opened.bundle.train
         start = time.perf_counter()
-        state = precompute_state(
+        state = precompute_state_file(
+            model_dir / STATE_FILE,
             trained.model,
             trained.trainable,
             trained.initial_state,
@@ -58,11 +89,18 @@ def precompute(
             data_fingerprint=train.fingerprint(),
             budget=None if max_memory_gb is None else int(max_memory_gb * 2**30),
             progress=True,
+            kernel=kernel,
+            workers=workers,
+            executor=executor,
+            shard_size=shard_size,
+            ray_address=ray_address,
         )
-        state.save(model_dir / STATE_FILE)
+        took = time.perf_counter() - start
+        note = " (pseudo-NTK: approximate)" if state.approximate else ""
         console.print(
-            f"NTK state over {state.num_params} parameters and {len(state.ids)} samples "
-            f"in {time.perf_counter() - start:.1f}s -> {model_dir / STATE_FILE}"
+            f"NTK state{note} over {state.num_params} parameters and {len(state.ids)} samples "
+            f"in {took:.1f}s ({len(state.ids) / max(took, 1e-9):.1f} samples/s; {workers} "
+            f"{executor} worker(s), {used} thread(s) here) -> {model_dir / STATE_FILE}"
         )
 
 
@@ -84,6 +122,7 @@ def delete(
         STATE_FILE,
         check_update,
         open_state,
+        receipt_kind,
         state_solutions,
         unlearned_model,
     )
@@ -115,7 +154,8 @@ def delete(
             model_dir / SERVED_FILE,
             served,
             {
-                "kind": f"fast_ntk-{mode}",
+                "kind": receipt_kind(f"fast_ntk-{mode}", state),
+                "approximate": state.approximate,
                 "w0": "initial.safetensors",
                 "deleted": state.deleted_ids.tolist(),
                 "trainable": trained.trainable,
@@ -157,6 +197,7 @@ def status(model_dir: ModelDirOpt, data_dir: DataDirOpt = None) -> None:
     sys.stdout.write(
         f"parameters: {state.num_params}\nsamples: {len(state.ids)}\n"
         f"deleted: {len(deleted)} [{shown}]\nlambda: {state.lam}\n"
+        f"kernel: {state.kernel}{' (approximate)' if state.approximate else ''}\n"
         f"state: {current}\n"
     )
 

@@ -6,7 +6,9 @@ paper's weight update on the nonlinearly trained model keeps most of the forget 
 docs/algorithms.md §1.4 and results/fast_ntk/report.md); the linearized model retrained in
 closed form on D_r matches retrain. ``mode="paper"`` gives the paper's update with the angle
 scale. With ``state_path`` the Gram of D is computed once, saved, and later calls only pay for
-the Jacobian of D_f plus a Woodbury downdate.
+the Jacobian of D_f plus a Woodbury downdate; that precompute runs on ``workers`` processes (or
+Ray tasks) and resumes from the shard cache next to the state after an interruption.
+``kernel="pntk"`` uses the pseudo-NTK instead (approximate, opt-in; linearized mode only).
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from unlearnkit.errors import ConflictError
 from unlearnkit.methods.base import UnlearningContext, UnlearningMethod, register_method
 from unlearnkit.methods.ntk import NTKParams, ntk_unlearn
 from unlearnkit.ntk.deployment import unlearned_model
-from unlearnkit.ntk.incremental import precompute_state, state_fingerprint
+from unlearnkit.ntk.incremental import precompute_state_file, state_fingerprint
 from unlearnkit.ntk.state import NTKState
-from unlearnkit.ntk.update import solutions_from_state
+from unlearnkit.ntk.update import ridge_solutions, solutions_from_state
 
 PEFT_MODES = ("bn", "prompts")
 
@@ -36,6 +38,11 @@ class FastNTKParams(NTKParams):
     mode: Literal["paper", "linearized"] = "linearized"
     chunk_size: int = Field(64, ge=1, le=4096)
     state_path: str | None = Field(None, description="NTK state file of D (made if missing)")
+    kernel: Literal["exact", "pntk"] = Field(
+        "exact", description="exact NTK, or the pseudo-NTK (approximate: one row per sample)"
+    )
+    workers: int = Field(1, ge=1, le=1024, description="processes / Ray tasks of the precompute")
+    executor: Literal["local", "ray"] = "local"
 
 
 def merge_by_id(a: ArraySplit, b: ArraySplit) -> ArraySplit:
@@ -56,8 +63,25 @@ class FastNTK(UnlearningMethod):
     def unlearn(self, ctx: UnlearningContext) -> nn.Module:
         self.check_trainable(ctx.peft)  # the Python API bypasses ExperimentConfig's check
         p = self.params
-        if p.state_path is None:
+        if p.state_path is None and p.kernel == "exact":
             return ntk_unlearn(ctx, ctx.trainable, p)
+        if p.state_path is None:  # the pseudo-NTK: primal form, one Gram for all classes
+            sol = ridge_solutions(
+                ctx.model,
+                ctx.trainable,
+                ctx.initial_state,
+                ctx.retain,
+                ctx.forget,
+                ctx.num_classes,
+                p.lam,
+                p.solver,
+                p.chunk_size,
+                p.max_memory_gb,
+                kernel=p.kernel,
+            )
+            return unlearned_model(
+                ctx.model, ctx.trainable, ctx.initial_state, sol, p.mode, p.scale
+            )
         state = self._state(ctx, Path(p.state_path))
         sol = solutions_from_state(ctx.model, state, ctx.initial_state, ctx.forget)
         return unlearned_model(ctx.model, ctx.trainable, ctx.initial_state, sol, p.mode, p.scale)
@@ -68,7 +92,8 @@ class FastNTK(UnlearningMethod):
         data = merge_by_id(ctx.retain, ctx.forget)
         expect = state_fingerprint(ctx.initial_state, ctx.trainable, data.fingerprint(), p.lam)
         if not path.is_file():
-            state = precompute_state(
+            return precompute_state_file(
+                path,
                 ctx.model,
                 ctx.trainable,
                 ctx.initial_state,
@@ -77,10 +102,16 @@ class FastNTK(UnlearningMethod):
                 p.lam,
                 p.chunk_size,
                 budget=None if p.max_memory_gb is None else int(p.max_memory_gb * 2**30),
+                kernel=p.kernel,
+                workers=p.workers,
+                executor=p.executor,
             )
-            state.save(path)
-            return state
         state = NTKState.load(path)
+        if state.kernel != p.kernel:
+            raise ConflictError(
+                f"NTK state {path} holds the {state.kernel!r} kernel but {p.kernel!r} was asked; "
+                "remove it or pass the matching kernel"
+            )
         untouched = bool(state.alive.all())  # D itself can only be checked before deletions
         fields = {k: v for k, v in expect.items() if k != "data" or untouched}
         state.check(fields, path)
