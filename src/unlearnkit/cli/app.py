@@ -337,6 +337,7 @@ SUBCOMMAND_MODULES: tuple[str, ...] = (
     "unlearnkit.cli.memorize",
     "unlearnkit.cli.serve",
     "unlearnkit.cli.exact",
+    "unlearnkit.cli.audit",
 )
 
 

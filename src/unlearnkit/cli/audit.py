@@ -1,0 +1,169 @@
+"""``unlearnkit audit``: U-LiRA and the NeurIPS 2023 challenge score for each method.
+
+Mounted on the main Typer app by ``mount(app)`` (see ``unlearnkit.cli.app.SUBCOMMAND_MODULES``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from unlearnkit.cli.common import (
+    ConfigOpt,
+    DataDirOpt,
+    DatasetOpt,
+    EpochsOpt,
+    ForgetOpt,
+    ModelOpt,
+    PeftOpt,
+    PretrainOpt,
+    SubsetOpt,
+    ThreadsOpt,
+    WeightsOpt,
+    console,
+    make_config,
+    use_threads,
+    user_errors,
+)
+from unlearnkit.errors import UnlearnkitError
+
+EXECUTOR_NAMES = ("local", "processes", "ray")
+
+
+def audit(
+    forget: ForgetOpt = None,
+    methods: Annotated[
+        str | None, typer.Option(help="comma-separated methods (retrain is always audited too)")
+    ] = None,
+    k: Annotated[int, typer.Option("--k", help="U-LiRA shadow pairs (>= 3)")] = 8,
+    n: Annotated[
+        int, typer.Option("--n", help="challenge: unlearned / retrained models (>= 2)")
+    ] = 8,
+    seed: Annotated[int, typer.Option(help="first model seed")] = 0,
+    rates: Annotated[
+        str, typer.Option(help="challenge FPR/FNR estimate: clopper_pearson | empirical")
+    ] = "clopper_pearson",
+    delta: Annotated[float, typer.Option(help="challenge delta")] = 1e-5,
+    n_boot: Annotated[int, typer.Option(help="bootstrap resamples per interval")] = 1000,
+    executor: Annotated[str, typer.Option(help="local | processes | ray")] = "local",
+    workers: Annotated[
+        int | None, typer.Option(help="processes: worker count (default: the cores)", min=1)
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="ray: join this cluster (default: start a local one)")
+    ] = None,
+    out: Annotated[Path, typer.Option(help="run directory (written atomically)")] = Path(
+        "runs/audit"
+    ),
+    cache: Annotated[
+        Path | None,
+        typer.Option(help="finished models' outputs, to resume (default: OUT.cache)"),
+    ] = None,
+    dataset: DatasetOpt = None,
+    data_dir: DataDirOpt = None,
+    model: ModelOpt = None,
+    peft: PeftOpt = None,
+    pretrain: PretrainOpt = None,
+    weights: WeightsOpt = None,
+    epochs: EpochsOpt = None,
+    config: ConfigOpt = None,
+    threads: ThreadsOpt = None,
+    subset: SubsetOpt = None,
+) -> None:
+    """Audit unlearning per example: shadow models unlearned vs retrained, U-LiRA AUC / TPR and
+    the NeurIPS 2023 challenge score; writes OUT/results.json, report.md, llr_hist.png, llr.csv."""
+    # deferred: torch and the engines, so --help stays fast
+    from unlearnkit.audit import audit_config, run_audit, write_audit
+    from unlearnkit.recipe import load_bundle
+    from unlearnkit.runtime import create_executor
+
+    with user_errors():
+        if executor not in EXECUTOR_NAMES:
+            raise UnlearnkitError(
+                f"--executor {executor!r}: choose one of {', '.join(EXECUTOR_NAMES)}"
+            )
+        settings = audit_config(k=k, n=n, seed=seed, rates=rates, delta=delta, n_boot=n_boot)
+        use_threads(threads)
+        cfg = make_config(
+            config,
+            subset=subset,
+            forget=forget,
+            methods=methods,
+            dataset=dataset,
+            data_dir=data_dir,
+            model=model,
+            peft=peft,
+            pretrain=pretrain,
+            weights=weights,
+            epochs=epochs,
+            seeds=None,
+        )
+        bundle = load_bundle(cfg)
+        cache_dir = cache or Path(f"{out}.cache")
+        options: dict[str, Any] = {}
+        if executor == "processes" and workers is not None:
+            options["workers"] = workers
+        if executor == "ray":
+            options["address"] = ray_address
+        try:
+            with create_executor(executor, **options) as ex, _bar() as step:
+                run = run_audit(cfg, settings, cache_dir, ex, step, bundle=bundle)
+        except KeyboardInterrupt:
+            console.print(
+                f"interrupted; finished models are kept in {cache_dir} - run the same command "
+                f"again to resume ({out} was not written)"
+            )
+            raise typer.Exit(code=130) from None
+        write_audit(run, out)
+        print_summary(run.results)
+        cost = run.results["cost"]
+        console.print(
+            f"{cost['models']} models ({cost['models_trained_now']} trained now, "
+            f"{cost['models_from_cache']} from {cache_dir}) in {cost['wall_seconds']:.1f}s wall; "
+            f"wrote {out}/results.json, report.md, llr_hist.png, llr.csv, epsilon.csv"
+        )
+
+
+def print_summary(results: dict[str, Any]) -> None:
+    table = Table(
+        title=f"audit: {results['dataset']} / {results['model']} - forget {results['forget']}"
+    )
+    for col in ("method", "AUC", "95% CI", "TPR@1%", "TPR@0.1%", "F", "score"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for method, s in results["summary"].items():
+        ci = s["auc_ci95"]
+        table.add_row(
+            method,
+            f"{s['auc']:.3f}",
+            "-" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]",
+            f"{s['tpr_at_1pct_fpr']:.3f}",
+            f"{s['tpr_at_0.1pct_fpr']:.3f}",
+            f"{s['forgetting_quality']:.3f}",
+            f"{s['score']:.3f}",
+        )
+    Console().print(table)
+
+
+class _bar:
+    """A rich progress bar fed with (models done, models in total)."""
+
+    def __enter__(self):  # returns the update callback
+        self.progress = Progress(
+            "shadow models", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+        )
+        self.progress.__enter__()
+        self.task = self.progress.add_task("audit", total=None)
+        return lambda done, total: self.progress.update(self.task, completed=done, total=total)
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+
+def mount(app: typer.Typer) -> None:
+    """Add ``audit`` to the main app."""
+    app.command("audit")(audit)
