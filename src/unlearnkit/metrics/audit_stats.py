@@ -228,7 +228,9 @@ def example_epsilon(
     if n_u == 0 or n_r == 0:
         return math.nan
     if rates == "clopper_pearson":
-        fnr, fpr = clopper_pearson_upper(fn, n_u, alpha), clopper_pearson_upper(fp, n_r, alpha)
+        # counts take N + 1 values: look the bounds up instead of evaluating ~N^2 quantiles
+        fnr = clopper_pearson_upper(np.arange(n_u + 1), n_u, alpha)[fn]
+        fpr = clopper_pearson_upper(np.arange(n_r + 1), n_r, alpha)[fp]
         fnr_div, fpr_div = fnr, fpr
     elif rates == "empirical":
         fnr, fpr = fn / n_u, fp / n_r
