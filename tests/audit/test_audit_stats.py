@@ -115,6 +115,9 @@ def test_rule_counts_hand_computed():
     assert (0, 0) in pairs  # "unlearned iff <= 2.5" separates perfectly
     assert (2, 1) in pairs  # "unlearned iff > 2.5": every output misjudged
     assert len(fn) == 2 * 6  # 4 cuts -> 6 intervals, each with its complement
+    fn, fp = rule_counts([1.0, 2.0], [3.0], double=False)
+    assert len(fn) == 2 * 5  # the intervals open at one end: 3 + 2 (the whole line once)
+    assert (0, 0) in set(zip(fn.tolist(), fp.tolist(), strict=True))
 
 
 def test_clopper_pearson_upper_known_values():
@@ -164,6 +167,18 @@ def test_forgetting_quality_null_and_separated():
     assert (eps > 2.5).all()  # 0 errors in 64 each side: log((1-d-c)/c), c = 1 - 0.05^(1/64)
     low, high = mean_bootstrap_ci(scores, n_boot=200)
     assert low <= f_apart <= high
+
+
+def test_double_thresholds_see_a_spread_better_than_single_ones():
+    rng = np.random.default_rng(2)
+    retrained = rng.normal(0, 1, (64, 30))
+    spread = rng.normal(0, 4, (64, 30))  # same centre, four times the spread
+    f_double, _, _ = forgetting_quality(spread, retrained)
+    f_single, _, _ = forgetting_quality(spread, retrained, double=False)
+    assert f_double < f_single < 0.5  # measured: 0.06 and 0.16
+    # the price of the richer family: under the null it finds more chance separations
+    null = rng.normal(0, 1, (64, 30))
+    assert forgetting_quality(null, retrained, double=False)[0] == 1.0
 
 
 def test_challenge_score_hand_computed():

@@ -28,6 +28,9 @@ class AuditConfig(BaseModel):
         "clopper_pearson", description="challenge: how FPR / FNR are estimated from N models"
     )
     alpha: float = Field(0.05, gt=0, lt=0.5, description="challenge: Clopper-Pearson level")
+    thresholds: Literal["single_and_double", "single"] = Field(
+        "single_and_double", description="challenge: the decision rules epsilon maximises over"
+    )
     epsilon_cap: float | None = Field(None, gt=0, description="challenge: clip epsilon here")
     variance: Literal["per_example", "global"] = Field(
         "per_example", description="U-LiRA: per-example Gaussian variances or one pooled"

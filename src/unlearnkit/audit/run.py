@@ -281,6 +281,7 @@ def _score_method(
         rates=audit.rates,
         alpha=audit.alpha,
         cap=audit.epsilon_cap,
+        double=audit.thresholds == "single_and_double",
     )
     means = {key: float(np.mean(v)) for key, v in acc.items()}
     entry.update(

@@ -177,14 +177,14 @@ def bootstrap_ci(
 
 
 # -- NeurIPS 2023 challenge: per-example epsilon and forgetting quality ---------------------------
-def rule_counts(unlearned: Array, retrained: Array) -> tuple[Array, Array]:
+def rule_counts(unlearned: Array, retrained: Array, double: bool = True) -> tuple[Array, Array]:
     """Error counts of every single- and double-threshold rule on one example's outputs.
 
     A rule calls an output "unlearned" when it falls in (t1, t2] (t1 < t2 taken from -inf, the
     midpoints between the sorted pooled outputs and +inf; t1 = -inf or t2 = +inf are the single
     thresholds) or, for its complement, outside that interval. Returns (false negatives:
     unlearned outputs called retrained, false positives: retrained outputs called unlearned),
-    one entry per rule.
+    one entry per rule. ``double=False`` keeps the single-threshold rules only.
     """
     u, r = np.sort(np.asarray(unlearned, float)), np.sort(np.asarray(retrained, float))
     pooled = np.unique(np.concatenate([u, r]))
@@ -192,6 +192,9 @@ def rule_counts(unlearned: Array, retrained: Array) -> tuple[Array, Array]:
     u_below = np.searchsorted(u, cuts, side="right")  # outputs <= cut
     r_below = np.searchsorted(r, cuts, side="right")
     i, j = np.triu_indices(cuts.size, k=1)  # every interval (cuts[i], cuts[j]]
+    if not double:
+        single = (i == 0) | (j == cuts.size - 1)
+        i, j = i[single], j[single]
     u_inside, r_inside = u_below[j] - u_below[i], r_below[j] - r_below[i]
     fn = np.concatenate([u.size - u_inside, u_inside])  # interval rules, then complements
     fp = np.concatenate([r_inside, r.size - r_inside])
@@ -214,6 +217,7 @@ def example_epsilon(
     rates: RateEstimate = "clopper_pearson",
     alpha: float = 0.05,
     cap: float | None = None,
+    double: bool = True,
 ) -> float:
     """epsilon of one example: the max over decision rules of
     max(log((1 - delta - FPR) / FNR), log((1 - delta - FNR) / FPR)), floored at 0.
@@ -221,9 +225,9 @@ def example_epsilon(
     ``rates="clopper_pearson"`` takes each rate at its one-sided (1 - alpha) upper bound, so the
     value is a high-confidence lower bound and never infinite; ``"empirical"`` uses the counts
     with a zero rate replaced by 1/N (the smallest rate N models can show), so the largest value
-    is log(N(1 - delta)). ``cap`` clips the result.
+    is log(N(1 - delta)). ``cap`` clips the result; ``double=False``: single thresholds only.
     """
-    fn, fp = rule_counts(unlearned, retrained)
+    fn, fp = rule_counts(unlearned, retrained, double)
     n_u, n_r = np.asarray(unlearned).size, np.asarray(retrained).size
     if n_u == 0 or n_r == 0:
         return math.nan
@@ -260,6 +264,7 @@ def forgetting_quality(
     rates: RateEstimate = "clopper_pearson",
     alpha: float = 0.05,
     cap: float | None = None,
+    double: bool = True,
 ) -> tuple[float, Array, Array]:
     """F = mean over forget examples of 2^-bucket(epsilon).
 
@@ -271,7 +276,9 @@ def forgetting_quality(
         raise ValueError(f"unlearned and retrained must be (N, n) alike: {u.shape}, {r.shape}")
     eps = np.array(
         [
-            example_epsilon(u[:, j], r[:, j], delta=delta, rates=rates, alpha=alpha, cap=cap)
+            example_epsilon(
+                u[:, j], r[:, j], delta=delta, rates=rates, alpha=alpha, cap=cap, double=double
+            )
             for j in range(u.shape[1])
         ]
     )
