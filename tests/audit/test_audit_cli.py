@@ -75,6 +75,7 @@ def test_audit_writes_the_run_directory_and_resumes(tmp_path, tiny_config):
         (["--k", "2"], "invalid k"),
         (["--n", "1"], "invalid n"),
         (["--rates", "exact"], "invalid rates"),
+        (["--thresholds", "triple"], "invalid thresholds"),
         (["--executor", "bogus"], "--executor 'bogus'"),
         (["--methods", "nope"], "unknown method 'nope'"),
         (["--forget", "class:99"], "class:99"),

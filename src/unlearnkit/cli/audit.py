@@ -48,6 +48,9 @@ def audit(
     rates: Annotated[
         str, typer.Option(help="challenge FPR/FNR estimate: clopper_pearson | empirical")
     ] = "clopper_pearson",
+    thresholds: Annotated[
+        str, typer.Option(help="challenge decision rules: single_and_double | single")
+    ] = "single_and_double",
     delta: Annotated[float, typer.Option(help="challenge delta")] = 1e-5,
     n_boot: Annotated[int, typer.Option(help="bootstrap resamples per interval")] = 1000,
     executor: Annotated[str, typer.Option(help="local | processes | ray")] = "local",
@@ -87,7 +90,9 @@ def audit(
             raise UnlearnkitError(
                 f"--executor {executor!r}: choose one of {', '.join(EXECUTOR_NAMES)}"
             )
-        settings = audit_config(k=k, n=n, seed=seed, rates=rates, delta=delta, n_boot=n_boot)
+        settings = audit_config(
+            k=k, n=n, seed=seed, rates=rates, thresholds=thresholds, delta=delta, n_boot=n_boot
+        )
         use_threads(threads)
         cfg = make_config(
             config,
