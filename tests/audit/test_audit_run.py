@@ -142,6 +142,18 @@ def test_processes_executor_gives_the_same_outputs(tmp_path):
     assert pooled.results["cost"]["executor"] == "processes"
 
 
+@pytest.mark.slow
+def test_ray_executor_gives_the_same_outputs(tmp_path):
+    pytest.importorskip("ray")
+    cfg = tiny_cfg(forget="class:1", methods=["neggrad"], method_params={"neggrad": {"epochs": 1}})
+    settings = audit_config(k=3, n=2, n_boot=20)
+    local = run_audit(cfg, settings, tmp_path / "a")
+    with create_executor("ray", num_cpus=2) as ex:
+        remote = run_audit(cfg, settings, tmp_path / "b", executor=ex)
+    assert remote.results["summary"] == local.results["summary"]
+    assert remote.results["cost"]["executor"] == "ray"
+
+
 @pytest.mark.parametrize(
     ("values", "field"),
     [({"k": 2}, "k"), ({"delta": 0}, "delta"), ({"rates": "exact"}, "rates"), ({"n": 1}, "n")],

@@ -53,6 +53,7 @@ from unlearnkit.runtime import Executor, create_executor, thread_report
 
 ModelProgress = Callable[[int, int], None]  # (models done, models in total)
 FPR_LEVELS = {"1pct": 0.01, "0.1pct": 0.001}
+RAY_WAVE = 32  # jobs handed to Ray at once (the cache and the progress bar advance per batch)
 
 
 @dataclass
@@ -142,8 +143,8 @@ def run_audit(
 
     ``cfg.methods`` are the methods audited (``retrain`` among them is audited like any other:
     it must score AUC ~ 0.5 and F ~ 1); the reference is always a separate retrained model.
-    ``wave``: jobs handed to the executor at once (default: its worker count), so progress and
-    the cache advance while the audit runs.
+    ``wave``: jobs handed to the executor at once (default: a pool's worker count, 32 for Ray,
+    1 in-process), so progress and the cache advance while the audit runs.
     """
     machine = thread_report()
     started = time.perf_counter()
@@ -170,7 +171,9 @@ def run_audit(
         for job in jobs:
             job.start_state = start_state
     executor = executor or create_executor("local")
-    wave = wave or max(1, int(getattr(executor, "workers", 1)))
+    if wave is None:  # a pool's worker count; Ray schedules a batch over its cluster itself
+        wave = int(getattr(executor, "workers", RAY_WAVE if executor.name == "ray" else 1))
+    wave = max(1, wave)
     for s in range(0, len(jobs), wave):
         for results in executor.map(run_job, jobs[s : s + wave]):
             for result in results:
