@@ -75,7 +75,8 @@ def test_rum_on_a_memorization_forget_set_end_to_end(scored, tmp_path) -> None:
     results = json.loads((out / "results.json").read_text())
     assert [r["method"] for r in results["runs"]] == ["original", "retrain", "rum"]
     assert results["config"]["method_params"]["rum"]["scores"] == f"file:{path}"
-    assert results["summary"]["rum"]["params_touched_mean"] > 0
+    # RUM's fine-tuning steps move every trainable (BN + head) parameter and nothing frozen
+    assert results["summary"]["rum"]["params_touched_mean"] == results["trainable_params"]
 
 
 @pytest.mark.parametrize(
