@@ -5,7 +5,8 @@ Per sample of D:
 - the model part: one forward pass and C reverse passes through the activations (one for the
   pseudo-NTK), counted by ``torch.utils.flop_counter.FlopCounterMode`` on the batched Jacobian
   itself (convolutions, matrix products and their backward; element-wise work is not counted);
-- the Gram update: C P^2 multiply-adds, i.e. 2 C P^2 FLOPs (P^2 multiply-adds for the pNTK).
+- the Gram update: A is symmetric, so its upper triangle suffices: C P (P + 1) / 2
+  multiply-adds, i.e. C P (P + 1) ~ C P^2 FLOPs (P (P + 1) for the pNTK's single row).
 
 The limit divides the sum by the float32 GEMM rate measured on this process's threads: the
 Gram update is a GEMM and the convolutions run at a similar rate at best.
@@ -32,7 +33,7 @@ class PrecomputeCost:
     num_classes: int
     kernel: str
     model_flops: float  # per sample: forward + reverse passes (FlopCounterMode)
-    gram_flops: float  # per sample: 2 C P^2 (2 P^2 for the pseudo-NTK)
+    gram_flops: float  # per sample: C P (P + 1), the upper triangle (P (P + 1) for the pNTK)
     gemm_flops_per_s: float  # measured float32 GEMM rate on ``threads`` threads
     threads: int
 
@@ -101,7 +102,7 @@ def precompute_cost(
         num_classes=num_classes,
         kernel=kernel,
         model_flops=model_flops_per_sample(model, space, x, state, kernel),
-        gram_flops=2.0 * rows * space.numel**2,
+        gram_flops=float(rows * space.numel * (space.numel + 1)),
         gemm_flops_per_s=gemm_rate if gemm_rate is not None else gemm_flops_per_s(),
         threads=torch.get_num_threads(),
     )

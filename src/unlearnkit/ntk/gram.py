@@ -1,10 +1,11 @@
 """Streamed sufficient statistics of the linearized model: A = sum J^T J, b = sum J^T r.
 
 Both are sums over samples, so they are accumulated chunk by chunk (memory independent of N)
-and a deletion subtracts the deleted samples' terms. Each chunk is one GEMM U^T U over its
-stacked rows U (rows x P) in the Jacobian's dtype (float32 for float32 models: the fast BLAS
-path) added into a float64 accumulator, so the rounding of the products stays per chunk and
-does not build up over the N / chunk additions (measured in ``tests/ntk/test_precompute.py``).
+and a deletion subtracts the deleted samples' terms. Each chunk's U^T U over its stacked rows U
+(rows x P) runs as GEMMs of the upper block triangle in the Jacobian's dtype (float32 for
+float32 models: the fast BLAS path) added into a float64 accumulator, so the rounding of the
+products stays per chunk and does not build up over the N / chunk additions (measured in
+``tests/ntk/test_batched_jacobian.py``).
 
 Kernels: ``exact`` stacks the C rows of every sample (b is a P-vector); ``pntk`` (pseudo-NTK,
 approximate) has one row per sample, g = d (sum_c f_c / sqrt C) / dw, and b = G^T R is P x C:
@@ -42,7 +43,12 @@ def jacobian_rows(
 
 
 class GramAccumulator:
-    """A += U^T U and b += U^T r, one chunk of rows at a time, into ``dtype`` (float64)."""
+    """A += U^T U and b += U^T r, one chunk of rows at a time, into ``dtype`` (float64).
+
+    A is symmetric, so only its upper block triangle is multiplied (``block`` x ``block`` GEMMs
+    over the chunk's rows: about half the FLOPs of the full product) and the lower triangle is
+    filled by ``stats()``. Rows of a lower-precision dtype (float32) are multiplied in that
+    dtype, each block product going through a small buffer into the accumulator."""
 
     def __init__(
         self,
@@ -50,30 +56,44 @@ class GramAccumulator:
         rhs_columns: int | None = None,
         dtype: torch.dtype = torch.float64,
         product_dtype: torch.dtype | None = None,
+        block: int = 1024,
     ) -> None:
         self.gram = torch.zeros(p, p, dtype=dtype)
         shape = (p,) if rhs_columns is None else (p, rhs_columns)
         self.rhs = torch.zeros(shape, dtype=dtype)
         self.count = 0
         self.product_dtype = product_dtype  # None: the rows' own dtype
-        self._product: torch.Tensor | None = None  # reused P x P buffer for lower-precision GEMMs
+        self.bounds = [(i, min(i + block, p)) for i in range(0, p, block)]
+        self._buffer: torch.Tensor | None = None  # one block product in the rows' dtype
 
     def add(self, rows: torch.Tensor, resid: torch.Tensor, samples: int) -> None:
         if self.product_dtype is not None:
             rows = rows.to(self.product_dtype)
-        if rows.dtype == self.gram.dtype:
-            self.gram.addmm_(rows.T, rows)
-        else:
-            if self._product is None or self._product.dtype != rows.dtype:
-                self._product = torch.empty(self.gram.shape, dtype=rows.dtype)
-            torch.mm(rows.T, rows, out=self._product)
-            self.gram.add_(self._product)
+        same = rows.dtype == self.gram.dtype
+        if not same and (self._buffer is None or self._buffer.dtype != rows.dtype):
+            size = self.bounds[0][1] - self.bounds[0][0]
+            self._buffer = torch.empty(size, size, dtype=rows.dtype)
+        for i, (a0, a1) in enumerate(self.bounds):
+            left = rows[:, a0:a1].T
+            for c0, c1 in self.bounds[i:]:
+                target = self.gram[a0:a1, c0:c1]
+                if same:
+                    target.addmm_(left, rows[:, c0:c1])
+                else:
+                    assert self._buffer is not None
+                    part = self._buffer[: a1 - a0, : c1 - c0]
+                    torch.mm(left, rows[:, c0:c1], out=part)
+                    target.add_(part)
         wide = rows.to(self.rhs.dtype)
         self.rhs.add_(wide.T @ resid.to(self.rhs.dtype))
         self.count += samples
 
     def stats(self) -> GramStats:
-        self._product = None
+        """The sums so far, A made whole (lower blocks = transposed upper ones)."""
+        for i, (a0, a1) in enumerate(self.bounds):
+            for c0, c1 in self.bounds[i + 1 :]:
+                self.gram[c0:c1, a0:a1] = self.gram[a0:a1, c0:c1].T
+        self._buffer = None
         return GramStats(self.gram, self.rhs, self.count)
 
 

@@ -320,26 +320,27 @@ def compute_gram(
         product_dtype,
     )
     n = len(data)
+    serial = executor == "local" and workers == 1
+    if shard_size is None and serial and cache_dir is None:
+        shard_size = max(n, 1)  # nothing to resume or to spread: one shard, one accumulator
     size = shard_size or default_shard_size(n, chunk_size, workers)
     cache = None
     if cache_dir is not None:
         cache = ShardCache(Path(cache_dir), job_key(job, data, data_fingerprint))
         size = cache.open(size)
     bounds = [(s, min(s + size, n)) for s in range(0, n, size)]
-    gram = torch.zeros(space.numel, space.numel, dtype=dtype)
     cols = rhs_columns(kernel, num_classes)
-    rhs = torch.zeros(space.numel if cols is None else (space.numel, cols), dtype=dtype)
-    total = GramStats(gram, rhs, 0)
+    total: GramStats | None = None  # the first shard's sums become the total (no copy)
     next_index = 0
     prefix = cache.load_prefix() if cache is not None else None
-    if prefix is not None and prefix[1].gram.shape == gram.shape:
+    if prefix is not None and prefix[1].gram.shape == (space.numel, space.numel):
         next_index, total = prefix
     on_disk = cache.finished(next_index, len(bounds)) if cache is not None else set()
     todo = [i for i in range(next_index, len(bounds)) if i not in on_disk]
     if max_shards is not None:
         todo = todo[:max_shards]
     in_memory: dict[int, GramStats] = {}
-    done = total.count + sum(bounds[i][1] - bounds[i][0] for i in on_disk)
+    done = (total.count if total else 0) + sum(bounds[i][1] - bounds[i][0] for i in on_disk)
     bar = tqdm(
         total=n,
         initial=done,
@@ -351,27 +352,29 @@ def compute_gram(
     saved = {"next": next_index, "at": time.monotonic()}
 
     def merge() -> None:
-        nonlocal next_index
+        nonlocal next_index, total
         while next_index in in_memory or next_index in on_disk:
             if next_index in in_memory:
                 part = in_memory.pop(next_index)
             else:
                 assert cache is not None
                 part = cache.load_shard(next_index)
-            total.gram.add_(part.gram)
-            total.rhs.add_(part.rhs)
-            total.count += part.count
+            if total is None:
+                total = part
+            else:
+                total.gram.add_(part.gram)
+                total.rhs.add_(part.rhs)
+                total.count += part.count
             next_index += 1
 
     def checkpoint(force: bool) -> None:
-        if cache is None or next_index == saved["next"]:
+        if cache is None or total is None or next_index == saved["next"]:
             return
         if force or time.monotonic() - saved["at"] >= checkpoint_s:
             cache.save_prefix(next_index, total)
             on_disk.difference_update(range(next_index))
             saved.update(next=next_index, at=time.monotonic())
 
-    serial = executor == "local" and workers == 1
     items = [
         (i, data.x[bounds[i][0] : bounds[i][1]], data.y[bounds[i][0] : bounds[i][1]]) for i in todo
     ]
@@ -404,7 +407,11 @@ def compute_gram(
     if next_index < len(bounds):
         raise PrecomputeIncomplete(
             f"NTK precompute stopped after {next_index} of {len(bounds)} shards "
-            f"({total.count} of {n} samples)"
+            f"({total.count if total else 0} of {n} samples)"
             + (f"; run it again to resume from {cache.directory}" if cache is not None else "")
         )
+    if total is None:  # no samples at all
+        p = space.numel
+        rhs = torch.zeros(p if cols is None else (p, cols), dtype=dtype)
+        return GramStats(torch.zeros(p, p, dtype=dtype), rhs, 0)
     return total
