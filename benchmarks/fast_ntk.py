@@ -1,7 +1,11 @@
-"""Fast-NTK benchmark: quality on digits and scaling of the NTK state on synthetic 32x32 data.
+"""Fast-NTK benchmark: quality on digits, scaling of the NTK state on synthetic 32x32 data, and
+the precompute's time per sample against the cost model's limit.
 
-  PYTHONPATH=src python benchmarks/fast_ntk.py            # both parts -> results/fast_ntk/
+  PYTHONPATH=src python benchmarks/fast_ntk.py            # every part -> results/fast_ntk/
   PYTHONPATH=src python benchmarks/fast_ntk.py --part scaling
+  PYTHONPATH=src python benchmarks/fast_ntk.py --part precompute   # before/after, pool, Ray
+  PYTHONPATH=src python benchmarks/fast_ntk.py --part precompute --precompute-samples 8 \
+      --precompute-threads 1 --out /tmp/fp                        # a check that it runs
 
 Quality: pretrain on a public split, train the PEFT set on D, forget (class 3 / random 10%),
 compare retrain, finetune, fast_ntk (linearized and paper modes) and the full-model ntk where
@@ -13,6 +17,9 @@ Woodbury downdate.
 Scaling: resnet18 + bn on synthetic 32x32 images; precompute time, per-deletion latency for
 k = 1, 10, 100, peak memory, and the retrain time measured in the same process. What cannot
 be run on 2 CPU cores within the budget is extrapolated from measured throughput and labelled.
+Precompute: smallcnn/bn and resnet18/bn, before (per-sample vmap(jacrev), float64 GEMMs) and
+after (batched Jacobians, float32 GEMMs into float64; exact and pNTK), on 1 and 2 threads, a
+local process pool and Ray; each time per sample also as a multiple of ``ntk.cost``'s limit.
 """
 
 from __future__ import annotations
@@ -44,15 +51,21 @@ from unlearnkit.models.checkpoint import atomic_write_text
 from unlearnkit.ntk import (
     NTKState,
     ParamSpace,
+    PrecomputeCost,
     accumulate_gram,
     available_memory,
+    compute_gram,
     delete_samples,
     estimate_memory,
+    gemm_flops_per_s,
+    precompute_cost,
     precompute_state,
+    reference_jacobian,
 )
 from unlearnkit.ntk.update import plan_solver
 from unlearnkit.recipe import load_bundle, train_original
 from unlearnkit.report import summary_table, write_run
+from unlearnkit.runtime import thread_report, using_threads
 from unlearnkit.training import TrainConfig, train
 
 matplotlib.use("Agg")
@@ -338,6 +351,143 @@ def scaling(
     return out
 
 
+# ---------------------------------------------------------------- precompute -----------------
+PRECOMPUTE_MODELS = {"smallcnn": ("smallcnn", 1, 8), "resnet18": ("resnet18", 3, 32)}
+
+
+def gram_before(model, space: ParamSpace, x, y, w0, chunk: int) -> None:
+    """The precompute as it was: per-sample vmap(jacrev) and float64 GEMMs (the baseline)."""
+    p = space.numel
+    gram = torch.zeros(p, p, dtype=torch.float64)
+    rhs = torch.zeros(p, dtype=torch.float64)
+    for start in range(0, len(x), chunk):
+        jac, f0 = reference_jacobian(model, space, x[start : start + chunk], w0)
+        u = jac.reshape(-1, p).double()
+        r = (torch.nn.functional.one_hot(y[start : start + chunk], 10) - f0).reshape(-1)
+        gram.addmm_(u.T, u)
+        rhs.add_(u.T @ r.double())
+
+
+def timed(fn, *args: Any, **kwargs: Any) -> float:
+    start = time.perf_counter()
+    fn(*args, **kwargs)
+    return time.perf_counter() - start
+
+
+def precompute_model(
+    key: str, samples: int, threads_list: list[int], workers: int, executors: list[str], chunk: int
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The rows of ``precompute_bench`` for one model."""
+    arch, chans, size = PRECOMPUTE_MODELS[key]
+    torch.manual_seed(0)
+    train_d = load_dataset(
+        "synthetic", n_train=samples, n_test=10, image_size=size, channels=chans
+    ).train
+    model = create_model(arch, 10, chans, size)
+    names = select_trainable(model, "bn")
+    space = ParamSpace.from_model(model, names)
+    w0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    log(f"precompute {key}: P={space.numel:,}, {samples} samples")
+    rows: list[dict[str, Any]] = []
+    costs: dict[str, Any] = {}
+
+    def add(path: str, seconds: float, per: float, cost: PrecomputeCost, **extra: Any) -> None:
+        rows.append(
+            {
+                "model": key,
+                "P": space.numel,
+                "path": path,
+                "samples": samples,
+                "seconds": seconds,
+                "s_per_sample": per,
+                "samples_per_s": 1.0 / per if per > 0 else None,
+                "limit_s_per_sample": cost.limit_s_per_sample,
+                "x_limit": cost.multiple(per),
+                **extra,
+            }
+        )
+        log(f"  {path:26s}: {per:.4f} s/sample (x{cost.multiple(per):.1f} the limit)")
+
+    for threads in threads_list:
+        with using_threads(threads):
+            rate = gemm_flops_per_s()
+            cost = precompute_cost(model, names, train_d.x[:4], 10, w0, gemm_rate=rate)
+            pcost = precompute_cost(model, names, train_d.x[:4], 10, w0, "pntk", gemm_rate=rate)
+            costs[str(threads)] = {"exact": cost.as_dict(), "pntk": pcost.as_dict()}
+            t = timed(gram_before, model, space, train_d.x, train_d.y, w0, chunk)
+            add(f"before, {threads} thr", t, t / samples, cost, threads=threads)
+            for kernel, c in (("exact", cost), ("pntk", pcost)):
+                t = timed(
+                    compute_gram, model, names, w0, train_d, 10, kernel=kernel, chunk_size=chunk
+                )
+                add(f"after {kernel}, {threads} thr", t, t / samples, c, threads=threads)
+    one = PrecomputeCost(
+        **{
+            k: v
+            for k, v in costs[str(min(threads_list))]["exact"].items()
+            if k in PRECOMPUTE_FIELDS
+        }
+    )
+    small = train_d.subset(torch.arange(min(samples, workers * chunk)))
+    for executor in executors:
+        opts = {"chunk_size": chunk, "workers": workers, "executor": executor}
+        try:
+            t_small = timed(compute_gram, model, names, w0, small, 10, **opts)
+            t_full = timed(compute_gram, model, names, w0, train_d, 10, **opts)
+        except UnlearnkitError as exc:
+            log(f"  {executor}: skipped ({exc})")
+            continue
+        extra = samples - len(small)
+        marginal = (t_full - t_small) / extra if extra > 0 else t_full / samples
+        add(
+            f"after exact, {workers} x {executor}",
+            t_full,
+            marginal,
+            one,  # the one-thread limit; W one-thread workers: divide it by W
+            threads=1,
+            workers=workers,
+            executor=executor,
+            startup_s=max(0.0, t_small - marginal * len(small)),
+            x_limit_of_w_threads=workers * one.multiple(marginal),
+        )
+    return rows, costs
+
+
+PRECOMPUTE_FIELDS = set(PrecomputeCost.__dataclass_fields__)
+
+
+def precompute_bench(
+    models: list[str],
+    samples: int,
+    threads_list: list[int],
+    workers: int,
+    executors: list[str],
+    chunk: int = 32,
+) -> dict[str, Any]:
+    """Time per sample of the one-time state precompute (Jacobians + Gram of D; not the
+    factorisation), before (per-sample reference, float64 GEMMs) and after (batched Jacobians,
+    float32 GEMMs into float64), on each thread count, a local process pool and Ray, each against
+    the cost model's limit (FLOPs per sample / float32 GEMM rate measured on the threads used).
+    Pool and Ray rows are marginal, (t(N) - t(n0)) / (N - n0) with n0 = one chunk per worker, so
+    process / cluster start-up is reported apart (``startup_s``)."""
+    rows: list[dict[str, Any]] = []
+    costs: dict[str, Any] = {}
+    for key in models:
+        model_rows, costs[key] = precompute_model(
+            key, samples, threads_list, workers, executors, chunk
+        )
+        rows += model_rows
+    return {
+        "samples": samples,
+        "chunk": chunk,
+        "threads": threads_list,
+        "workers": workers,
+        "cost_model": costs,
+        "rows": rows,
+        "machine": thread_report(),
+    }
+
+
 # ---------------------------------------------------------------- report ---------------------
 def settings(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
     return list(dict.fromkeys((r["model"], r["forget"]) for r in rows if "acc" in r))
@@ -531,6 +681,43 @@ def report(doc: dict[str, Any]) -> str:
             "",
             "![latency](latency_vs_n.png) ![memory](memory_vs_n.png)",
         ]
+    pc = doc.get("precompute")
+    if pc:
+        lines += [
+            "",
+            "## Precompute: time per sample of the NTK state (Jacobians + Gram of D)",
+            "",
+            f"{pc['samples']} synthetic samples per model, chunk {pc['chunk']}; the "
+            "factorisation (once, P^3) is not included. Limit = FLOPs per sample (model part "
+            "by FlopCounterMode + C P (P + 1) for the Gram's upper triangle; P (P + 1) for the "
+            "pNTK) / the float32 GEMM "
+            "rate measured on the same threads. Pool / Ray rows: marginal s/sample "
+            f"with {pc['workers']} one-thread workers (start-up apart); their 'x limit' is "
+            "against one thread, so W workers at the machine's rate would read 1/W.",
+            "",
+            "| model | P | threads | model GFLOP | Gram GFLOP | GEMM GFLOP/s | limit s |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for model, by_threads in pc["cost_model"].items():
+            for threads, both in by_threads.items():
+                c = both["exact"]
+                lines.append(
+                    f"| {model} | {c['p']:,} | {threads} | {c['model_flops'] / 1e9:.3f} | "
+                    f"{c['gram_flops'] / 1e9:.3f} | {c['gemm_flops_per_s'] / 1e9:.1f} | "
+                    f"{c['limit_s_per_sample']:.4f} |"
+                )
+        lines += [
+            "",
+            "| model | path | s/sample | samples/s | limit s/sample | x limit | start-up s |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in pc["rows"]:
+            lines.append(
+                f"| {r['model']} | {r['path']} | {r['s_per_sample']:.4f} | "
+                f"{fmt(r['samples_per_s'])} | {r['limit_s_per_sample']:.4f} | "
+                f"{r['x_limit']:.1f} | {fmt(r.get('startup_s'))} |"
+            )
+        lines += ["", f"Machine during this part: {pc['machine']}"]
     if doc.get("targets"):
         lines += ["", "## Targets", ""] + [f"- {t}" for t in doc["targets"]]
     return "\n".join(lines) + "\n"
@@ -584,7 +771,9 @@ def targets(doc: dict[str, Any]) -> list[str]:
 def main() -> None:
     global OUT
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=["all", "quality", "scaling", "report"], default="all")
+    ap.add_argument(
+        "--part", choices=["all", "quality", "scaling", "precompute", "report"], default="all"
+    )
     ap.add_argument("--models", default="smallcnn,resnet18,vit_tiny")
     ap.add_argument("--seeds", default="smallcnn=3,resnet18=1,vit_tiny=1")
     ap.add_argument("--sizes", default="500,1000,5000,20000,50000")
@@ -594,6 +783,11 @@ def main() -> None:
     )
     ap.add_argument("--full-ntk", default="smallcnn", help="models to try the full-model ntk on")
     ap.add_argument("--scaling-model", default="resnet18", help="a BN model (smoke runs)")
+    ap.add_argument("--precompute-models", default="smallcnn,resnet18")
+    ap.add_argument("--precompute-samples", type=int, default=256)
+    ap.add_argument("--precompute-threads", default="1,2", help="thread counts to time")
+    ap.add_argument("--precompute-workers", type=int, default=2)
+    ap.add_argument("--precompute-executors", default="local,ray", help="'' for none")
     ap.add_argument("--out", default=str(OUT), help="output folder")
     ap.add_argument(
         "--smoke", action="store_true", help="1-epoch recipes: checks the script runs (no figures)"
@@ -614,6 +808,15 @@ def main() -> None:
             args.recipe_epochs,
             [int(n) for n in args.epoch_sizes.split(",")],
             arch=args.scaling_model,
+        )
+        atomic_write_text(path, json.dumps(doc, indent=1))
+    if args.part in ("all", "precompute"):
+        doc["precompute"] = precompute_bench(
+            args.precompute_models.split(","),
+            args.precompute_samples,
+            [int(t) for t in args.precompute_threads.split(",")],
+            args.precompute_workers,
+            [e for e in args.precompute_executors.split(",") if e],
         )
         atomic_write_text(path, json.dumps(doc, indent=1))
     if args.part in ("all", "quality"):
