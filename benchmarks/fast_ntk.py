@@ -704,7 +704,7 @@ def report(doc: dict[str, Any]) -> str:
                 lines.append(
                     f"| {model} | {c['p']:,} | {threads} | {c['model_flops'] / 1e9:.3f} | "
                     f"{c['gram_flops'] / 1e9:.3f} | {c['gemm_flops_per_s'] / 1e9:.1f} | "
-                    f"{c['limit_s_per_sample']:.4f} |"
+                    f"{c['limit_s_per_sample']:.3g} |"
                 )
         lines += [
             "",
@@ -713,8 +713,8 @@ def report(doc: dict[str, Any]) -> str:
         ]
         for r in pc["rows"]:
             lines.append(
-                f"| {r['model']} | {r['path']} | {r['s_per_sample']:.4f} | "
-                f"{fmt(r['samples_per_s'])} | {r['limit_s_per_sample']:.4f} | "
+                f"| {r['model']} | {r['path']} | {r['s_per_sample']:.3g} | "
+                f"{fmt(r['samples_per_s'])} | {r['limit_s_per_sample']:.3g} | "
                 f"{r['x_limit']:.1f} | {fmt(r.get('startup_s'))} |"
             )
         lines += ["", f"Machine during this part: {pc['machine']}"]
