@@ -16,7 +16,7 @@ def square_after_delay(x: int) -> int:
 
 
 def test_registry_names() -> None:
-    assert EXECUTORS.names() == ["local", "ray"]
+    assert EXECUTORS.names() == ["local", "processes", "ray"]
     with pytest.raises(UnlearnkitError, match="unknown executor 'dask'"):
         create_executor("dask")
 

@@ -31,6 +31,7 @@ from unlearnkit.ntk.deployment import (
     STATE_FILE,
     check_update,
     open_state,
+    receipt_kind,
     state_solutions,
     unlearned_model,
 )
@@ -130,10 +131,11 @@ class ApproximateServedModel:
         self.served = self._build()
         self._version += 1
         return {
-            "kind": "ntk_downdate",
+            "kind": receipt_kind("ntk_downdate", self.state),
+            "approximate": self.state.approximate,
             "update": self.update,
             "samples": len(sample_ids),
-            "rank": len(sample_ids) * self.state.num_classes,
+            "rank": len(sample_ids) * self.state.rows_per_sample,
             "parameters": self.state.num_params,
             "seconds": round(time.perf_counter() - start, 4),
         }
