@@ -43,6 +43,22 @@ def serve(
     snapshot_every: Annotated[
         int, typer.Option(help="applied deletions between model snapshots", min=1)
     ] = 200,
+    max_body_bytes: Annotated[
+        int, typer.Option(help="largest request body in bytes (larger: 413)", min=1024)
+    ] = 4 * 2**20,
+    max_delete_ids: Annotated[
+        int, typer.Option(help="most sample ids per deletion request (more: 422)", min=1)
+    ] = 1000,
+    max_predict_samples: Annotated[
+        int, typer.Option(help="most inputs/images per prediction request (more: 422)", min=1)
+    ] = 256,
+    rate_limit: Annotated[
+        float,
+        typer.Option(help="requests per second per token (token bucket; over it: 429); 0: off"),
+    ] = 0.0,
+    rate_burst: Annotated[
+        int, typer.Option(help="requests a token may send at once before --rate-limit", min=1)
+    ] = 20,
     threads: ThreadsOpt = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
@@ -65,6 +81,11 @@ def serve(
             ntk_update=ntk_update,
             background_retrain=background_retrain,
             snapshot_every=snapshot_every,
+            max_body_bytes=max_body_bytes,
+            max_delete_ids=max_delete_ids,
+            max_batch=max_predict_samples,
+            rate_limit=rate_limit,
+            rate_burst=rate_burst,
             torch_threads=apply_threads(threads),  # before torch's first parallel work
         )
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -23,6 +23,7 @@ from unlearnkit.service.auth import Principal, TokenStore
 from unlearnkit.service.engine import DeletionService
 from unlearnkit.service.inputs import array_batch, image_batch
 from unlearnkit.service.ledger import Event
+from unlearnkit.service.ratelimit import RateLimiter
 from unlearnkit.service.schemas import (
     DeletionRequest,
     DeletionView,
@@ -31,16 +32,12 @@ from unlearnkit.service.schemas import (
     PredictResponse,
 )
 
-ERRORS = {
-    401: {"model": ErrorResponse},
-    403: {"model": ErrorResponse},
-    404: {"model": ErrorResponse},
-    409: {"model": ErrorResponse},
-    413: {"model": ErrorResponse},
-    415: {"model": ErrorResponse},
-    422: {"model": ErrorResponse},
-    500: {"model": ErrorResponse},
-    503: {"model": ErrorResponse},
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse}
+    for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503)
+}
+AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (401, 403, 429, 500, 503)
 }
 RETRY_AFTER = {"Retry-After": "5"}
 
@@ -184,6 +181,7 @@ def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
         "predict, delete, admin.",
     )
     app.add_middleware(GuardMiddleware, service=service)
+    limiter = RateLimiter(service.config.rate_limit, service.config.rate_burst)
 
     @app.exception_handler(HTTPProblem)
     async def _problem(_: Request, exc: HTTPProblem) -> JSONResponse:
@@ -220,6 +218,15 @@ def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
             who = tokens.identify(authorization[7:].strip())
             if who is None:
                 raise HTTPProblem(401, "unauthorized", "invalid token", challenge)
+            wait_s = limiter.take(who.name)
+            if wait_s > 0:
+                raise HTTPProblem(
+                    429,
+                    "rate_limited",
+                    f"token {who.name!r} is over its rate limit of {limiter.rate:g} requests/s "
+                    f"(burst {limiter.burst}); retry in {wait_s:.2f} s",
+                    {"Retry-After": limiter.retry_after(wait_s)},
+                )
             if not who.allows(scope):
                 raise HTTPProblem(403, "forbidden", f"token {who.name!r} lacks the {scope!r} scope")
             return who
@@ -234,7 +241,7 @@ def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
             return JSONResponse({"status": "failing", "reason": failure, **body}, status_code=503)
         return JSONResponse({"status": "ok", **body})
 
-    @app.get("/metrics", response_class=PlainTextResponse)
+    @app.get("/metrics", response_class=PlainTextResponse, responses=AUTH_ERRORS)
     def metrics(_: Annotated[Principal, Depends(require("admin"))]) -> PlainTextResponse:
         return PlainTextResponse(
             service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
@@ -283,7 +290,7 @@ def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
     ) -> DeletionView:
         return view(service.get_deletion(request_id))
 
-    @app.get("/v1/model")
+    @app.get("/v1/model", responses=AUTH_ERRORS)
     def model(_: Annotated[Principal, Depends(require("predict"))]) -> dict[str, Any]:
         return json.loads(json.dumps(service.model_status(), default=str))
 

@@ -19,6 +19,10 @@ class ServiceConfig(BaseModel):
     max_batch: int = Field(256, ge=1, le=100_000, description="most inputs per prediction")
     max_delete_ids: int = Field(1000, ge=1, le=1_000_000, description="most ids per deletion")
     max_image_bytes: int = Field(2**20, ge=64, description="largest decoded base64 image")
+    rate_limit: float = Field(
+        0.0, ge=0, description="requests per second per token (token bucket); 0: no limit"
+    )
+    rate_burst: int = Field(20, ge=1, le=1_000_000, description="bucket size of the rate limit")
     snapshot_every: int = Field(200, ge=1, description="applied deletions between snapshots")
     snapshot_interval_s: float = Field(30.0, gt=0, description="snapshot a changed model after")
     background_retrain: bool = Field(True, description="retrain dead shards in the background")
