@@ -69,6 +69,7 @@ def serve(
     from unlearnkit.runtime.threads import apply_threads
     from unlearnkit.service import SERVED_MODELS, DeletionService, ServiceConfig, TokenStore
     from unlearnkit.service.app import create_app
+    from unlearnkit.service.auth import reload_on_sighup
 
     with user_errors():
         SERVED_MODELS.get(mode)
@@ -91,6 +92,7 @@ def serve(
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         service = DeletionService(config)
         service.start()
+    reload_on_sighup(store)  # kill -HUP <pid>: re-read --tokens
     if host not in LOOPBACK:
         console.print(f"[yellow]warning:[/yellow] listening on {host}, beyond this machine")
     console.print(
