@@ -21,6 +21,20 @@ def auth(token: str = ADMIN, key: str | None = None) -> dict[str, str]:
     return headers
 
 
+def parse_metrics(text: str) -> tuple[dict[tuple[str, tuple], float], dict[str, str]]:
+    """A Prometheus exposition, parsed by prometheus_client's parser: ``{(sample name, sorted
+    label pairs): value}`` and ``{family name: type}``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    values: dict[tuple[str, tuple], float] = {}
+    types: dict[str, str] = {}
+    for family in text_string_to_metric_families(text):
+        types[family.name] = family.type
+        for s in family.samples:
+            values[s.name, tuple(sorted(s.labels.items()))] = s.value
+    return values, types
+
+
 def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:

@@ -7,7 +7,7 @@ import base64
 import io
 
 import torch
-from service_helpers import ADMIN, DELETE, PREDICT, auth, wait_for
+from service_helpers import ADMIN, DELETE, PREDICT, auth, parse_metrics, wait_for
 
 from unlearnkit.exact import S3TEnsemble
 
@@ -163,22 +163,18 @@ def test_metrics_in_prometheus_text_format(serve, exact_dir):
         client.post(
             "/v1/deletions", json={"sample_ids": ids_in(base, 2, 0)[:3]}, headers=auth(key="m")
         )
-        text = client.get("/metrics", headers=auth()).text
-    lines = set(text.splitlines())
-    assert "unlearnkit_deletions_applied_total 1" in lines
-    assert "unlearnkit_samples_deleted_total 3" in lines
-    assert "unlearnkit_model_version 1" in lines
-    assert "# TYPE unlearnkit_http_request_seconds histogram" in lines
-    assert (
-        'unlearnkit_http_requests_total{method="POST",route="/v1/predict",status="200"} 1' in lines
-    )
-    assert any(
-        line.startswith(
-            'unlearnkit_http_request_seconds_bucket{method="POST",'
-            'route="/v1/deletions",le="+Inf"} 1'
-        )
-        for line in lines
-    )
+        r = client.get("/metrics", headers=auth())
+    assert r.headers["content-type"].startswith("text/plain")
+    values, types = parse_metrics(r.text)
+    assert values["unlearnkit_deletions_applied_total", ()] == 1
+    assert values["unlearnkit_samples_deleted_total", ()] == 3
+    assert values["unlearnkit_model_version", ()] == 1
+    assert types["unlearnkit_http_request_seconds"] == "histogram"
+    assert types["unlearnkit_http_requests"] == "counter"
+    predicted = (("method", "POST"), ("route", "/v1/predict"), ("status", "200"))
+    assert values["unlearnkit_http_requests_total", predicted] == 1
+    deleted = (("le", "+Inf"), ("method", "POST"), ("route", "/v1/deletions"))
+    assert values["unlearnkit_http_request_seconds_bucket", deleted] == 1
 
 
 def test_dead_shard_is_retrained_in_the_background(serve, exact_dir, digits_small):

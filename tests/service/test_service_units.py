@@ -7,6 +7,7 @@ import time
 
 import pytest
 import torch
+from prometheus_client.parser import text_string_to_metric_families
 
 from unlearnkit.errors import ConflictError, UnlearnkitError
 from unlearnkit.service.auth import TokenStore
@@ -89,11 +90,22 @@ def test_metrics_render_cumulative_histograms():
     reg = service_metrics()
     for v in (0.0005, 0.003, 0.003, 20.0):
         reg.observe("unlearnkit_http_request_seconds", v, route="/x", method="GET")
-    text = reg.render()
-    assert 'unlearnkit_http_request_seconds_bucket{method="GET",route="/x",le="0.001"} 1' in text
-    assert 'unlearnkit_http_request_seconds_bucket{method="GET",route="/x",le="0.005"} 3' in text
-    assert 'unlearnkit_http_request_seconds_bucket{method="GET",route="/x",le="+Inf"} 4' in text
-    assert 'unlearnkit_http_request_seconds_count{method="GET",route="/x"} 4' in text
+    (family,) = [
+        f
+        for f in text_string_to_metric_families(reg.render())
+        if f.name == "unlearnkit_http_request_seconds"
+    ]
+    assert family.type == "histogram"
+    got = {
+        (s.name, s.labels.get("le")): s.value
+        for s in family.samples
+        if s.labels.get("route") == "/x" and s.labels.get("method") == "GET"
+    }
+    assert got[("unlearnkit_http_request_seconds_bucket", "0.001")] == 1
+    assert got[("unlearnkit_http_request_seconds_bucket", "0.005")] == 3
+    assert got[("unlearnkit_http_request_seconds_bucket", "+Inf")] == 4
+    assert got[("unlearnkit_http_request_seconds_count", None)] == 4
+    assert got[("unlearnkit_http_request_seconds_sum", None)] == pytest.approx(20.0065)
 
 
 def test_exact_clone_while_a_retrain_runs_through_the_service(exact_dir):

@@ -59,6 +59,17 @@ def serve(
     rate_burst: Annotated[
         int, typer.Option(help="requests a token may send at once before --rate-limit", min=1)
     ] = 20,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="also serve /metrics without a token on this port (for a scraper); default: off",
+            min=1,
+            max=65535,
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(help="address of the --metrics-port listener")
+    ] = "127.0.0.1",
     threads: ThreadsOpt = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
@@ -70,6 +81,7 @@ def serve(
     from unlearnkit.service import SERVED_MODELS, DeletionService, ServiceConfig, TokenStore
     from unlearnkit.service.app import create_app
     from unlearnkit.service.auth import reload_on_sighup
+    from unlearnkit.service.metrics import serve_metrics
 
     with user_errors():
         SERVED_MODELS.get(mode)
@@ -93,20 +105,37 @@ def serve(
         service = DeletionService(config)
         service.start()
     reload_on_sighup(store)  # kill -HUP <pid>: re-read --tokens
-    if host not in LOOPBACK:
-        console.print(f"[yellow]warning:[/yellow] listening on {host}, beyond this machine")
+    listener = None
+    if metrics_port is not None:
+        try:
+            listener = serve_metrics(service.metrics, metrics_host, metrics_port)
+        except OSError as exc:
+            service.close()
+            with user_errors():
+                raise UnlearnkitError(
+                    f"--metrics-port {metrics_port}: cannot listen on {metrics_host} "
+                    f"({exc.strerror or exc})"
+                ) from None
+    for where in (host, *([metrics_host] if listener else [])):
+        if where not in LOOPBACK:
+            console.print(f"[yellow]warning:[/yellow] listening on {where}, beyond this machine")
     console.print(
         f"unlearnkit serve: {mode} model v{service.model.version} on "
         f"http://{host}:{port} (docs at /docs; {config.torch_threads} threads)"
+        + (f"; metrics on http://{metrics_host}:{listener.port}/metrics" if listener else "")
     )
-    uvicorn.run(
-        create_app(service, store),
-        host=host,
-        port=port,
-        log_level=log_level,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    try:
+        uvicorn.run(
+            create_app(service, store),
+            host=host,
+            port=port,
+            log_level=log_level,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if listener is not None:
+            listener.close()
 
 
 def mount(main_app: typer.Typer) -> None:

@@ -23,6 +23,7 @@ from unlearnkit.service.auth import Principal, TokenStore
 from unlearnkit.service.engine import DeletionService
 from unlearnkit.service.inputs import array_batch, image_batch
 from unlearnkit.service.ledger import Event
+from unlearnkit.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from unlearnkit.service.ratelimit import RateLimiter
 from unlearnkit.service.schemas import (
     DeletionRequest,
@@ -220,6 +221,7 @@ def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
                 raise HTTPProblem(401, "unauthorized", "invalid token", challenge)
             wait_s = limiter.take(who.name)
             if wait_s > 0:
+                service.metrics.inc("unlearnkit_rate_limited_total")
                 raise HTTPProblem(
                     429,
                     "rate_limited",
@@ -243,9 +245,7 @@ def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
 
     @app.get("/metrics", response_class=PlainTextResponse, responses=AUTH_ERRORS)
     def metrics(_: Annotated[Principal, Depends(require("admin"))]) -> PlainTextResponse:
-        return PlainTextResponse(
-            service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
-        )
+        return PlainTextResponse(service.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
     @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS)
     def predict(

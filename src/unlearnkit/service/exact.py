@@ -136,6 +136,10 @@ class ExactServedModel:
         return self.commit_retrain(self.ensemble.prepare_retrain(unit))
 
     # -- state -------------------------------------------------------------------------------
+    def live_shard_count(self) -> int:
+        """Shards serving predictions (the ``unlearnkit_live_shards`` gauge)."""
+        return len(self.ensemble.serving_plan())
+
     def status(self) -> dict[str, Any]:
         """Cheap fields now; the Monte Carlo capacity (tens of ms) as ``_deferred``, a callable
         on copied inputs that the service runs after releasing the model lock (cached per

@@ -1,96 +1,102 @@
-"""Prometheus metrics in the text exposition format (counters, gauges, histograms).
+"""The service's Prometheus metrics, kept with the standard client (``prometheus_client``).
 
-Small and dependency-free: the service needs a handful of series, all updated under one lock.
+Each service has its own ``CollectorRegistry`` (several services may run in one process, as in
+the tests), so nothing is registered globally. ``MetricSet`` keeps the small interface the
+service's parts use (``inc``, ``set``, ``observe`` by metric name and labels) over the client's
+``Counter``, ``Gauge`` and ``Histogram``; ``render()`` is the text exposition for ``/metrics``
+and ``serve_metrics`` the optional unauthenticated listener for a scraper (``--metrics-port``).
 """
 
 from __future__ import annotations
 
-import bisect
-import threading
-from collections import defaultdict
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 
 DEFAULT_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-Labels = tuple[tuple[str, str], ...]
-
-
-def _fmt_labels(labels: Labels, extra: tuple[tuple[str, str], ...] = ()) -> str:
-    items = (*labels, *extra)
-    if not items:
-        return ""
-    body = ",".join(
-        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-        for k, v in items
-    )
-    return "{" + body + "}"
-
-
-def _fmt(value: float) -> str:
-    return repr(float(value)) if value != int(value) else f"{int(value)}"
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+_KINDS = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}
 
 
 class MetricSet:
-    """Named metric families; ``render()`` gives the /metrics body."""
+    """Named metric families in one registry; ``render()`` gives the /metrics body."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._help: dict[str, tuple[str, str]] = {}
-        self._values: dict[str, dict[Labels, float]] = defaultdict(dict)
-        self._hist: dict[str, dict[Labels, list[float]]] = defaultdict(dict)
-        self._buckets: dict[str, tuple[float, ...]] = {}
+        self.registry = CollectorRegistry(auto_describe=True)
+        self._families: dict[str, Any] = {}
 
     def describe(
-        self, name: str, kind: str, text: str, buckets: tuple[float, ...] = DEFAULT_BUCKETS
+        self,
+        name: str,
+        kind: str,
+        text: str,
+        labels: tuple[str, ...] = (),
+        buckets: tuple[float, ...] = DEFAULT_BUCKETS,
     ) -> None:
-        self._help[name] = (kind, text)
-        if kind == "histogram":
-            self._buckets[name] = buckets
+        """Declare a family (a counter's name ends in ``_total``, as exposed)."""
+        extra: dict[str, Any] = {"buckets": buckets} if kind == "histogram" else {}
+        self._families[name] = _KINDS[kind](
+            name, text, labelnames=labels, registry=self.registry, **extra
+        )
+
+    def _series(self, name: str, labels: dict[str, str]) -> Any:
+        family = self._families[name]
+        return family.labels(**labels) if labels else family
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        with self._lock:
-            self._values[name][key] = self._values[name].get(key, 0.0) + amount
+        self._series(name, labels).inc(amount)
 
     def set(self, name: str, value: float, **labels: str) -> None:
-        with self._lock:
-            self._values[name][tuple(sorted(labels.items()))] = float(value)
+        self._series(name, labels).set(float(value))
 
     def observe(self, name: str, value: float, **labels: str) -> None:
-        key = tuple(sorted(labels.items()))
-        buckets = self._buckets[name]
-        with self._lock:
-            row = self._hist[name].setdefault(key, [0.0] * (len(buckets) + 2))
-            row[bisect.bisect_left(buckets, value)] += 1  # per-bucket (not cumulative) counts
-            row[-1] += value  # sum
+        self._series(name, labels).observe(value)
 
     def render(self) -> str:
-        lines: list[str] = []
-        with self._lock:
-            for name, (kind, text) in sorted(self._help.items()):
-                lines.append(f"# HELP {name} {text}")
-                lines.append(f"# TYPE {name} {kind}")
-                if kind == "histogram":
-                    buckets = self._buckets[name]
-                    for labels, row in sorted(self._hist[name].items()):
-                        running = 0.0
-                        for bound, count in zip((*buckets, float("inf")), row[:-1], strict=True):
-                            running += count
-                            le = "+Inf" if bound == float("inf") else repr(bound)
-                            lines.append(
-                                f"{name}_bucket{_fmt_labels(labels, (('le', le),))} {_fmt(running)}"
-                            )
-                        lines.append(f"{name}_sum{_fmt_labels(labels)} {row[-1]!r}")
-                        lines.append(f"{name}_count{_fmt_labels(labels)} {_fmt(running)}")
-                else:
-                    for labels, value in sorted(self._values[name].items()):
-                        lines.append(f"{name}{_fmt_labels(labels)} {_fmt(value)}")
-        return "\n".join(lines) + "\n"
+        return generate_latest(self.registry).decode()
+
+
+class MetricsListener:
+    """An unauthenticated HTTP listener that serves only the metrics (for a scraper)."""
+
+    def __init__(self, metrics: MetricSet, host: str, port: int) -> None:
+        self._server, self._thread = start_http_server(port, host, registry=metrics.registry)
+        self.host, self.port = host, int(self._server.server_port)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+def serve_metrics(metrics: MetricSet, host: str, port: int) -> MetricsListener:
+    """Start the listener on ``host:port`` (port 0: a free one, see ``.port``)."""
+    return MetricsListener(metrics, host, port)
 
 
 def service_metrics() -> MetricSet:
-    """The service's metric families, described (so they are listed before their first use)."""
+    """The service's metric families, declared (so they are listed before their first use)."""
     reg = MetricSet()
-    reg.describe("unlearnkit_http_requests_total", "counter", "HTTP requests by route and status")
-    reg.describe("unlearnkit_http_request_seconds", "histogram", "HTTP request latency by route")
+    reg.describe(
+        "unlearnkit_http_requests_total",
+        "counter",
+        "HTTP requests by route and status",
+        labels=("route", "method", "status"),
+    )
+    reg.describe(
+        "unlearnkit_http_request_seconds",
+        "histogram",
+        "HTTP request latency by route",
+        labels=("route", "method"),
+    )
     reg.describe(
         "unlearnkit_deletions_accepted_total", "counter", "deletion requests durably accepted"
     )
@@ -105,4 +111,12 @@ def service_metrics() -> MetricSet:
     reg.describe("unlearnkit_model_version", "gauge", "version of the served model")
     reg.describe("unlearnkit_live_shards", "gauge", "shards serving predictions (exact mode)")
     reg.describe("unlearnkit_snapshots_total", "counter", "model snapshots written to disk")
+    reg.describe(
+        "unlearnkit_rate_limited_total", "counter", "requests refused by the rate limit (429)"
+    )
+    reg.describe(
+        "unlearnkit_ledger_write_errors_total",
+        "counter",
+        "deletions refused because the ledger could not be written (503)",
+    )
     return reg
