@@ -54,19 +54,22 @@ def start_service(model_dir: Path, **overrides: Any) -> DeletionService:
 
 
 @contextmanager
-def running_server(app: Any) -> Iterator[str]:
-    """Serve ``app`` with uvicorn on a free 127.0.0.1 port in a thread; yields the base URL."""
+def running_server(app: Any, **options: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free 127.0.0.1 port in a thread, configured as ``serve``
+    does (``options``: e.g. ``ssl_certfile``/``ssl_keyfile``); yields the base URL."""
     import uvicorn
 
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False)
-    )
+    from unlearnkit.service.server import server_config
+
+    server = uvicorn.Server(server_config(app, host="127.0.0.1", port=0, **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    wait_for(lambda: server.started, timeout=30)
+    wait_for(lambda: server.started or not thread.is_alive(), timeout=30)
+    assert server.started, "the server did not start"
     port = server.servers[0].sockets[0].getsockname()[1]
+    scheme = "https" if options.get("ssl_certfile") else "http"
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{scheme}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=30)

@@ -70,6 +70,12 @@ def serve(
     metrics_host: Annotated[
         str, typer.Option(help="address of the --metrics-port listener")
     ] = "127.0.0.1",
+    ssl_certfile: Annotated[
+        Path | None, typer.Option(help="TLS certificate (PEM, chain first); serves HTTPS")
+    ] = None,
+    ssl_keyfile: Annotated[
+        Path | None, typer.Option(help="private key of --ssl-certfile (PEM)")
+    ] = None,
     threads: ThreadsOpt = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
@@ -82,12 +88,14 @@ def serve(
     from unlearnkit.service.app import create_app
     from unlearnkit.service.auth import reload_on_sighup
     from unlearnkit.service.metrics import serve_metrics
+    from unlearnkit.service.server import check_tls, server_config
 
     with user_errors():
         SERVED_MODELS.get(mode)
         if not model_dir.is_dir():
             raise UnlearnkitError(f"--from {model_dir}: not a directory")
         store = TokenStore.from_sources(tokens)
+        check_tls(ssl_certfile, ssl_keyfile)
         config = ServiceConfig(
             model_dir=model_dir,
             mode=mode,
@@ -119,20 +127,23 @@ def serve(
     for where in (host, *([metrics_host] if listener else [])):
         if where not in LOOPBACK:
             console.print(f"[yellow]warning:[/yellow] listening on {where}, beyond this machine")
+    scheme = "https" if ssl_certfile is not None else "http"
     console.print(
         f"unlearnkit serve: {mode} model v{service.model.version} on "
-        f"http://{host}:{port} (docs at /docs; {config.torch_threads} threads)"
+        f"{scheme}://{host}:{port} (docs at /docs; {config.torch_threads} threads)"
         + (f"; metrics on http://{metrics_host}:{listener.port}/metrics" if listener else "")
     )
     try:
-        uvicorn.run(
-            create_app(service, store),
-            host=host,
-            port=port,
-            log_level=log_level,
-            access_log=False,
-            timeout_graceful_shutdown=10,
-        )
+        uvicorn.Server(
+            server_config(
+                create_app(service, store),
+                host=host,
+                port=port,
+                log_level=log_level,
+                ssl_certfile=ssl_certfile,
+                ssl_keyfile=ssl_keyfile,
+            )
+        ).run()
     finally:
         if listener is not None:
             listener.close()
