@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from unlearnkit.errors import ConflictError, InternalError, NotFoundError, UnlearnkitError
@@ -41,6 +42,7 @@ AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 429, 500, 503)
 }
 RETRY_AFTER = {"Retry-After": "5"}
+HTTP_KINDS = {404: "not_found", 405: "method_not_allowed"}
 
 
 class HTTPProblem(Exception):
@@ -187,6 +189,16 @@ def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
     @app.exception_handler(HTTPProblem)
     async def _problem(_: Request, exc: HTTPProblem) -> JSONResponse:
         return problem(exc.status, exc.kind, exc.message, exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # the framework's own refusals (a body that is not UTF-8 JSON, an unknown route, a
+        # method a route lacks), in the same JSON shape as every other error
+        kind = HTTP_KINDS.get(exc.status_code, "http_error")
+        message = str(exc.detail)
+        if exc.status_code == 400:
+            kind, message = "malformed_json", f"request body is not valid JSON ({exc.detail})"
+        return problem(exc.status_code, kind, message, getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
