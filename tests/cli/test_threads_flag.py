@@ -62,3 +62,18 @@ def test_bad_threads_value_is_one_clean_line(tmp_path) -> None:
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and "--threads" in proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_cli_sets_a_passive_openmp_wait_policy_before_torch_loads() -> None:
+    """The variable only works if set before torch's OpenMP runtime starts: importing the CLI
+    must not import torch, and a user's own value is kept."""
+    code = (
+        "import os, sys; import unlearnkit.cli;"
+        "print('torch' in sys.modules, os.environ['OMP_WAIT_POLICY'])"
+    )
+    env = {k: v for k, v in ENV.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.split() == ["False", "PASSIVE"], out.stderr
+    env["OMP_WAIT_POLICY"] = "ACTIVE"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert out.stdout.split() == ["False", "ACTIVE"], out.stderr
