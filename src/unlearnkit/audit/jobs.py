@@ -12,8 +12,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ from unlearnkit.experiment import unlearning_context
 from unlearnkit.methods import create_method
 from unlearnkit.metrics.audit_stats import logit_confidence
 from unlearnkit.models import create_model, reset_head, select_trainable
+from unlearnkit.models.checkpoint import atomic_savez
 from unlearnkit.recipe import TrainedModel, starting_model
 from unlearnkit.training import accuracy, predict_logits, train
 
@@ -152,22 +151,14 @@ class OutputCache:
 
     def save(self, result: dict[str, Any]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".npz.tmp")
-        os.close(fd)
-        try:
-            with open(tmp, "wb") as handle:
-                np.savez(
-                    handle,
-                    ids=result["ids"],
-                    phi=result["phi"],
-                    acc_retain=np.float64(result["acc_retain"]),
-                    acc_test=np.float64(result["acc_test"]),
-                    seconds=np.float64(result["seconds"]),
-                )
-            os.replace(tmp, self.path(result["name"]))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_savez(
+            self.path(result["name"]),
+            ids=result["ids"],
+            phi=result["phi"],
+            acc_retain=np.float64(result["acc_retain"]),
+            acc_test=np.float64(result["acc_test"]),
+            seconds=np.float64(result["seconds"]),
+        )
 
     def load(self, name: str) -> dict[str, Any]:
         with np.load(self.path(name)) as f:

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +12,7 @@ import matplotlib
 import numpy as np
 
 from unlearnkit.audit.run import AuditRun
+from unlearnkit.report import staged_run_dir
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
@@ -24,10 +22,7 @@ FILES = ("results.json", "report.md", "llr.npz", "llr.csv", "epsilon.csv", "llr_
 
 def write_audit(run: AuditRun, out: Path) -> Path:
     """Write every file into a staging directory next to ``out``, then swap it into place."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
-    try:
+    with staged_run_dir(out) as staging:
         (staging / "results.json").write_text(json.dumps(run.results, indent=2))
         np.savez(
             staging / "llr.npz",
@@ -37,18 +32,7 @@ def write_audit(run: AuditRun, out: Path) -> Path:
         _write_epsilon_csv(run, staging / "epsilon.csv")
         llr_figure(run, staging / "llr_hist.png")
         (staging / "report.md").write_text(render_report(run.results))
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(staging, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return out
+    return Path(out)
 
 
 def _write_llr_csv(run: AuditRun, path: Path) -> None:

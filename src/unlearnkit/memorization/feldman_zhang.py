@@ -12,8 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from unlearnkit.data.base import ArraySplit
 from unlearnkit.data.scores import ScoreTable
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.models import Architecture, reset_head
+from unlearnkit.models.checkpoint import atomic_savez
 from unlearnkit.runtime import create_executor, using_threads
 from unlearnkit.training import TrainConfig, predict_logits, train
 
@@ -169,20 +168,12 @@ class ModelCache:
 
     def save(self, result: dict[str, Any]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".npz.tmp")
-        os.close(fd)
-        try:
-            with open(tmp, "wb") as handle:
-                np.savez(
-                    handle,
-                    correct=result["correct"],
-                    member=result["member"],
-                    seconds=np.float64(result["seconds"]),
-                )
-            os.replace(tmp, self.path(result["index"]))
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_savez(
+            self.path(result["index"]),
+            correct=result["correct"],
+            member=result["member"],
+            seconds=np.float64(result["seconds"]),
+        )
 
     def load(self, index: int) -> dict[str, Any]:
         with np.load(self.path(index)) as f:

@@ -6,12 +6,14 @@ a half-written checkpoint; a corrupt or mismatched file is a clear error.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -37,6 +39,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(Path(path), text.encode())
+
+
+def atomic_savez(path: Path, **arrays: Any) -> None:
+    """``numpy.savez`` to ``path`` atomically (a cache entry is whole or absent)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def versions() -> dict[str, str]:

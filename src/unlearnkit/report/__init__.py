@@ -6,6 +6,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ from unlearnkit.report.markdown import render_report, summary_table
 
 FIGURES = {"accuracy.png": accuracy_figure, "mia.png": mia_figure}
 
-__all__ = ["load_results", "summary_table", "write_report", "write_run"]
+__all__ = ["load_results", "staged_run_dir", "summary_table", "write_report", "write_run"]
 
 
 def write_report(results: dict[str, Any], directory: Path) -> list[Path]:
@@ -28,15 +30,16 @@ def write_report(results: dict[str, Any], directory: Path) -> list[Path]:
     return [*written, directory / "report.md"]
 
 
-def write_run(results: dict[str, Any], out: Path) -> Path:
-    """Build the whole run directory in a temporary sibling, then swap it into place, so an
-    interrupted run never leaves a half-written or mixed directory behind."""
+@contextmanager
+def staged_run_dir(out: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``out`` to build a run directory in; on success swap it into
+    place, on any failure remove it, so an interrupted run never leaves a half-written or mixed
+    directory behind (and an existing ``out`` survives a failed run)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
-        (staging / "results.json").write_text(json.dumps(results, indent=2))
-        write_report(results, staging)
+        yield staging
         if out.exists():
             old = out.with_name(f".{out.name}.old")
             shutil.rmtree(old, ignore_errors=True)
@@ -48,7 +51,14 @@ def write_run(results: dict[str, Any], out: Path) -> Path:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return out
+
+
+def write_run(results: dict[str, Any], out: Path) -> Path:
+    """results.json, report.md and the figures, written atomically into ``out``."""
+    with staged_run_dir(out) as staging:
+        (staging / "results.json").write_text(json.dumps(results, indent=2))
+        write_report(results, staging)
+    return Path(out)
 
 
 def load_results(directory: Path) -> dict[str, Any]:
