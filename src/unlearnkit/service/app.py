@@ -23,7 +23,7 @@ from unlearnkit.errors import ConflictError, InternalError, NotFoundError, Unlea
 from unlearnkit.service.auth import Principal, TokenStore
 from unlearnkit.service.engine import DeletionService
 from unlearnkit.service.inputs import array_batch, image_batch
-from unlearnkit.service.ledger import Event
+from unlearnkit.service.ledger import Event, LedgerWriteError
 from unlearnkit.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from unlearnkit.service.ratelimit import RateLimiter
 from unlearnkit.service.schemas import (
@@ -215,6 +215,8 @@ def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
 
     @app.exception_handler(InternalError)
     async def _internal_error(_: Request, exc: InternalError) -> JSONResponse:
+        if isinstance(exc, LedgerWriteError):  # disk full / read-only: nothing was recorded
+            service.metrics.inc("unlearnkit_ledger_write_errors_total")
         if service.failure is None:  # the service goes on: worth a retry
             return problem(503, "unavailable", str(exc), RETRY_AFTER)
         return problem(500, "internal_error", str(exc))

@@ -23,7 +23,7 @@ from typing import Any
 
 from unlearnkit.errors import InternalError
 from unlearnkit.service.changes import Change, ResultRow, apply_group, group_changes
-from unlearnkit.service.ledger import Event, Ledger
+from unlearnkit.service.ledger import Event, Ledger, LedgerWriteError
 from unlearnkit.service.metrics import MetricSet
 from unlearnkit.service.model_lock import ModelLock
 from unlearnkit.service.served import ServedModel
@@ -32,6 +32,7 @@ from unlearnkit.service.status import update_gauges
 
 log = logging.getLogger("unlearnkit.service")
 BATCH_LIMIT = 512  # most events applied under one hold of the model lock
+FINISH_RETRY_S = 0.2  # first wait before recording results again (disk full), doubling to 5 s
 
 
 class Applier:
@@ -53,6 +54,7 @@ class Applier:
         self._queue: queue.Queue[Change | None] = queue.Queue()
         self._waiters: dict[int, threading.Event] = {}
         self._waiters_lock = threading.Lock()
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="unlearnkit-applier", daemon=True)
 
     # -- producers ---------------------------------------------------------------------------
@@ -83,7 +85,9 @@ class Applier:
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Finish what is queued, then end the thread."""
+        """Finish what is queued, then end the thread (a results write still being retried
+        gets one last try)."""
+        self._stopping.set()
         self._queue.put(None)
         if self._thread.is_alive():
             self._thread.join(timeout=timeout)
@@ -109,7 +113,7 @@ class Applier:
                     rows += apply_group(self._model, group, self._metrics)
                 self.applied_seq = batch[-1].seq
             try:
-                self._ledger.finish(rows)
+                self._finish(rows)
             except Exception as exc:  # the ledger is unusable: stop changing the model
                 log.exception("cannot record applied events; stopping the applier")
                 self.failure = f"the applier stopped: applied changes could not be recorded ({exc})"
@@ -125,6 +129,24 @@ class Applier:
                 deletions=sum(c.kind == "deletion" for c in batch),
                 force=any(c.kind == "retrain" for c in batch),
             )
+
+    def _finish(self, rows: list[ResultRow]) -> None:
+        """Record results; while the disk is full or read-only, retry (the model lock is not
+        held, so predictions go on; new deletions are refused with a 503 meanwhile) until it
+        works or the service stops."""
+        delay = FINISH_RETRY_S
+        while True:
+            try:
+                self._ledger.finish(rows)
+                return
+            except LedgerWriteError as exc:
+                if self._stopping.is_set():
+                    raise
+                log.warning("cannot record applied events yet, retrying in %.1f s: %s", delay, exc)
+            if self._stopping.wait(delay):
+                self._ledger.finish(rows)  # a last try; its failure stops the applier
+                return
+            delay = min(delay * 2, 5.0)
 
     def _drain(self, batch: list[Change]) -> None:
         """Add what is queued now (up to ``BATCH_LIMIT``), leaving the stop sentinel queued."""

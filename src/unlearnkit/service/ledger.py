@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -48,6 +49,13 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 FORMAT = "unlearnkit-ledger/1"
+# SQLite's messages for SQLITE_FULL, SQLITE_READONLY and SQLITE_IOERR (and the OS's ENOSPC)
+_UNWRITABLE = re.compile(r"disk is full|readonly|read-only|disk I/O error|no space", re.I)
+
+
+class LedgerWriteError(InternalError):
+    """The ledger cannot be written now (disk full, read-only, I/O error): a passing failure;
+    nothing was recorded, the same request can be retried once there is room again."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +137,11 @@ class Ledger:
         except sqlite3.Error as exc:
             if not isinstance(exc, sqlite3.OperationalError):  # corrupt (not busy or full)
                 self.broken = f"ledger {self.path} is corrupt ({exc})"
+            elif write and _UNWRITABLE.search(str(exc)):
+                raise LedgerWriteError(
+                    f"ledger {self.path}: cannot {doing}: the disk is full or the ledger is "
+                    f"read-only ({exc}); nothing was recorded, retry later"
+                ) from exc
             raise InternalError(f"ledger {self.path}: cannot {doing} ({exc})") from exc
 
     def _check_file(self) -> None:
