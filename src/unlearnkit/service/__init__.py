@@ -4,7 +4,8 @@
 the source of truth), ``served`` (the ServedModel protocol and its registry), ``exact`` /
 ``approximate`` (adapters), ``snapshots`` (files on disk), ``engine`` (``DeletionService``, the
 coordinator) over ``intake``, ``applier``, ``changes``, ``replay``, ``snapshotter``,
-``retrainer``, ``model_lock`` and ``status``; ``app`` (FastAPI), ``auth``, ``metrics``.
+``retrainer``, ``model_lock`` and ``status``; ``app`` (FastAPI), ``auth``, ``ratelimit``,
+``metrics`` (prometheus_client), ``server`` (uvicorn settings, TLS).
 """
 
 from unlearnkit.service import approximate as _approximate  # noqa: F401  (registers it)
