@@ -32,8 +32,6 @@ from unlearnkit.cli.common import (
 )
 from unlearnkit.errors import UnlearnkitError
 
-EXECUTOR_NAMES = ("local", "processes", "ray")
-
 
 def audit(
     forget: ForgetOpt = None,
@@ -83,12 +81,12 @@ def audit(
     # deferred: torch and the engines, so --help stays fast
     from unlearnkit.audit import audit_config, run_audit, write_audit
     from unlearnkit.recipe import load_bundle
-    from unlearnkit.runtime import create_executor
+    from unlearnkit.runtime import EXECUTORS, create_executor
 
     with user_errors():
-        if executor not in EXECUTOR_NAMES:
+        if executor not in EXECUTORS:
             raise UnlearnkitError(
-                f"--executor {executor!r}: choose one of {', '.join(EXECUTOR_NAMES)}"
+                f"--executor {executor!r}: choose one of {', '.join(EXECUTORS.names())}"
             )
         settings = audit_config(
             k=k, n=n, seed=seed, rates=rates, thresholds=thresholds, delta=delta, n_boot=n_boot

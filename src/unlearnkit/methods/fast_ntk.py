@@ -27,7 +27,7 @@ from unlearnkit.methods.ntk import NTKParams, ntk_unlearn
 from unlearnkit.ntk.deployment import unlearned_model
 from unlearnkit.ntk.incremental import precompute_state_file, state_fingerprint
 from unlearnkit.ntk.state import NTKState
-from unlearnkit.ntk.update import ridge_solutions, solutions_from_state
+from unlearnkit.ntk.update import solutions_from_state
 
 PEFT_MODES = ("bn", "prompts")
 
@@ -63,25 +63,8 @@ class FastNTK(UnlearningMethod):
     def unlearn(self, ctx: UnlearningContext) -> nn.Module:
         self.check_trainable(ctx.peft)  # the Python API bypasses ExperimentConfig's check
         p = self.params
-        if p.state_path is None and p.kernel == "exact":
-            return ntk_unlearn(ctx, ctx.trainable, p)
-        if p.state_path is None:  # the pseudo-NTK: primal form, one Gram for all classes
-            sol = ridge_solutions(
-                ctx.model,
-                ctx.trainable,
-                ctx.initial_state,
-                ctx.retain,
-                ctx.forget,
-                ctx.num_classes,
-                p.lam,
-                p.solver,
-                p.chunk_size,
-                p.max_memory_gb,
-                kernel=p.kernel,
-            )
-            return unlearned_model(
-                ctx.model, ctx.trainable, ctx.initial_state, sol, p.mode, p.scale
-            )
+        if p.state_path is None:
+            return ntk_unlearn(ctx, ctx.trainable, p, kernel=p.kernel)
         state = self._state(ctx, Path(p.state_path))
         sol = solutions_from_state(ctx.model, state, ctx.initial_state, ctx.forget)
         return unlearned_model(ctx.model, ctx.trainable, ctx.initial_state, sol, p.mode, p.scale)

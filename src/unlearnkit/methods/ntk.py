@@ -11,6 +11,7 @@ from torch import nn
 
 from unlearnkit.methods.base import UnlearningContext, UnlearningMethod, register_method
 from unlearnkit.ntk.deployment import unlearned_model
+from unlearnkit.ntk.jacobian import Kernel
 from unlearnkit.ntk.update import ridge_solutions
 
 
@@ -25,8 +26,11 @@ class NTKParams(BaseModel):
     max_memory_gb: float | None = Field(None, gt=0, description="memory budget (default: free)")
 
 
-def ntk_unlearn(ctx: UnlearningContext, names: list[str], params: BaseModel) -> nn.Module:
-    """Shared by ntk and fast_ntk: solve on D and D_r, then the paper update or the linear model."""
+def ntk_unlearn(
+    ctx: UnlearningContext, names: list[str], params: BaseModel, kernel: Kernel = "exact"
+) -> nn.Module:
+    """Shared by ntk and fast_ntk: solve on D and D_r, then the paper update or the linear model.
+    ``kernel="pntk"`` (fast_ntk only, approximate) solves with the pseudo-NTK."""
     p = params
     sol = ridge_solutions(
         ctx.model,
@@ -39,6 +43,7 @@ def ntk_unlearn(ctx: UnlearningContext, names: list[str], params: BaseModel) -> 
         p.solver,
         p.chunk_size,
         p.max_memory_gb,
+        kernel=kernel,
     )
     return unlearned_model(ctx.model, names, ctx.initial_state, sol, p.mode, p.scale)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
@@ -76,20 +76,27 @@ class LinearizedModel(nn.Module):
         self._net.eval()  # the linearization point: running statistics, always
         return self
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _linear_part(
+        self, x: torch.Tensor
+    ) -> tuple[Callable[[dict[str, torch.Tensor]], torch.Tensor], torch.Tensor]:
+        """(the logits on ``x`` as a function of the selected parameters alone,
+        f(x; w0) + J(x) (w - w0))."""
         params = dict(self._net.named_parameters())
         frozen = {
             k: v.detach()
             for k, v in {**params, **dict(self._net.named_buffers())}.items()
             if k not in self._w0
         }
-        tangent = {n: params[n] - self._w0[n] for n in self.space.names}
 
         def logits(primal: dict[str, torch.Tensor]) -> torch.Tensor:
             return functional_call(self._net, {**frozen, **primal}, (x,))
 
-        f0, jv = jvp(logits, (self._w0,), (tangent,))
-        return f0 + jv
+        shift = {n: params[n] - self._w0[n] for n in self.space.names}
+        f0, jv = jvp(logits, (self._w0,), (shift,))
+        return logits, f0 + jv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._linear_part(x)[1]
 
 
 class PseudoLinearizedModel(LinearizedModel):
@@ -117,21 +124,10 @@ class PseudoLinearizedModel(LinearizedModel):
         self.register_buffer("pntk_coefficients", coefficients.T.to(dtype).contiguous())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        params = dict(self._net.named_parameters())
-        frozen = {
-            k: v.detach()
-            for k, v in {**params, **dict(self._net.named_buffers())}.items()
-            if k not in self._w0
-        }
-        shift = {n: params[n] - self._w0[n] for n in self.space.names}
-
-        def logits(primal: dict[str, torch.Tensor]) -> torch.Tensor:
-            return functional_call(self._net, {**frozen, **primal}, (x,))
-
-        f0, moved = jvp(logits, (self._w0,), (shift,))
+        logits, linear = self._linear_part(x)
         classes = self.pntk_coefficients.shape[0]
         cols = []
         for d_c in self.pntk_coefficients:  # g(x)^T d_c = sum over outputs of J(x) d_c / sqrt C
             _, jd = jvp(logits, (self._w0,), (self.space.unflatten(d_c),))
             cols.append(jd.sum(1))
-        return f0 + moved + torch.stack(cols, 1) / math.sqrt(classes)
+        return linear + torch.stack(cols, 1) / math.sqrt(classes)
