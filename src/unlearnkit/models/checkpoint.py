@@ -52,19 +52,27 @@ def versions() -> dict[str, str]:
     return {"unlearnkit": __version__, "torch": torch.__version__}
 
 
-def save_state(path: str | Path, state: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
-    """Write ``path`` (.safetensors) and ``path.json`` atomically."""
+def atomic_save_tensors(
+    path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
+    """One safetensors file, written to a temporary sibling and renamed into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     try:
-        save_file(tensors, tmp)
+        save_file(tensors, tmp, metadata=metadata)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def save_state(path: str | Path, state: dict[str, torch.Tensor], metadata: dict[str, Any]) -> None:
+    """Write ``path`` (.safetensors) and ``path.json`` atomically."""
+    path = Path(path)
+    atomic_save_tensors(path, state)
     meta = {**metadata, "versions": versions()}
     atomic_write_text(path.with_suffix(path.suffix + ".json"), json.dumps(meta, indent=2))
 

@@ -33,8 +33,8 @@ from tqdm.auto import tqdm
 
 from unlearnkit.data.base import ArraySplit
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.models.checkpoint import atomic_write_text
-from unlearnkit.ntk.files import load_tensors, save_tensors
+from unlearnkit.models.checkpoint import atomic_save_tensors, atomic_write_text
+from unlearnkit.ntk.files import load_tensors
 from unlearnkit.ntk.gram import GramStats, accumulate_gram, rhs_columns
 from unlearnkit.ntk.jacobian import Kernel, check_kernel
 from unlearnkit.ntk.params import ParamSpace, state_hash
@@ -201,7 +201,7 @@ class ShardCache:
 
     def save_shard(self, index: int, stats: GramStats) -> None:
         meta = {"index": str(index), "count": str(stats.count)}
-        save_tensors(self.shard_path(index), {"gram": stats.gram, "rhs": stats.rhs}, meta)
+        atomic_save_tensors(self.shard_path(index), {"gram": stats.gram, "rhs": stats.rhs}, meta)
 
     def _read(self, path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]] | None:
         try:
@@ -243,7 +243,9 @@ class ShardCache:
 
     def save_prefix(self, next_index: int, stats: GramStats) -> None:
         meta = {"next": str(next_index), "count": str(stats.count)}
-        save_tensors(self.directory / PREFIX_FILE, {"gram": stats.gram, "rhs": stats.rhs}, meta)
+        atomic_save_tensors(
+            self.directory / PREFIX_FILE, {"gram": stats.gram, "rhs": stats.rhs}, meta
+        )
         for index in range(next_index):
             self.shard_path(index).unlink(missing_ok=True)
 

@@ -23,7 +23,8 @@ import torch
 from safetensors import SafetensorError
 
 from unlearnkit.errors import ConflictError, NotFoundError, UnlearnkitError
-from unlearnkit.ntk.files import load_tensors, save_tensors
+from unlearnkit.models.checkpoint import atomic_save_tensors
+from unlearnkit.ntk.files import load_tensors
 from unlearnkit.ntk.jacobian import KERNELS, check_kernel
 from unlearnkit.ntk.solvers import regularized_inverse
 
@@ -183,7 +184,7 @@ class NTKState:
             "alive": self.alive.to(torch.uint8),
             "solution_full": self.solution_full,
         }
-        save_tensors(Path(path), tensors, {"ntk": json.dumps(self.metadata())})
+        atomic_save_tensors(Path(path), tensors, {"ntk": json.dumps(self.metadata())})
 
     @classmethod
     def load(cls, path: str | Path, expect: dict[str, str] | None = None) -> NTKState:
