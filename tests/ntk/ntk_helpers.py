@@ -25,3 +25,18 @@ def perturbed_bn(model: nn.Module) -> nn.Module:
                 m.weight.copy_(0.5 + torch.rand(m.num_features, generator=g))
                 m.bias.copy_(0.3 * torch.randn(m.num_features, generator=g))
     return model
+
+
+class FrozenFeatures(nn.Module):
+    """Linear in its trainable head: f(x) = W phi(x) + c with a fixed nonlinear phi."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(25, 6), nn.Tanh())
+        self.head = nn.Linear(6, 3)
+
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.body(x))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from ntk_helpers import FrozenFeatures
 from torch import nn
 
 from unlearnkit.data.base import ArraySplit
@@ -158,21 +159,6 @@ def test_precompute_refuses_over_budget_before_work(tiny):
     model, data, names = tiny
     with pytest.raises(MemoryBudgetError):
         precompute_state(model, names, dict(model.state_dict()), data, 3, 0.1, budget=1000)
-
-
-class FrozenFeatures(nn.Module):
-    """Linear in its trainable head: f(x) = W phi(x) + c with a fixed nonlinear phi."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.body = nn.Sequential(nn.Flatten(), nn.Linear(25, 6), nn.Tanh())
-        self.head = nn.Linear(6, 3)
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
 
 
 def test_linear_model_unlearning_equals_exact_ridge_retrain(tiny):

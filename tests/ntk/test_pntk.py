@@ -7,8 +7,7 @@ import copy
 
 import pytest
 import torch
-from ntk_helpers import perturbed_bn, rel, w0_of
-from torch import nn
+from ntk_helpers import FrozenFeatures, perturbed_bn, rel, w0_of
 
 import unlearnkit.methods.fast_ntk  # noqa: F401 - registers fast_ntk
 from unlearnkit.errors import ConflictError, UnlearnkitError
@@ -94,19 +93,6 @@ def test_pntk_equals_exact_ntk_for_a_linear_readout(tiny):
     pnt = PseudoLinearizedModel(model, names, w0, pseudo.solution)
     with torch.no_grad():
         assert torch.allclose(pnt(data.x), lin(data.x), atol=1e-9)
-
-
-class FrozenFeatures(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.body = nn.Sequential(nn.Flatten(), nn.Linear(25, 6), nn.Tanh())
-        self.head = nn.Linear(6, 3)
-
-    def get_classifier(self) -> nn.Module:
-        return self.head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.body(x))
 
 
 def test_fast_ntk_method_pntk_and_kernel_mismatch(tiny, tmp_path):
