@@ -1,5 +1,6 @@
 """The per-example audit on digits: U-LiRA and the NeurIPS 2023 challenge score of every default
-method (fast_ntk and rum among them) on random-10% and class forgetting, smallcnn + bn.
+method (fast_ntk and rum among them) and of the S3T ensemble (deleted vs S3T trained without the
+forget set) on random-10% and class forgetting, smallcnn + bn.
 
 K (shadow pairs) and N (challenge models) start at --start and double, reusing every model
 trained so far (the cache), until each method's AUC and F intervals are narrower than
@@ -54,9 +55,21 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="processes: worker count")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument("--ensembles", default="s3t", help="exact ensembles audited too ('' none)")
+    parser.add_argument(
+        "--ensemble-shape",
+        default="num_shards=4,num_slices=3,num_sequences=3,lora_rank=4",
+        help="KEY=VALUE,... options of the ensembles",
+    )
     parser.add_argument("--out", type=Path, default=Path("results/audit"))
     args = parser.parse_args()
     apply_threads(args.threads)
+    ensembles = [e for e in args.ensembles.split(",") if e]
+    shape = {
+        key: int(value)
+        for key, _, value in (item.partition("=") for item in args.ensemble_shape.split(","))
+        if key
+    }
     methods = args.methods.split(",") if args.methods else default_method_names(args.peft)
     sections = []
     options = {"workers": args.workers} if args.executor == "processes" and args.workers else {}
@@ -78,7 +91,9 @@ def main() -> None:
             start = time.perf_counter()
             k = args.start
             while True:
-                settings = audit_config(k=k, n=k, n_boot=args.n_boot)
+                settings = audit_config(
+                    k=k, n=k, n_boot=args.n_boot, ensembles=ensembles, ensemble_options=shape
+                )
                 print(f"{name}: K = N = {k}", flush=True)
                 run = run_audit(
                     cfg,

@@ -206,6 +206,24 @@ def test_every_shard_dead_refuses_to_predict(small, backbone, s3t_config) -> Non
     assert ens.status()["remaining_capacity_theory"] == 0.0
 
 
+def test_a_slice_deleted_whole_leaves_its_sequences_off_and_the_rest_retrains(trained) -> None:
+    ens = trained.clone()
+    first = {b: order[0] for b, order in enumerate(ens.sequences)}
+    gone = first[0]  # the first slice of sequence 0 (not of sequence 1)
+    assert first[1] != gone
+    ens.delete(ens.partition.members(0, gone))  # shard 0 loses that slice whole
+    stages = ens.retrainable_stages(0)
+    assert stages and all(b != 0 for b, _ in stages)  # sequence 0 has nothing to start from
+    ens.retrain_shard(0)  # used to fail: the first block trained on no data (loss nan)
+    assert not ens.alive[0, 0].any() and ens.alive[0, 1].all()
+    assert ens.serving_plan()[0][0] == 1
+    assert torch.isfinite(ens.predict_logits(ens.data.x[:4])).all()
+    ens.delete(ens.partition.members(0))  # now nothing is left in shard 0
+    assert ens.retrainable_stages(0) == [] and 0 in ens.dead_shards()
+    ens.retrain_shard(0)  # nothing to train: the shard stays dead, nothing fails
+    assert 0 in ens.dead_shards()
+
+
 def test_stale_retrain_ticket_is_refused(trained) -> None:
     ens = trained.clone()
     ens.delete([_sample_in(ens, 0, 0)])

@@ -61,7 +61,9 @@ def test_batched_jacobian_equals_the_per_sample_reference(case):
     print(f"\n{name} {opts}: P={space.numel}, max rel diff exact {err:.1e}, pntk rows {perr:.1e}")
     assert fast.shape == ref.shape == (5, 5, space.numel)
     assert err < 1e-5 and perr < 1e-5
-    assert torch.allclose(f_fast, f_ref, atol=1e-6)
+    # one batched pass vs per-sample passes: float32 sums split differently (logits ~4, so a few
+    # ulps are ~1e-6; measured 3.0e-6 on an AMD EPYC machine)
+    assert torch.allclose(f_fast, f_ref, rtol=1e-5, atol=1e-5)
 
 
 def test_batched_jacobian_float64_and_fallbacks(tiny):

@@ -108,3 +108,29 @@ def test_unlearn_cli_refuses_bn_on_a_vit_and_writes_nothing(tmp_path):
     )
     assert res.exit_code == 2 and "BatchNorm" in res.output, res.output
     assert not out.exists()
+
+
+def test_time_budget_stops_with_exit_3_and_a_rerun_resumes(model_dir, tmp_path, monkeypatch):
+    import shutil
+
+    import unlearnkit.ntk.precompute as pre
+
+    other = tmp_path / "budget"
+    shutil.copytree(model_dir, other)
+    (other / STATE_FILE).unlink(missing_ok=True)
+    clock = iter(range(0, 10_000, 1000))  # every reading of the clock is 1000 s later
+    monkeypatch.setattr(pre.time, "monotonic", lambda: float(next(clock)))
+    args = ["precompute", "--from", str(other), "--shard-size", "16", "--time-budget", "5"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 3 and "stopped after 0 of" in res.output, res.output
+    assert not (other / STATE_FILE).exists() and any(other.glob("*.parts/shard-*"))
+    monkeypatch.undo()
+    res = runner.invoke(app, ["precompute", "--from", str(other), "--shard-size", "16"])
+    assert res.exit_code == 0, res.output
+    assert not any(other.glob("*.parts"))  # the cache is removed once the state is saved
+    done = NTKState.load(other / STATE_FILE)
+    plain = tmp_path / "plain"
+    shutil.copytree(other, plain)
+    runner.invoke(app, ["precompute", "--from", str(plain), "--shard-size", "16"])
+    whole = NTKState.load(plain / STATE_FILE)  # the same shards, uninterrupted
+    assert torch.equal(done.gram, whole.gram) and torch.equal(done.inverse, whole.inverse)

@@ -80,6 +80,34 @@ def test_interrupted_precompute_resumes_to_the_same_state(small, tmp_path, monke
     assert resumed.count == 48
 
 
+def test_time_budget_stops_keeps_the_late_shard_and_resumes(small, tmp_path, monkeypatch):
+    whole = gram_of(small, shard_size=8)
+    cache = tmp_path / "parts"
+    with pytest.raises(PrecomputeIncomplete, match="0 of 6 shards") as stop:
+        gram_of(small, shard_size=8, cache_dir=cache, time_budget_s=0.0)
+    assert stop.value.samples == 0  # the first shard finished after the budget: not summed
+    assert (cache / "shard-000000.safetensors").is_file()  # but kept for the resume
+    calls = []
+    real = pre.shard_stats
+
+    def counting(job, x, y, on_chunk=None):
+        calls.append(len(x))
+        return real(job, x, y, on_chunk)
+
+    monkeypatch.setattr(pre, "shard_stats", counting)
+    resumed = gram_of(small, shard_size=8, cache_dir=cache)
+    assert len(calls) == 5 and resumed.count == 48  # shard 0 came from the cache
+    assert torch.equal(resumed.gram, whole.gram) and torch.equal(resumed.rhs, whole.rhs)
+
+
+def test_time_budget_reports_the_summed_prefix(small, tmp_path):
+    with pytest.raises(PrecomputeIncomplete) as stop:
+        gram_of(small, shard_size=8, cache_dir=tmp_path / "p", time_budget_s=3600, max_shards=3)
+    prefix = ShardCache(tmp_path / "p", {}).load_prefix()
+    assert stop.value.samples == 24 and prefix is not None and prefix[1].count == 24
+    assert stop.value.elapsed_s > 0
+
+
 def test_cache_of_another_job_is_discarded(small, tmp_path):
     model, names, w0, data = small
     cache = tmp_path / "parts"

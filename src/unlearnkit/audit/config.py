@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from unlearnkit.errors import UnlearnkitError, validation_message
+from unlearnkit.exact import ENSEMBLES
 
 
 class AuditConfig(BaseModel):
@@ -37,6 +38,23 @@ class AuditConfig(BaseModel):
     )
     min_sd: float = Field(1e-3, gt=0, description="U-LiRA: floor of each fitted sd")
     n_boot: int = Field(1000, ge=10, le=100_000, description="bootstrap resamples per interval")
+    ensembles: list[str] = Field(
+        default_factory=list,
+        description="exact ensembles audited too (s3t, sisa): trained on D, the forget set "
+        "deleted (affected shards retrained), scored against the same scheme trained without it",
+    )
+    ensemble_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the ensembles' shape and recipe (num_shards, num_slices, lora_rank, ...)",
+    )
+
+    @field_validator("ensembles")
+    @classmethod
+    def _known_ensembles(cls, names: list[str]) -> list[str]:
+        for name in names:
+            if name not in ENSEMBLES.names():
+                raise ValueError(f"unknown ensemble {name!r}; choose from {ENSEMBLES.names()}")
+        return list(dict.fromkeys(names))
 
 
 def audit_config(**values: Any) -> AuditConfig:

@@ -1,5 +1,7 @@
 """One audit job: train on D with one seed, unlearn a forget set with each method, retrain
-without it (an independent seed), and record every model's output on the forget set.
+without it (an independent seed), and record every model's output on the forget set. Exact
+ensembles (S3T, SISA) are audited as themselves: one trained on D has the forget set deleted
+(its affected shards retrained), and its reference is the same scheme trained without it.
 
 A job is a plain picklable value and ``run_job`` a top-level function, so the same jobs run in
 this process, in worker processes or on Ray (``unlearnkit.runtime.create_executor``). Each
@@ -19,11 +21,15 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 from torch import nn
 
 from unlearnkit.config import ExperimentConfig
 from unlearnkit.data import DatasetBundle
 from unlearnkit.data.base import ArraySplit
+from unlearnkit.errors import UnlearnkitError, validation_message
+from unlearnkit.exact import ENSEMBLES, ShardedEnsemble
+from unlearnkit.exact.config import ShardedConfig
 from unlearnkit.experiment import unlearning_context
 from unlearnkit.methods import create_method
 from unlearnkit.metrics.audit_stats import logit_confidence
@@ -34,6 +40,30 @@ from unlearnkit.training import accuracy, predict_logits, train
 
 REFERENCE = "retrained"  # the role name of the model retrained without the forget set
 REFERENCE_SEED_OFFSET = 100_003  # the retrained model's seed: independent of the original's
+
+
+def reference_role(role: str) -> str:
+    """The model a role is scored against: ``retrained`` for a method, ``retrained-s3t`` for
+    the S3T ensemble (the same scheme trained without the forget set)."""
+    return f"{REFERENCE}-{role}" if role in ENSEMBLES.names() else REFERENCE
+
+
+def ensemble_config(
+    scheme: str, options: dict[str, Any], cfg: ExperimentConfig, seed: int
+) -> ShardedConfig:
+    """The scheme's config: the recipe's model, ``options``, this seed, and the ``eager``
+    policy (a deletion retrains every shard it touched, so the ensemble never saw the data)."""
+    values = {
+        "model": cfg.model,
+        "model_options": dict(cfg.model_options),
+        **options,
+        "seed": seed,
+        "retrain_policy": "eager",
+    }
+    try:
+        return ENSEMBLES.get(scheme).config_type(**values)  # type: ignore[attr-defined]
+    except ValidationError as exc:
+        raise UnlearnkitError(f"audit ensemble {scheme}: {validation_message(exc)}") from None
 
 
 def ids_hash(ids: torch.Tensor) -> str:
@@ -56,10 +86,18 @@ class AuditJob:
     cfg: ExperimentConfig
     bundle: DatasetBundle
     start_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    ensembles: list[str] = field(default_factory=list)  # trained on D, then deleted: to run
+    ensemble_references: list[str] = field(default_factory=list)  # trained without F: to run
+    ensemble_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
-        return len(self.methods) + int(self.reference)
+        return (
+            len(self.methods)
+            + int(self.reference)
+            + len(self.ensembles)
+            + len(self.ensemble_references)
+        )
 
 
 def model_name(forget_ids: torch.Tensor, seed: int, role: str, params: dict[str, Any]) -> str:
@@ -99,6 +137,30 @@ def _outputs(model: nn.Module, forget: ArraySplit, retain: ArraySplit, test: Arr
     }
 
 
+def _ensemble_on(job: AuditJob, scheme: str, split: ArraySplit, seed: int) -> ShardedEnsemble:
+    """The scheme trained on ``split`` with ``seed``, its blocks on the shared frozen backbone
+    (or, without one, the recipe's starting model for this seed)."""
+    backbone = job.start_state
+    if backbone is None:
+        backbone = starting_model(job.cfg, job.bundle, seed).state_dict()
+    config = ensemble_config(scheme, job.ensemble_options, job.cfg, seed)
+    return ENSEMBLES.get(scheme).train(  # type: ignore[attr-defined]
+        split, config, num_classes=job.bundle.num_classes, backbone_state=backbone
+    )
+
+
+def _ensemble_outputs(
+    ensemble: ShardedEnsemble, forget: ArraySplit, retain: ArraySplit, test: ArraySplit
+) -> dict:
+    logits = ensemble.predict_logits(forget.x).numpy()
+    return {
+        "ids": forget.ids.numpy(),
+        "phi": logit_confidence(logits, forget.y.numpy()),
+        "acc_retain": ensemble.accuracy(retain),
+        "acc_test": ensemble.accuracy(test),
+    }
+
+
 def run_job(job: AuditJob) -> list[dict[str, Any]]:
     """Train what the job still needs; one result per model (name, outputs, seconds)."""
     train_split = job.bundle.train
@@ -134,6 +196,28 @@ def run_job(job: AuditJob) -> list[dict[str, Any]]:
                     "seconds": time.perf_counter() - start + original_seconds / len(job.methods),
                 }
             )
+    options = job.ensemble_options
+    for scheme in job.ensembles:  # trained on D, the forget set deleted (shards retrained)
+        start = time.perf_counter()
+        ensemble = _ensemble_on(job, scheme, train_split, job.seed)
+        ensemble.delete(job.forget_ids.tolist())
+        results.append(
+            {
+                "name": model_name(job.forget_ids, job.seed, scheme, options),
+                **_ensemble_outputs(ensemble, forget, retain, job.bundle.test),
+                "seconds": time.perf_counter() - start,
+            }
+        )
+    for scheme in job.ensemble_references:  # the same scheme, never shown the forget set
+        start = time.perf_counter()
+        ensemble = _ensemble_on(job, scheme, retain, job.seed + REFERENCE_SEED_OFFSET)
+        results.append(
+            {
+                "name": model_name(job.forget_ids, job.seed, reference_role(scheme), options),
+                **_ensemble_outputs(ensemble, forget, retain, job.bundle.test),
+                "seconds": time.perf_counter() - start,
+            }
+        )
     return results
 
 

@@ -30,8 +30,10 @@ from unlearnkit.audit.jobs import (
     REFERENCE,
     AuditJob,
     OutputCache,
+    ensemble_config,
     ids_hash,
     model_name,
+    reference_role,
     run_job,
 )
 from unlearnkit.config import ExperimentConfig
@@ -153,16 +155,23 @@ def run_audit(
     methods = [(m, dict(cfg.method_params.get(m, {}))) for m in cfg.methods]
     for name, params in methods:
         create_method(name, **params)  # bad hyper-parameters fail before any training
+    ensembles, options = list(audit.ensembles), dict(audit.ensemble_options)
+    for scheme in ensembles:
+        ensemble_config(scheme, options, cfg, audit.seed)  # a bad shape fails before training
     cache = OutputCache(Path(cache_dir) / settings_key(cfg, bundle, audit))
     plan = _plan(protocol, audit)
-    total = len(plan) * (len(methods) + 1)
+    total = len(plan) * (len(methods) + 1 + 2 * len(ensembles))
     start_state = None
     jobs = []
     for ids, seed in plan:
         todo = [(m, p) for m, p in methods if not cache.has(model_name(ids, seed, m, p))]
         ref = not cache.has(model_name(ids, seed, REFERENCE, {}))
-        if todo or ref:
-            jobs.append(AuditJob(ids, seed, todo, ref, cfg, bundle))
+        ens = [e for e in ensembles if not cache.has(model_name(ids, seed, e, options))]
+        ens_refs = [
+            e for e in ensembles if not cache.has(model_name(ids, seed, reference_role(e), options))
+        ]
+        if todo or ref or ens or ens_refs:
+            jobs.append(AuditJob(ids, seed, todo, ref, cfg, bundle, None, ens, ens_refs, options))
     done = total - sum(j.count for j in jobs)
     if progress:
         progress(done, total)
@@ -185,12 +194,22 @@ def run_audit(
 
     summary: dict[str, dict[str, Any]] = {}
     arrays: dict[str, dict[str, np.ndarray]] = {}
-    for name, params in methods:
-        summary[name], arrays[name] = _score_method(protocol, audit, cache, name, params)
+    roles = [*methods, *((e, options) for e in ensembles)]  # each scored against its reference
+    for name, params in roles:
+        ref_params = options if name in ensembles else {}
+        summary[name], arrays[name] = _score_method(
+            protocol, audit, cache, name, params, reference_role(name), ref_params
+        )
+        summary[name]["reference"] = reference_role(name)
+    every = [
+        (REFERENCE, {}),
+        *methods,
+        *((role, options) for e in ensembles for role in (e, reference_role(e))),
+    ]
     model_seconds = sum(
         cache.load(model_name(ids, seed, role, p))["seconds"]
         for ids, seed in plan
-        for role, p in [(REFERENCE, {}), *methods]
+        for role, p in every
     )
     results = {
         "kind": "audit",
@@ -198,7 +217,7 @@ def run_audit(
         "model": cfg.model,
         "peft": cfg.peft,
         "forget": cfg.forget,
-        "methods": [m for m, _ in methods],
+        "methods": [m for m, _ in methods] + ensembles,
         "config": cfg.model_dump(mode="json"),
         "audit": audit.model_dump(mode="json"),
         "protocol": {
@@ -233,18 +252,22 @@ def _score_method(
     cache: OutputCache,
     name: str,
     params: dict[str, Any],
+    reference: str = REFERENCE,
+    reference_params: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """U-LiRA and the challenge score of one method from its cached outputs."""
+    """U-LiRA and the challenge score of one method (or ensemble) from its cached outputs,
+    against ``reference`` (the retrained model, or the same scheme trained without F)."""
 
     def load(ids: torch.Tensor, seed: int, role: str) -> dict[str, Any]:
-        return cache.load(model_name(ids, seed, role, params if role == name else {}))
+        p = params if role == name else (reference_params or {})
+        return cache.load(model_name(ids, seed, role, p))
 
     pool = protocol.pool.numpy()
     column = {int(i): j for j, i in enumerate(pool)}
     phi_in = np.full((audit.k, pool.size), np.nan)
     phi_out = np.full((audit.k, pool.size), np.nan)
     for k, ids in enumerate(protocol.pair_forget):
-        for role, target in ((name, phi_in), (REFERENCE, phi_out)):
+        for role, target in ((name, phi_in), (reference, phi_out)):
             out = load(ids, audit.seed + k, role)
             target[k, [column[int(i)] for i in out["ids"]]] = out["phi"]
     llr_in, llr_out = loo_llr(phi_in, phi_out, min_sd=audit.min_sd, variance=audit.variance)
@@ -269,7 +292,7 @@ def _score_method(
     u_rows, r_rows, acc = [], [], {"ru": [], "rr": [], "tu": [], "tr": []}
     for i in range(audit.n):
         u = load(protocol.challenge_forget, audit.seed + i, name)
-        r = load(protocol.challenge_forget, audit.seed + i, REFERENCE)
+        r = load(protocol.challenge_forget, audit.seed + i, reference)
         u_rows.append(u["phi"])
         r_rows.append(r["phi"])
         acc["ru"].append(u["acc_retain"])

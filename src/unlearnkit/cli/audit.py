@@ -27,6 +27,7 @@ from unlearnkit.cli.common import (
     WeightsOpt,
     console,
     make_config,
+    parse_params,
     use_threads,
     user_errors,
 )
@@ -37,6 +38,19 @@ def audit(
     forget: ForgetOpt = None,
     methods: Annotated[
         str | None, typer.Option(help="comma-separated methods (retrain is always audited too)")
+    ] = None,
+    ensembles: Annotated[
+        str | None,
+        typer.Option(
+            help="exact ensembles audited too, comma-separated (s3t, sisa): deleted vs the same "
+            "scheme trained without the forget set"
+        ),
+    ] = None,
+    ensemble_param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ensemble-param", help="an ensemble option KEY=VALUE (num_shards=4, lora_rank=4)"
+        ),
     ] = None,
     k: Annotated[int, typer.Option("--k", help="U-LiRA shadow pairs (>= 3)")] = 8,
     n: Annotated[
@@ -89,7 +103,15 @@ def audit(
                 f"--executor {executor!r}: choose one of {', '.join(EXECUTORS.names())}"
             )
         settings = audit_config(
-            k=k, n=n, seed=seed, rates=rates, thresholds=thresholds, delta=delta, n_boot=n_boot
+            k=k,
+            n=n,
+            seed=seed,
+            rates=rates,
+            thresholds=thresholds,
+            delta=delta,
+            n_boot=n_boot,
+            ensembles=[e.strip() for e in ensembles.split(",") if e.strip()] if ensembles else None,
+            ensemble_options=parse_params(ensemble_param) if ensemble_param else None,
         )
         use_threads(threads)
         cfg = make_config(

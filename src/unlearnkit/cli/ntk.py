@@ -61,12 +61,23 @@ def precompute(
     ray_address: Annotated[
         str | None, typer.Option(help="join this Ray cluster (default: start one here)")
     ] = None,
+    time_budget: Annotated[
+        float | None,
+        typer.Option(
+            help="stop after this many seconds, keep the finished shards (exit 3); run again "
+            "to resume",
+            min=1.0,
+        ),
+    ] = None,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Stream the Jacobians of D once and save A, b and (A + lambda I)^-1 next to the model."""
     from unlearnkit.ntk.deployment import STATE_FILE  # deferred: torch, so --help stays fast
     from unlearnkit.ntk.incremental import precompute_state_file  # deferred: torch
-    from unlearnkit.ntk.precompute import check_options  # deferred: torch
+    from unlearnkit.ntk.precompute import (  # deferred: torch
+        PrecomputeIncomplete,
+        check_options,
+    )
     from unlearnkit.recipe import open_trained  # deferred: torch
     from unlearnkit.runtime import apply_threads  # deferred: torch
 
@@ -77,24 +88,29 @@ def precompute(
         opened = open_trained(model_dir, data_dir)
         trained, train = opened.trained, opened.bundle.train
         start = time.perf_counter()
-        state = precompute_state_file(
-            model_dir / STATE_FILE,
-            trained.model,
-            trained.trainable,
-            trained.initial_state,
-            train,
-            opened.bundle.num_classes,
-            lam,
-            chunk_size,
-            data_fingerprint=train.fingerprint(),
-            budget=None if max_memory_gb is None else int(max_memory_gb * 2**30),
-            progress=True,
-            kernel=kernel,
-            workers=workers,
-            executor=executor,
-            shard_size=shard_size,
-            ray_address=ray_address,
-        )
+        try:
+            state = precompute_state_file(
+                model_dir / STATE_FILE,
+                trained.model,
+                trained.trainable,
+                trained.initial_state,
+                train,
+                opened.bundle.num_classes,
+                lam,
+                chunk_size,
+                data_fingerprint=train.fingerprint(),
+                budget=None if max_memory_gb is None else int(max_memory_gb * 2**30),
+                progress=True,
+                kernel=kernel,
+                workers=workers,
+                executor=executor,
+                shard_size=shard_size,
+                ray_address=ray_address,
+                time_budget_s=time_budget,
+            )
+        except PrecomputeIncomplete as stop:
+            console.print(str(stop))
+            raise typer.Exit(code=3) from None
         took = time.perf_counter() - start
         note = " (pseudo-NTK: approximate)" if state.approximate else ""
         console.print(

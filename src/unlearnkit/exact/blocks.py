@@ -7,7 +7,7 @@ serves its surviving prefix, a shard its longest one, and a shard with none left
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -113,5 +113,7 @@ class BlockTable:
             if not self.alive[shard, b, k]
         ]
 
-    def revive(self, shard: int) -> None:
-        self.alive[shard] = True
+    def revive(self, shard: int, stages: Iterable[tuple[int, int]]) -> None:
+        """Switch these (sequence, stage) blocks of ``shard`` back on (they were retrained)."""
+        for b, k in stages:
+            self.alive[shard, b, k] = True

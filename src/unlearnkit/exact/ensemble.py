@@ -260,16 +260,24 @@ class ShardedEnsemble:
     def _deleted_in(self, shard: int) -> frozenset[int]:
         return frozenset(i for i in self.partition.deleted if self.partition.owner[i][0] == shard)
 
+    def retrainable_stages(self, shard: int) -> list[tuple[int, int]]:
+        """The switched-off blocks a retrain can train: those of sequences whose first slice
+        still holds data. A sequence whose first slice was deleted whole has nothing to start
+        from (its first block would train on no data); its blocks stay off."""
+        sizes = self.partition.slice_sizes()[shard]
+        first = [order[0] for order in self.blocks.sequences]
+        return [(b, k) for b, k in self.blocks.off_stages(shard) if sizes[first[b]] > 0]
+
     def prepare_retrain(self, shard: int) -> RetrainTicket:
         """Retrain the switched-off blocks of ``shard`` on its remaining data, without touching
         the served model (a service can run this in the background)."""
         if not 0 <= shard < self.config.num_shards:
             raise NotFoundError(f"shard {shard} does not exist (0..{self.config.num_shards - 1})")
-        stages = self.blocks.off_stages(shard)
+        stages = self.retrainable_stages(shard)
         deleted = self._deleted_in(shard)
         start = time.perf_counter()
         weights = self.executor.map(run_shard_job, [self._job(shard, stages)])[0] if stages else {}
-        return RetrainTicket(shard, deleted, weights, time.perf_counter() - start)
+        return RetrainTicket(shard, deleted, weights, time.perf_counter() - start, tuple(stages))
 
     def commit_retrain(self, ticket: RetrainTicket, bump_version: bool = True) -> None:
         """Swap a prepared retrain in; refused if the shard lost samples since it was prepared."""
@@ -280,7 +288,7 @@ class ShardedEnsemble:
             )
         if ticket.weights:
             self.stack.load_blocks(ticket.weights)
-            self.blocks.revive(ticket.shard)
+            self.blocks.revive(ticket.shard, ticket.stages)
             self.retrains_done += 1
             self.retrain_seconds += ticket.seconds
             if bump_version:

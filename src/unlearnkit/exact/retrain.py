@@ -29,6 +29,7 @@ class RetrainTicket:
     deleted_in_shard: frozenset[int]
     weights: dict[str, torch.Tensor]
     seconds: float
+    stages: tuple[tuple[int, int], ...] = ()  # the (sequence, stage) blocks it trained
 
 
 def shards_to_retrain(

@@ -17,10 +17,8 @@ data, kernel, chunk size, dtypes) continues from there; a cache of another job i
 from __future__ import annotations
 
 import json
-import multiprocessing
 import time
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +36,7 @@ from unlearnkit.ntk.files import load_tensors
 from unlearnkit.ntk.gram import GramStats, accumulate_gram, rhs_columns
 from unlearnkit.ntk.jacobian import Kernel, check_kernel
 from unlearnkit.ntk.params import ParamSpace, state_hash
-from unlearnkit.runtime import create_executor, pin_worker_threads
+from unlearnkit.runtime import create_executor
 
 EXECUTORS = ("local", "ray")
 CACHE_FORMAT = "unlearnkit-ntk-shards/1"
@@ -48,7 +46,14 @@ MAX_SHARD_CHUNKS = 32  # a shard's write costs about 20 samples' compute: keep s
 
 
 class PrecomputeIncomplete(UnlearnkitError):
-    """The precompute stopped before every shard was summed (``max_shards``); rerun to resume."""
+    """The precompute stopped before every shard was summed (``max_shards`` or
+    ``time_budget_s``); rerun to resume. ``samples`` is the size of the summed in-order prefix
+    and ``elapsed_s`` the time at which that prefix was complete."""
+
+    def __init__(self, message: str, samples: int = 0, elapsed_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.samples = samples
+        self.elapsed_s = elapsed_s
 
 
 @dataclass(frozen=True)
@@ -84,28 +89,12 @@ def shard_stats(job: GramJob, x: torch.Tensor, y: torch.Tensor, on_chunk: Any = 
 
 
 # -- where shards run ------------------------------------------------------------------------------
-_WORKER_JOB: GramJob | None = None  # set in each pool worker by _init_worker
-
-
-def _init_worker(job: GramJob, threads: int) -> None:
-    global _WORKER_JOB
-    pin_worker_threads(threads)
-    _WORKER_JOB = job
-
-
-def _pool_task(item: tuple[int, torch.Tensor, torch.Tensor]) -> tuple[int, GramStats]:
-    index, x, y = item
-    assert _WORKER_JOB is not None, "pool worker started without its job"
-    return index, shard_stats(_WORKER_JOB, x, y)
-
-
-def _ray_task(item: tuple[GramJob, int, int, torch.Tensor, torch.Tensor]) -> tuple[int, GramStats]:
-    job, threads, index, x, y = item
-    pin_worker_threads(threads)
-    return index, shard_stats(job, x, y)
-
-
 Item = tuple[int, torch.Tensor, torch.Tensor]
+
+
+def _shard_task(job: GramJob, item: Item) -> GramStats:
+    _, x, y = item
+    return shard_stats(job, x, y)
 
 
 def run_shards(
@@ -117,37 +106,24 @@ def run_shards(
     ray_address: str | None = None,
     on_chunk: Any = None,
 ) -> Iterator[tuple[int, GramStats]]:
-    """Yield (shard index, partial sums) as shards finish (any order)."""
+    """Yield (shard index, partial sums) as shards finish (any order). Worker processes and Ray
+    tasks receive the job (model and w0) once, not with every shard."""
     if not items:
         return
     if executor == "local" and workers == 1:  # in this process, on the caller's threads
         for index, x, y in items:
             yield index, shard_stats(job, x, y, on_chunk)
         return
+    options: dict[str, Any] = {"threads_per_worker": threads_per_worker}
     if executor == "local":
-        context = multiprocessing.get_context("spawn")  # fork after torch's threads can hang
-        with ProcessPoolExecutor(
-            min(workers, len(items)),
-            mp_context=context,
-            initializer=_init_worker,
-            initargs=(job, threads_per_worker),
-        ) as pool:
-            futures = [pool.submit(_pool_task, item) for item in items]
-            try:
-                for future in as_completed(futures):
-                    yield future.result()
-            finally:
-                for future in futures:
-                    future.cancel()
-        return
-    # Ray: the runtime's executor maps one wave of ``workers`` shards at a time
-    options: dict[str, Any] = {"address": ray_address}
-    if ray_address is None:
-        options["num_cpus"] = workers
-    with create_executor("ray", **options) as ray:
-        for start in range(0, len(items), workers):
-            wave = [(job, threads_per_worker, *item) for item in items[start : start + workers]]
-            yield from ray.map(_ray_task, wave)
+        name, options["workers"] = "processes", workers
+    else:
+        name, options["address"] = "ray", ray_address
+        if ray_address is None:
+            options["num_cpus"] = workers
+    with create_executor(name, **options) as pool:
+        for position, part in pool.map_unordered(_shard_task, job, items):
+            yield items[position][0], part
 
 
 # -- the cache of finished shards ------------------------------------------------------------------
@@ -298,6 +274,7 @@ def compute_gram(
     cache_dir: str | Path | None = None,
     data_fingerprint: str | None = None,
     max_shards: int | None = None,
+    time_budget_s: float | None = None,
     checkpoint_s: float = 30.0,
     dtype: torch.dtype = torch.float64,
     product_dtype: torch.dtype | None = None,
@@ -306,7 +283,11 @@ def compute_gram(
     """A = sum J^T J and b = sum J^T r over ``data`` at ``w0``, shard by shard (module doc).
 
     ``max_shards`` computes at most that many new shards in this call and then raises
-    ``PrecomputeIncomplete`` (what an interruption looks like; the cache keeps the work)."""
+    ``PrecomputeIncomplete`` (what an interruption looks like; the cache keeps the work).
+    ``time_budget_s`` does the same once that many seconds have passed: the in-order prefix of
+    shards finished within the budget is summed (and checkpointed with a cache); a shard that
+    finishes later is kept in the cache for the resume but not summed. Shards already running
+    on a local pool are waited for (at most one shard's time per worker)."""
     check_options(kernel, executor, workers, threads_per_worker)
     if chunk_size < 1 or (shard_size is not None and shard_size < 1):
         raise UnlearnkitError("chunk_size and shard_size must be >= 1")
@@ -323,7 +304,7 @@ def compute_gram(
     )
     n = len(data)
     serial = executor == "local" and workers == 1
-    if shard_size is None and serial and cache_dir is None:
+    if shard_size is None and serial and cache_dir is None and time_budget_s is None:
         shard_size = max(n, 1)  # nothing to resume or to spread: one shard, one accumulator
     size = shard_size or default_shard_size(n, chunk_size, workers)
     cache = None
@@ -351,10 +332,13 @@ def compute_gram(
         unit="sample",
         dynamic_ncols=True,
     )
-    saved = {"next": next_index, "at": time.monotonic()}
+    started = time.monotonic()
+    saved = {"next": next_index, "at": started}
+    prefix_done_s = 0.0
 
     def merge() -> None:
-        nonlocal next_index, total
+        nonlocal next_index, total, prefix_done_s
+        start_index = next_index
         while next_index in in_memory or next_index in on_disk:
             if next_index in in_memory:
                 part = in_memory.pop(next_index)
@@ -368,6 +352,8 @@ def compute_gram(
                 total.rhs.add_(part.rhs)
                 total.count += part.count
             next_index += 1
+        if next_index != start_index:
+            prefix_done_s = time.monotonic() - started
 
     def checkpoint(force: bool) -> None:
         if cache is None or total is None or next_index == saved["next"]:
@@ -393,6 +379,11 @@ def compute_gram(
         ):
             if not serial:
                 bar.update(part.count)
+            late = time_budget_s is not None and time.monotonic() - started > time_budget_s
+            if late:
+                if cache is not None:
+                    cache.save_shard(index, part)  # for the resume, not for this prefix
+                break
             if cache is not None and index != next_index:
                 cache.save_shard(index, part)  # out of order: on disk until its turn
                 on_disk.add(index)
@@ -407,10 +398,13 @@ def compute_gram(
         checkpoint(True)  # keep everything finished so far, also on an error or Ctrl-C
         bar.close()
     if next_index < len(bounds):
+        summed = total.count if total else 0
         raise PrecomputeIncomplete(
             f"NTK precompute stopped after {next_index} of {len(bounds)} shards "
-            f"({total.count if total else 0} of {n} samples)"
-            + (f"; run it again to resume from {cache.directory}" if cache is not None else "")
+            f"({summed} of {n} samples)"
+            + (f"; run it again to resume from {cache.directory}" if cache is not None else ""),
+            summed,
+            prefix_done_s,
         )
     if total is None:  # no samples at all
         p = space.numel

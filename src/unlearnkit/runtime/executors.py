@@ -4,8 +4,11 @@ or a Ray cluster.
 One small interface, ``executor.map(fn, items) -> results`` in input order, with ``fn`` a
 picklable top-level function of one argument. S3T/SISA shard training and the memorization
 estimators' many small models use it; swapping "local" for "processes" or "ray" changes nothing
-else. Worker processes and Ray tasks pin ``threads_per_worker`` CPU threads (default 1) before
-running ``fn``, so N workers never ask for N x cores threads.
+else. ``executor.map_unordered(fn, shared, items)`` yields ``(index, fn(shared, item))`` as items
+finish, and ships ``shared`` (a model, say) to each worker once instead of with every item: the
+NTK precompute streams its shards through it. Worker processes and Ray tasks pin
+``threads_per_worker`` CPU threads (default 1) before running ``fn``, so N workers never ask
+for N x cores threads.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import multiprocessing
 import os
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any, TypeVar
 
 from unlearnkit.errors import UnlearnkitError
@@ -24,6 +27,7 @@ from unlearnkit.runtime.threads import available_cores, pin_worker_threads
 
 A = TypeVar("A")
 R = TypeVar("R")
+S = TypeVar("S")
 
 
 class Executor(ABC):
@@ -33,6 +37,14 @@ class Executor(ABC):
 
     @abstractmethod
     def map(self, fn: Callable[[A], R], items: Sequence[A]) -> list[R]: ...
+
+    def map_unordered(
+        self, fn: Callable[[S, A], R], shared: S, items: Sequence[A]
+    ) -> Iterator[tuple[int, R]]:
+        """Yield ``(i, fn(shared, items[i]))`` as each finishes (any order). Default: in order,
+        in this process."""
+        for index, item in enumerate(items):
+            yield index, fn(shared, item)
 
     def close(self) -> None:
         """Release workers (a no-op for the local executor)."""
@@ -70,6 +82,25 @@ def call_pinned(job: tuple[Callable[[A], R], A, int]) -> R:
     return fn(item)
 
 
+_SHARED: Any = None  # a pool worker's copy of map_unordered's ``shared`` (set once per worker)
+
+
+def _init_shared(shared: Any, threads: int) -> None:
+    global _SHARED
+    pin_worker_threads(threads)
+    _SHARED = shared
+
+
+def _call_shared(job: tuple[Callable[[Any, A], R], A]) -> R:
+    fn, item = job
+    return fn(_SHARED, item)
+
+
+def _call_shared_pinned(fn: Callable[[S, A], R], shared: S, item: A, threads: int) -> R:
+    pin_worker_threads(threads)
+    return fn(shared, item)
+
+
 @EXECUTORS.register("processes")
 class ProcessExecutor(Executor):
     """A pool of ``workers`` local processes (spawned, so no torch state is forked), each pinned
@@ -99,6 +130,26 @@ class ProcessExecutor(Executor):
         if not items:
             return []
         return list(self._ensure_pool().map(fn, items))
+
+    def map_unordered(
+        self, fn: Callable[[S, A], R], shared: S, items: Sequence[A]
+    ) -> Iterator[tuple[int, R]]:
+        """A pool of its own whose workers receive ``shared`` once, in their initializer."""
+        if not items:
+            return
+        with ProcessPoolExecutor(
+            max_workers=min(self.workers, len(items)),
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_shared,
+            initargs=(shared, self.threads_per_worker),
+        ) as pool:
+            futures = {pool.submit(_call_shared, (fn, item)): i for i, item in enumerate(items)}
+            try:
+                for future in as_completed(futures):
+                    yield futures[future], future.result()
+            finally:
+                for future in futures:
+                    future.cancel()
 
     def close(self) -> None:
         if self._pool is not None:
@@ -154,6 +205,28 @@ class RayExecutor(Executor):
         remote = self._ray.remote(num_cpus=self.cpus_per_task)(call_pinned)
         jobs = [remote.remote((fn, item, self.threads_per_worker)) for item in items]
         return list(self._ray.get(jobs))
+
+    def map_unordered(
+        self, fn: Callable[[S, A], R], shared: S, items: Sequence[A]
+    ) -> Iterator[tuple[int, R]]:
+        """``shared`` goes into the object store once; every task is submitted at once (Ray
+        schedules them on the free CPUs) and results are yielded as tasks finish."""
+        if not items:
+            return
+        ray = self._ray
+        remote = ray.remote(num_cpus=self.cpus_per_task)(_call_shared_pinned)
+        ref = ray.put(shared)
+        pending = {
+            remote.remote(fn, ref, item, self.threads_per_worker): i for i, item in enumerate(items)
+        }
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for task in done:
+                    yield pending.pop(task), ray.get(task)
+        finally:
+            for task in pending:
+                ray.cancel(task)
 
     def close(self) -> None:
         if self._started_here and self._ray.is_initialized():

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -167,6 +167,11 @@ def view(event: Event) -> DeletionView:
     )
 
 
+def server_timing(phases: dict[str, float]) -> str:
+    """The W3C Server-Timing header: where the server spent a request's time (ms)."""
+    return ", ".join(f"{name};dur={seconds * 1000:.3f}" for name, seconds in phases.items())
+
+
 def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
     """The app over a started service; the service is closed when the app shuts down."""
 
@@ -263,7 +268,9 @@ def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
 
     @app.post("/v1/predict", response_model=PredictResponse, responses=ERRORS)
     def predict(
-        body: PredictRequest, _: Annotated[Principal, Depends(require("predict"))]
+        body: PredictRequest,
+        _: Annotated[Principal, Depends(require("predict"))],
+        response: Response,
     ) -> PredictResponse:
         shape, cfg = service.model.input_shape, service.config
         x = (
@@ -271,10 +278,12 @@ def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
             if body.inputs is not None
             else image_batch(body.images or [], shape, cfg.max_batch, cfg.max_image_bytes)
         )
+        timings: dict[str, float] = {}
         try:
-            probs, version = service.predict(x)
+            probs, version = service.predict(x, timings)
         except ConflictError as exc:  # nothing left to serve until a retrain lands
             raise HTTPProblem(503, "unavailable", str(exc), RETRY_AFTER) from None
+        response.headers["Server-Timing"] = server_timing(timings)
         return PredictResponse(
             probabilities=probs.tolist(),
             predictions=probs.argmax(dim=1).tolist(),
@@ -285,6 +294,7 @@ def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
     def delete(
         body: DeletionRequest,
         who: Annotated[Principal, Depends(require("delete"))],
+        response: Response,
         idempotency_key: Annotated[str | None, Header()] = None,
     ) -> DeletionView:
         if idempotency_key is None:
@@ -295,7 +305,9 @@ def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
             raise HTTPProblem(
                 400, "invalid_idempotency_key", "Idempotency-Key must be 1-200 printable characters"
             )
-        event, _ = service.submit_deletion(who, list(body.sample_ids), idempotency_key)
+        timings: dict[str, float] = {}
+        event, _ = service.submit_deletion(who, list(body.sample_ids), idempotency_key, timings)
+        response.headers["Server-Timing"] = server_timing(timings)
         return view(event)
 
     @app.get("/v1/deletions/{request_id}", response_model=DeletionView, responses=ERRORS)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,17 @@ from unlearnkit.service.status import update_gauges
 log = logging.getLogger("unlearnkit.service")
 BATCH_LIMIT = 512  # most events applied under one hold of the model lock
 FINISH_RETRY_S = 0.2  # first wait before recording results again (disk full), doubling to 5 s
+
+
+class Applied(threading.Event):
+    """Set once an event is applied (or the applier stopped). ``phases`` (seconds) says where
+    the wait went: ``queue`` (behind earlier batches), ``lock`` (for the prediction in flight),
+    ``apply`` (changing the model), ``record`` (writing the results to the ledger)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queued_at = time.perf_counter()
+        self.phases: dict[str, float] = {}
 
 
 class Applier:
@@ -52,7 +64,8 @@ class Applier:
         self.applied_seq = applied_seq  # the last event the model reflects
         self.failure: str | None = None  # why the applier stopped, if it did
         self._queue: queue.Queue[Change | None] = queue.Queue()
-        self._waiters: dict[int, threading.Event] = {}
+        self._held: Change | None = None  # taken from the queue by a drain, applied next
+        self._waiters: dict[int, Applied] = {}
         self._waiters_lock = threading.Lock()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="unlearnkit-applier", daemon=True)
@@ -65,12 +78,12 @@ class Applier:
         payload: dict[str, Any],
         key: str | None = None,
         ticket: Any = None,
-    ) -> tuple[Event, threading.Event]:
+    ) -> tuple[Event, Applied]:
         """Write an event and queue it; the returned flag is set once it is applied (or the
         applier stopped). Refused, with nothing written, once the applier has stopped."""
         if self.failure is not None:
             raise InternalError(f"{self.failure}; restart the service (it replays the ledger)")
-        applied = threading.Event()
+        applied = Applied()
 
         def enqueue(event: Event) -> None:  # under the ledger lock: in sequence order
             with self._waiters_lock:
@@ -96,10 +109,17 @@ class Applier:
     def running(self) -> bool:
         return self._thread.is_alive() and self.failure is None
 
+    def _take(self) -> Change | None:
+        """The change held back by the last drain, else the next queued one (waits 0.25 s)."""
+        if self._held is not None:
+            held, self._held = self._held, None
+            return held
+        return self._queue.get(timeout=0.25)
+
     def _run(self) -> None:
         while True:
             try:
-                first = self._queue.get(timeout=0.25)
+                first = self._take()
             except queue.Empty:
                 self._snapshotter.when_idle(self.applied_seq)
                 continue
@@ -107,11 +127,15 @@ class Applier:
                 return
             batch = [first]
             rows: list[ResultRow] = []
-            with self._lock.writing():  # drain after taking the lock: what queued meanwhile joins
-                self._drain(batch)
+            in_place = first.kind in self._model.in_place_changes
+            asked = time.perf_counter()
+            with self._lock.writing(in_place):  # deletions: bookkeeping only, no forward waits
+                locked = time.perf_counter()
+                self._drain(batch, in_place)  # what queued meanwhile joins
                 for group in group_changes(self._model, batch):
                     rows += apply_group(self._model, group, self._metrics)
                 self.applied_seq = batch[-1].seq
+            applied = time.perf_counter()
             try:
                 self._finish(rows)
             except Exception as exc:  # the ledger is unusable: stop changing the model
@@ -123,7 +147,7 @@ class Applier:
             self._count(batch, rows)
             update_gauges(self._metrics, self._model)
             with self._waiters_lock:
-                self._wake([c.seq for c in batch])
+                self._wake([c.seq for c in batch], (asked, locked, applied, time.perf_counter()))
             self._snapshotter.after_batch(
                 self.applied_seq,
                 deletions=sum(c.kind == "deletion" for c in batch),
@@ -148,8 +172,10 @@ class Applier:
                 return
             delay = min(delay * 2, 5.0)
 
-    def _drain(self, batch: list[Change]) -> None:
-        """Add what is queued now (up to ``BATCH_LIMIT``), leaving the stop sentinel queued."""
+    def _drain(self, batch: list[Change], in_place: bool) -> None:
+        """Add what is queued now (up to ``BATCH_LIMIT``), leaving the stop sentinel queued. A
+        change that writes weights in place, met while only the bookkeeping is held, is held
+        back for the next batch (it must wait for the forward pass in flight)."""
         while len(batch) < BATCH_LIMIT:
             try:
                 nxt = self._queue.get_nowait()
@@ -157,6 +183,9 @@ class Applier:
                 return
             if nxt is None:
                 self._queue.put(None)
+                return
+            if not in_place and nxt.kind in self._model.in_place_changes:
+                self._held = nxt
                 return
             batch.append(nxt)
 
@@ -171,9 +200,22 @@ class Applier:
                 self._metrics.inc("unlearnkit_deletions_failed_total")
                 self._release_ids(change.sample_ids)  # a failed deletion frees its ids
 
-    def _wake(self, seqs: list[int]) -> None:
-        """Set the flags of these events (the caller holds the waiters' lock)."""
+    def _wake(
+        self, seqs: list[int], times: tuple[float, float, float, float] | None = None
+    ) -> None:
+        """Set the flags of these events (the caller holds the waiters' lock); ``times``: when
+        the batch asked for the lock, got it, was applied and was recorded."""
         for seq in seqs:
             flag = self._waiters.pop(seq, None)
-            if flag is not None:
-                flag.set()
+            if flag is None:
+                continue
+            if times is not None:
+                asked, locked, applied, recorded = times
+                start = min(max(flag.queued_at, asked), locked)  # drained items queued later
+                flag.phases = {
+                    "queue": max(start - flag.queued_at, 0.0),
+                    "lock": locked - start,
+                    "apply": applied - locked,
+                    "record": recorded - applied,
+                }
+            flag.set()

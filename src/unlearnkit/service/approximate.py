@@ -37,7 +37,7 @@ from unlearnkit.ntk.deployment import (
 )
 from unlearnkit.ntk.incremental import delete_samples
 from unlearnkit.recipe import open_trained
-from unlearnkit.service.served import SERVED_MODELS, RetrainJob
+from unlearnkit.service.served import SERVED_MODELS, ModelView, RetrainJob
 
 RECORD_FILE = "approximate.json"
 
@@ -47,6 +47,10 @@ class ApproximateServedModel:
     mode = "approximate"
     applies_immediately = False
     batches_deletions = True
+    # the linearized network's forward pass uses torch's forward-mode AD, whose dual levels are
+    # process-wide: passes run one at a time (measured: concurrent ones fail)
+    shares_modules = True
+    in_place_changes: frozenset[str] = frozenset()  # every change builds a new network
 
     def __init__(
         self, model_dir: Path, snapshot_dir: Path | None = None, config: Any = None
@@ -110,9 +114,17 @@ class ApproximateServedModel:
         )
         return served.eval()
 
+    def view(self) -> ModelView:
+        served = self.served
+
+        def logits(x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return served(x).detach()
+
+        return ModelView(self._version, logits)
+
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self.served(x).detach()
+        return self.view().logits(x)
 
     def known(self, sample_id: int) -> bool:
         return int(sample_id) in self._ids

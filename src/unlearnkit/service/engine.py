@@ -6,7 +6,7 @@
 - ``Applier`` (applier): the one thread that changes the model, in ledger order.
 - ``Snapshotter`` (snapshotter): when to snapshot; writes off the applier's thread.
 - ``Retrainer`` (retrainer): retrains dead shards with the model lock released meanwhile.
-- ``ModelLock`` (model_lock): predictions and changes one at a time, changes first.
+- ``ModelLock`` (model_lock): short holds for bookkeeping; forward passes never block a deletion.
 - ``model_status`` (status): ``GET /v1/model``.
 
 ``DeletionService`` builds them in ``start()`` and stops them in ``close()``; requests go
@@ -16,6 +16,7 @@ through its methods (``predict``, ``submit_deletion``, ``get_deletion``, ``model
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import torch
@@ -116,28 +117,57 @@ class DeletionService:
         return self.ledger.broken or self.applier.failure
 
     # -- requests ----------------------------------------------------------------------------
-    def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, int]:
-        with self.model_lock.reading():
-            logits = self.model.predict_logits(x)
-            version = self.model.version
-        return torch.softmax(logits.float(), dim=1), version
+    def predict(
+        self, x: torch.Tensor, timings: dict[str, float] | None = None
+    ) -> tuple[torch.Tensor, int]:
+        """Probabilities and the model version that gave them. The view is taken under the
+        state lock (microseconds); the forward pass runs outside it (under the modules lock
+        when the model shares modules), so deletions do not wait for it. ``timings`` (if
+        given) gets the seconds spent waiting for the locks and in the model."""
+        lock, model = self.model_lock, self.model
+        asked = time.perf_counter()
+        with lock.reading():
+            view, epoch = model.view(), lock.weights_epoch
+        if model.shares_modules:
+            with lock.forward():
+                locked = time.perf_counter()
+                if lock.weights_epoch != epoch:  # weights were written since: a fresh view
+                    with lock.reading():
+                        view = model.view()
+                logits = view.logits(x)
+        else:
+            locked = time.perf_counter()
+            logits = view.logits(x)
+        if timings is not None:
+            timings.update(lock=locked - asked, model=time.perf_counter() - locked)
+        return torch.softmax(logits.float(), dim=1), view.version
 
     def check_ids(self, ids: list[int]) -> list[int]:
         return check_sample_ids(self.model, ids, self.config.max_delete_ids)
 
     def submit_deletion(
-        self, who: Principal, ids: list[int], key: str | None
+        self,
+        who: Principal,
+        ids: list[int],
+        key: str | None,
+        timings: dict[str, float] | None = None,
     ) -> tuple[Event, bool]:
         """Durably accept a deletion (then, in exact mode, wait until it is applied); the event
-        and whether it is new (False: the Idempotency-Key was known)."""
+        and whether it is new (False: the Idempotency-Key was known). ``timings`` (if given)
+        gets the seconds of each phase: accept (ledger write), then the applier's phases."""
+        started = time.perf_counter()
         ids = self.check_ids(ids)
         event, applied = self.intake.accept(who, ids, key)
+        if timings is not None:
+            timings["accept"] = time.perf_counter() - started
         if applied is None:
             return event, False
         self.metrics.inc("unlearnkit_deletions_accepted_total")
         if not self.model.applies_immediately:
             return event, True
         applied.wait(self.config.apply_timeout_s)
+        if timings is not None:
+            timings.update(applied.phases)
         if self.applier.failure is not None:
             raise InternalError(
                 f"deletion {event.request_id} is recorded but could not be applied: "

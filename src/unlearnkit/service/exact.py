@@ -24,7 +24,7 @@ from unlearnkit.exact import RetrainTicket, S3TEnsemble, SISAEnsemble
 from unlearnkit.exact.capacity import simulate_capacity
 from unlearnkit.exact.store import POINTER, tensor_digest
 from unlearnkit.runtime import Executor
-from unlearnkit.service.served import SERVED_MODELS, RetrainJob
+from unlearnkit.service.served import SERVED_MODELS, ModelView, RetrainJob
 
 
 class _Deferred(Executor):
@@ -49,6 +49,8 @@ class ExactServedModel:
     mode = "exact"
     applies_immediately = True
     batches_deletions = False
+    shares_modules = True  # the blocks' adapters are switched on one backbone per forward
+    in_place_changes = frozenset({"retrain"})  # a deletion only switches blocks off
 
     def __init__(
         self, model_dir: Path, snapshot_dir: Path | None = None, config: Any = None
@@ -89,6 +91,10 @@ class ExactServedModel:
         return {"mode": self.mode, "scheme": str(self.ensemble.scheme), "ownership": owner}
 
     # -- serving -----------------------------------------------------------------------------
+    def view(self) -> ModelView:
+        plan, ensemble = self.ensemble.serving_plan(), self.ensemble
+        return ModelView(int(ensemble.version), lambda x: ensemble.predict_logits(x, plan))
+
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.ensemble.predict_logits(x)
 
@@ -104,7 +110,9 @@ class ExactServedModel:
         return {"kind": "deactivation", "samples": receipts}
 
     def pending_retrains(self) -> list[int]:
-        return self.ensemble.dead_shards()
+        """Dead shards a retrain can revive (one whose every sequence lost its first slice
+        whole stays dead: there is nothing to train it from)."""
+        return [s for s in self.ensemble.dead_shards() if self.ensemble.retrainable_stages(s)]
 
     def prepare_retrain(self, unit: int) -> RetrainJob:
         """The ensemble's own retrain preparation, with its training job recorded, not run."""

@@ -91,7 +91,7 @@ class Retrainer:
                 self.in_progress = None
 
     def _retrain(self, shard: int) -> None:
-        with self._lock.writing():  # 1. prepare
+        with self._lock.writing(in_place=False):  # 1. prepare (copies; no weights written)
             job = self._model.prepare_retrain(shard)
         start = time.perf_counter()
         result = self._train(job)  # 2. train, with the lock released

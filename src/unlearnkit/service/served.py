@@ -5,6 +5,12 @@ a dead shard is retrained in the background) and ``approximate`` (a Fast-NTK sta
 are queued and applied as one Woodbury downdate). The service calls these methods under its
 model lock, from one applier thread for changes, so adapters need no locking of their own.
 
+A prediction takes a ``ModelView`` under the lock (cheap: which blocks serve, which network)
+and runs it after the lock is released, so a change waits for no forward pass. Forward passes
+of a model with ``shares_modules`` (adapters switched on one backbone) run one at a time; a
+change whose kind is in ``in_place_changes`` (it writes the served weights in place) waits for
+the forward pass in flight, and views taken before it are taken again.
+
 Retraining is split so that no lock is held while a model trains: ``prepare_retrain`` (under the
 lock) copies what the training needs into a ``RetrainJob``; the service runs ``job.train`` with
 no lock held (in a child process or a thread); ``job.finish`` turns the result into the ticket
@@ -39,11 +45,21 @@ class RetrainJob:
     finish: Callable[[Any, float], Any]
 
 
+@dataclass(frozen=True)
+class ModelView:
+    """What one prediction uses: the model ``version`` and ``logits(x)`` on that version."""
+
+    version: int
+    logits: Callable[[torch.Tensor], torch.Tensor]
+
+
 @runtime_checkable
 class ServedModel(Protocol):
     mode: str  # "exact" | "approximate"
     applies_immediately: bool  # True: a deletion is applied before the 202 is sent
     batches_deletions: bool  # True: consecutive queued deletions are applied as one change
+    shares_modules: bool  # True: forward passes change shared module state, one at a time
+    in_place_changes: frozenset[str]  # change kinds that write the served weights in place
 
     @property
     def version(self) -> int: ...
@@ -56,6 +72,10 @@ class ServedModel(Protocol):
 
     def identity(self) -> dict[str, str]:
         """What ties a ledger to this model (compared each time the ledger is opened)."""
+        ...
+
+    def view(self) -> ModelView:
+        """The current version for one prediction (cheap; taken under the lock)."""
         ...
 
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor: ...

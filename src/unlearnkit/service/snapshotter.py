@@ -63,7 +63,7 @@ class Snapshotter:
         if not due:
             return
         try:
-            with self._lock.writing():
+            with self._lock.writing(in_place=False):  # a copy: forward passes go on
                 frozen = self._model.clone()
         except Exception:  # the ledger still holds everything: log, retry at the next chance
             log.exception("cannot copy the model for a snapshot")
