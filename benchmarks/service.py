@@ -787,7 +787,7 @@ def main() -> None:
         args.epochs, args.pretrain_epochs = 2, 3
         args.load_deletions = 300 if args.quick else 2000
         args.load_predictions = 2000 if args.quick else 20000
-        args.load_samples = 600 if args.quick else 3200
+        args.load_samples = 600 if args.quick else 3600
         args.load_clients_predict, args.load_clients_delete = 2, 2
         args.load_deletion_rate = 8.0 if not args.quick else 30.0
         args.load_timeout_s = 1200.0

@@ -8,9 +8,10 @@ whichever finished first, so the result equals the serial sum to rounding for an
 workers (bit for bit for the same shard size and thread count).
 
 With a cache directory (``<state file>.parts/`` next to the state) the work survives an
-interruption: every finished shard is written atomically as it arrives, the in-order prefix sum
-is checkpointed (at most every ``checkpoint_s`` seconds, and on the way out of an error or
-Ctrl-C), and merged shard files are removed. A later run with the same job (w0, parameters,
+interruption: a shard that finishes out of order is written atomically until its turn, the
+in-order prefix sum is checkpointed (every ``checkpoint_s`` seconds but at most a tenth of the
+time, and on the way out of an error, Ctrl-C or a time budget), and merged shard files are
+removed; a kill -9 loses at most the work since the last checkpoint. A later run with the same job (w0, parameters,
 data, kernel, chunk size, dtypes) continues from there; a cache of another job is discarded.
 """
 
@@ -333,7 +334,7 @@ def compute_gram(
         dynamic_ncols=True,
     )
     started = time.monotonic()
-    saved = {"next": next_index, "at": started}
+    saved = {"next": next_index, "at": started, "cost": 0.0}
     prefix_done_s = 0.0
 
     def merge() -> None:
@@ -356,12 +357,16 @@ def compute_gram(
             prefix_done_s = time.monotonic() - started
 
     def checkpoint(force: bool) -> None:
+        """Write the prefix sum every ``checkpoint_s`` seconds, but at most a tenth of the time
+        (a P x P prefix is a large file: 1.7 GB at P = 14,730)."""
         if cache is None or total is None or next_index == saved["next"]:
             return
-        if force or time.monotonic() - saved["at"] >= checkpoint_s:
+        wait = max(checkpoint_s, 10.0 * saved["cost"])
+        if force or time.monotonic() - saved["at"] >= wait:
+            began = time.monotonic()
             cache.save_prefix(next_index, total)
             on_disk.difference_update(range(next_index))
-            saved.update(next=next_index, at=time.monotonic())
+            saved.update(next=next_index, at=time.monotonic(), cost=time.monotonic() - began)
 
     items = [
         (i, data.x[bounds[i][0] : bounds[i][1]], data.y[bounds[i][0] : bounds[i][1]]) for i in todo
@@ -387,10 +392,7 @@ def compute_gram(
             if cache is not None and index != next_index:
                 cache.save_shard(index, part)  # out of order: on disk until its turn
                 on_disk.add(index)
-            else:
-                if cache is not None:
-                    cache.save_shard(index, part)
-                    on_disk.add(index)
+            else:  # in order: summed now, on disk with the next prefix checkpoint
                 in_memory[index] = part
             merge()
             checkpoint(False)

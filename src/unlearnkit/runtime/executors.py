@@ -209,21 +209,33 @@ class RayExecutor(Executor):
     def map_unordered(
         self, fn: Callable[[S, A], R], shared: S, items: Sequence[A]
     ) -> Iterator[tuple[int, R]]:
-        """``shared`` goes into the object store once; every task is submitted at once (Ray
-        schedules them on the free CPUs) and results are yielded as tasks finish."""
+        """``shared`` goes into the object store once; as many tasks as the cluster has CPUs
+        for run at a time (a finished one is replaced at once, no waves), and results are
+        yielded as tasks finish. The cap keeps large results (an NTK shard's P x P partial
+        Gram) from piling up in the object store."""
         if not items:
             return
         ray = self._ray
         remote = ray.remote(num_cpus=self.cpus_per_task)(_call_shared_pinned)
         ref = ray.put(shared)
-        pending = {
-            remote.remote(fn, ref, item, self.threads_per_worker): i for i, item in enumerate(items)
-        }
+        slots = max(1, int(ray.cluster_resources().get("CPU", 1) // self.cpus_per_task))
+        todo = iter(enumerate(items))
+        pending: dict[Any, int] = {}
+
+        def submit() -> None:
+            for index, item in todo:
+                pending[remote.remote(fn, ref, item, self.threads_per_worker)] = index
+                if len(pending) >= slots:
+                    return
+
         try:
+            submit()
             while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                for task in done:
-                    yield pending.pop(task), ray.get(task)
+                (task,), _ = ray.wait(list(pending), num_returns=1)
+                index = pending.pop(task)
+                result = ray.get(task)
+                submit()  # the next task starts before this result is handed on
+                yield index, result
         finally:
             for task in pending:
                 ray.cancel(task)
