@@ -27,22 +27,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch(model_dir, token_file, port: int, log) -> subprocess.Popen:
-    cmd = [
-        sys.executable,
-        "-m",
-        "unlearnkit",
-        "serve",
-        "--from",
-        str(model_dir),
-        "--port",
-        str(port),
-        "--tokens",
-        str(token_file),
-        "--snapshot-every",
-        "4",
-        "--no-background-retrain",
-    ]
+def launch(model_dir, token_file, port: int, log, *options: str) -> subprocess.Popen:
+    """`unlearnkit serve` as a child process, once healthy; ``options`` replace the defaults
+    (snapshots every 4 deletions, no background retraining)."""
+    cmd = [sys.executable, "-m", "unlearnkit", "serve", "--from", str(model_dir)]
+    cmd += ["--port", str(port), "--tokens", str(token_file)]
+    cmd += list(options or ("--snapshot-every", "4", "--no-background-retrain"))
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     end = time.monotonic() + 120
     while time.monotonic() < end:

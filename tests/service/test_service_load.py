@@ -6,8 +6,6 @@ and a restart. Every acknowledged deletion is applied exactly once, and no answe
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 
@@ -15,6 +13,7 @@ import httpx
 import pytest
 from service_helpers import ADMIN, auth
 from test_service_kill9 import free_port
+from test_service_kill9 import launch as start_server
 
 from unlearnkit.exact import S3TEnsemble
 from unlearnkit.service.ledger import Ledger
@@ -22,21 +21,11 @@ from unlearnkit.service.ledger import Ledger
 DELETIONS, PREDICTIONS = 100, 1500
 
 
-def launch(model_dir, token_file, port: int, log) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "unlearnkit", "serve", "--from", str(model_dir)]
-    cmd += ["--port", str(port), "--tokens", str(token_file), "--threads", "1"]
-    cmd += ["--snapshot-every", "25"]  # background retraining on (the default)
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    end = time.monotonic() + 120
-    while time.monotonic() < end:
-        assert proc.poll() is None, "server exited during start-up"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("server did not start")
+def launch(model_dir, token_file, port: int, log):
+    """The server with background retraining on (the default) and one torch thread."""
+    return start_server(
+        model_dir, token_file, port, log, "--threads", "1", "--snapshot-every", "25"
+    )
 
 
 class Load:

@@ -11,8 +11,9 @@ With a cache directory (``<state file>.parts/`` next to the state) the work surv
 interruption: a shard that finishes out of order is written atomically until its turn, the
 in-order prefix sum is checkpointed (every ``checkpoint_s`` seconds but at most a tenth of the
 time, and on the way out of an error, Ctrl-C or a time budget), and merged shard files are
-removed; a kill -9 loses at most the work since the last checkpoint. A later run with the same job (w0, parameters,
-data, kernel, chunk size, dtypes) continues from there; a cache of another job is discarded.
+removed; a kill -9 loses at most the work since the last checkpoint. A later run with the same
+job (w0, parameters, data, kernel, chunk size, dtypes) continues from there; a cache of another
+job is discarded.
 """
 
 from __future__ import annotations
