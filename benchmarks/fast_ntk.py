@@ -219,6 +219,19 @@ def full_ntk_columns(sc: dict[str, Any]) -> None:
     sc["available_gib"] = available_memory() / GIB
 
 
+def synthetic_bn_setup(arch: str, n: int) -> tuple[Any, ...]:
+    """The scaling runs' set-up: ``n`` synthetic 32x32 samples and ``arch`` (seed 0) with its
+    BN + head set trainable; (bundle, model, names, space, P, total params, w0)."""
+    torch.manual_seed(0)
+    bundle = load_dataset("synthetic", n_train=n, n_test=10, image_size=32, channels=3)
+    model = create_model(arch, 10, 3, 32)
+    names = select_trainable(model, "bn")
+    space = ParamSpace.from_model(model, names)
+    p, total = count_parameters(model, names)
+    w0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    return bundle, model, names, space, p, total, w0
+
+
 def scaling(
     sizes: list[int],
     recipe_epochs: int,
@@ -229,14 +242,8 @@ def scaling(
     """Measured side by side in this process: real retrain epochs (N in ``epoch_sizes``), the
     Jacobian+Gram throughput and the one-time factorisation, and per-deletion latency on a
     state over N ids of an N-sample synthetic training set."""
-    torch.manual_seed(0)
     nmax = max(sizes)
-    bundle = load_dataset("synthetic", n_train=nmax, n_test=10, image_size=32, channels=3)
-    model = create_model(arch, 10, 3, 32)
-    names = select_trainable(model, "bn")
-    space = ParamSpace.from_model(model, names)
-    p, total = count_parameters(model, names)
-    w0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    bundle, model, names, space, p, total, w0 = synthetic_bn_setup(arch, nmax)
     log(f"scaling: {arch} bn P={p:,} of {total:,}; synthetic N up to {nmax:,}")
     # 1. retrain: real epochs on this machine (one warm-up epoch on 64 samples first)
     probe = copy.deepcopy(model)
@@ -369,13 +376,7 @@ def largest_n(
     else on ``workers`` one-thread processes) on up to ``n_max`` synthetic 32x32 samples for
     ``budget_s`` seconds; the in-order prefix finished within the budget is the largest N.
     Then factorise it and time the deletion stream on that real state."""
-    torch.manual_seed(0)
-    bundle = load_dataset("synthetic", n_train=n_max, n_test=10, image_size=32, channels=3)
-    model = create_model(arch, 10, 3, 32)
-    names = select_trainable(model, "bn")
-    space = ParamSpace.from_model(model, names)
-    p, total = count_parameters(model, names)
-    w0 = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    bundle, model, names, space, p, total, w0 = synthetic_bn_setup(arch, n_max)
     where = f"{threads} threads in-process" if workers == 1 else f"{workers} one-thread workers"
     log(f"largest N: {arch} bn P={p:,}; budget {budget_s:.0f}s, {where}, <= {n_max:,}")
     cache = Path(tempfile.mkdtemp(prefix="ntk-largest-")) / "state.parts"

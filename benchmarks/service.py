@@ -128,32 +128,39 @@ def start_server(model_dir: Path, port: int, log: Any) -> subprocess.Popen:
     raise SystemExit("the server did not start in 180 s")
 
 
-class Predictors:
+class ClientThreads:
+    """Client threads started on enter and stopped (``stop`` set, joined) on exit."""
+
+    threads: list[threading.Thread]
+    stop: threading.Event
+
+    def __enter__(self) -> Any:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join()
+
+
+class Predictors(ClientThreads):
     """``n`` threads posting prediction batches back to back; (start, latency, status) rows."""
 
     def __init__(self, url: str, x: torch.Tensor, n: int) -> None:
         self.url, self.body, self.n = url, {"inputs": x.tolist()}, n
         self.rows: list[tuple[float, float, int]] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run) for _ in range(n)]
+        self.stop = threading.Event()
+        self.threads = [threading.Thread(target=self._run) for _ in range(n)]
 
     def _run(self) -> None:
         headers = {"Authorization": f"Bearer {TOKEN}"}
         with httpx.Client(base_url=self.url, timeout=60) as client:
-            while not self._stop.is_set():
+            while not self.stop.is_set():
                 t0 = time.perf_counter()
                 r = client.post("/v1/predict", json=self.body, headers=headers)
                 self.rows.append((t0, time.perf_counter() - t0, r.status_code))
-
-    def __enter__(self) -> Predictors:
-        for t in self._threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join()
 
     def window(self, start: float, end: float, batch: int) -> dict[str, Any]:
         rows = [r for r in self.rows if start <= r[0] < end]
@@ -433,7 +440,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # -- the load test: thousands of deletions, a kill -9 and a restart, nothing lost ---------------
-class LoadClients:
+class LoadClients(ClientThreads):
     """Prediction clients and paced deletion clients that outlive a server restart: a request
     that gets no answer (the server is down) is sent again with the same Idempotency-Key."""
 
@@ -493,16 +500,6 @@ class LoadClients:
                         break
                     time.sleep(0.1)  # a 429 / 503: back off, same key
                 time.sleep(max(0.0, due - time.perf_counter()))
-
-    def __enter__(self) -> LoadClients:
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join()
 
 
 def ledger_deletions(path: Path) -> list[tuple[str, str, list[int]]]:
