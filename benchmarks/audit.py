@@ -8,7 +8,9 @@ trained so far (the cache), until each method's AUC and F intervals are narrower
 llr_hist.png, llr.csv, epsilon.csv) and results/audit/report.md with both tables, the K and N
 reached and the wall time.
 
-    python benchmarks/audit.py                                   # the full run (hours on 2 cores)
+    python benchmarks/audit.py --start 16 --max-k 16 --executor processes --workers 2
+        # the measured run in results/audit/ (about 30 min on 2 cores for both settings)
+    python benchmarks/audit.py      # doubling K to the 0.05 intervals (hours on 2 cores)
     python benchmarks/audit.py --start 3 --max-k 3 --epochs 2 --subset 300 --methods finetune
                                                                  # a smoke run (about a minute)
 """

@@ -16,6 +16,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from unlearnkit.errors import UnlearnkitError, validation_message
 from unlearnkit.methods import METHODS, default_method_names
 from unlearnkit.recipe import RecipeConfig, check_name
+from unlearnkit.recipe.presets import with_dataset_preset
 
 
 class ExperimentConfig(RecipeConfig):
@@ -47,11 +48,12 @@ class ExperimentConfig(RecipeConfig):
 
 
 def build_config(base: dict[str, Any] | None = None, **overrides: Any) -> ExperimentConfig:
-    """Merge a config dict with CLI overrides (``None`` means 'not given') and validate."""
+    """Merge a config dict with CLI overrides (``None`` means 'not given') over the data set's
+    preset (``unlearnkit.recipe.presets``) and validate."""
     data = dict(base or {})
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
-        return ExperimentConfig(**data)
+        return ExperimentConfig(**with_dataset_preset(data))
     except ValidationError as exc:
         raise UnlearnkitError(validation_message(exc)) from None
 

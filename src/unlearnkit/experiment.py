@@ -7,6 +7,7 @@ on D_r only, so every difference a metric shows is due to the method.
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,11 +19,13 @@ from unlearnkit.data import DatasetBundle
 from unlearnkit.data.forget import select_forget
 from unlearnkit.methods import UnlearningContext, create_method
 from unlearnkit.metrics import (
+    Cost,
     accuracy,
     mean_ci95,
     measure_cost,
     mia_efficacy,
     params_touched,
+    peak_rss_mb,
     relearn_epochs,
     tow,
     tow_mia,
@@ -82,11 +85,18 @@ def run_seed(
     seed: int,
     progress: StepCallback,
     original: TrainedModel | None = None,
+    stages: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every method on one seed; ``original`` skips training when a trained model is given."""
+    """Every method on one seed; ``original`` skips training when a trained model is given.
+
+    ``stages`` receives the wall time and peak extra memory of each stage (training the
+    original, each method with its evaluation)."""
+    stages = [] if stages is None else stages
     if original is None:
         progress(f"seed {seed}: training the original model on D ({len(bundle.train)} samples)")
-        original = train_original(cfg, bundle, seed)
+        with measure_cost() as cost:
+            original = train_original(cfg, bundle, seed)
+        stages.append(_stage(f"seed {seed}: pretrain + train the original", cost))
     forget_ids = select_forget(bundle.train, cfg.forget, seed)
     base_ctx = unlearning_context(cfg, bundle, original, forget_ids, seed)
     rows = [
@@ -104,13 +114,16 @@ def run_seed(
         method = create_method(name, **cfg.method_params.get(name, {}))
         ctx = copy.copy(base_ctx)
         ctx.model = copy.deepcopy(original.model)
-        with measure_cost() as cost:
-            unlearned = method.unlearn(ctx)
+        with measure_cost() as stage:
+            with measure_cost() as cost:
+                unlearned = method.unlearn(ctx)
+            measured = evaluate(unlearned, ctx, cfg)
+        stages.append(_stage(f"seed {seed}: {name} + evaluation", stage))
         rows.append(
             {
                 "method": name,
                 "seed": seed,
-                **evaluate(unlearned, ctx, cfg),
+                **measured,
                 "time_s": cost.time_s,
                 "peak_mem_mb": cost.peak_mem_mb,
                 "params_touched": params_touched(original.model, unlearned),
@@ -123,6 +136,10 @@ def run_seed(
             row["acc"], row["mia_efficacy"], reference["acc"], reference["mia_efficacy"]
         )
     return rows
+
+
+def _stage(name: str, cost: Cost) -> dict[str, Any]:
+    return {"stage": name, "time_s": cost.time_s, "peak_mem_mb": cost.peak_mem_mb}
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -155,7 +172,10 @@ def run_experiment(
     ``original`` (a model already trained on D, single seed) skips the training step.
     """
     machine = thread_report()  # threads and load at the start, so a time can be judged
-    bundle = bundle or load_bundle(cfg)
+    start = time.perf_counter()
+    with measure_cost() as cost:
+        bundle = bundle or load_bundle(cfg)
+    stages = [_stage("load data", cost)]
     select_forget(bundle.train, cfg.forget, cfg.seeds[0])  # fail fast on a bad spec
     probe = create_model(
         cfg.model, bundle.num_classes, bundle.in_chans, bundle.image_size, **cfg.model_options
@@ -165,7 +185,12 @@ def run_experiment(
         row
         for seed in cfg.seeds
         for row in run_seed(
-            cfg, bundle, seed, progress, original if original and original.seed == seed else None
+            cfg,
+            bundle,
+            seed,
+            progress,
+            original if original and original.seed == seed else None,
+            stages,
         )
     ]
     return {
@@ -179,6 +204,9 @@ def run_experiment(
         "head_params": len(head_parameter_names(probe)),
         "config": cfg.model_dump(mode="json"),
         "machine": machine,
+        "stages": stages,
+        "wall_s": time.perf_counter() - start,
+        "peak_rss_mb": peak_rss_mb(),
         "runs": runs,
         "summary": summarise(runs),
     }

@@ -160,7 +160,7 @@ def train(
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """Logits in eval mode (BatchNorm running statistics), batched to bound memory."""
     was_training = model.training
     model.eval()

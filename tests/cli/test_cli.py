@@ -35,6 +35,11 @@ def test_demo_writes_results_report_and_figures(tmp_path):
     assert (out / "report.md").read_text().startswith("# Unlearning report")
     assert (out / "accuracy.png").stat().st_size > 1000 and (out / "mia.png").is_file()
     assert "retrain" in proc.stdout
+    # without a terminal the progress is one line per step (a log never sits silent)
+    steps = [line for line in proc.stderr.splitlines() if line.startswith("[")]
+    assert [line.split("] ")[0] for line in steps] == ["[1/4", "[2/4", "[3/4", "[4/4"]
+    assert steps[-1].endswith("seed 0: neggrad")
+    assert "| stage | wall s |" in (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,19 @@ def test_class_forget_reference_is_sound():
             "params_touched",
         }
     assert results["trainable_params"] == 970
+    # every stage is timed: data, the original, each method with its evaluation
+    stages = [st["stage"] for st in results["stages"]]
+    assert stages == [
+        "load data",
+        "seed 0: pretrain + train the original",
+        "seed 0: retrain + evaluation",
+        "seed 0: finetune + evaluation",
+    ]
+    staged = {st["stage"]: st for st in results["stages"]}
+    # a stage holds the method's own time plus its evaluation (MIA, relearn)
+    assert staged["seed 0: finetune + evaluation"]["time_s"] >= rows["finetune"]["time_s"]
+    assert results["wall_s"] >= sum(st["time_s"] for st in results["stages"])
+    assert results["peak_rss_mb"] > 50
     # SGD with weight decay moves every trainable entry, and nothing else
     assert rows["finetune"]["params_touched"] == 970 and rows["original"]["params_touched"] == 0
     # fine-tuning on D_r keeps the retain set; ToW is measured against the retrain row

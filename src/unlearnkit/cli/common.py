@@ -7,6 +7,7 @@ one line and exit code 1; Ctrl-C with exit code 130. Nothing else in the CLI cat
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -137,7 +138,19 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
 
 @contextmanager
 def progress_steps(total: int) -> Iterator[Callable[[str], None]]:
-    """A rich progress bar advanced by a ``step(message)`` callback."""
+    """A rich progress bar advanced by a ``step(message)`` callback; without a terminal (a log
+    file, CI) one line per step with the time so far, so a long run is never silent."""
+    if not console.is_terminal:
+        start = time.perf_counter()
+        done = [0]
+
+        def line(message: str) -> None:
+            done[0] += 1
+            elapsed = time.perf_counter() - start
+            console.print(f"[{done[0]}/{total}] {elapsed:7.1f} s  {message}", highlight=False)
+
+        yield line
+        return
     bar = Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +23,11 @@ def resident_bytes() -> int:
             return int(fh.read().split()[1]) * _PAGE
     except OSError:
         return 0
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (MiB; Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @dataclass

@@ -4,6 +4,7 @@ true-label confidence, then judges the forget set; efficacy = % of D_f called no
 from __future__ import annotations
 
 import numpy as np
+import torch
 import torch.nn.functional as F
 from sklearn.svm import SVC
 from torch import nn
@@ -15,6 +16,10 @@ from unlearnkit.training import predict_logits
 def true_label_confidence(model: nn.Module, split: ArraySplit) -> np.ndarray:
     probs = F.softmax(predict_logits(model, split.x), dim=1)
     return probs.gather(1, split.y[:, None]).squeeze(1).numpy()
+
+
+def _rows(split: ArraySplit, positions: np.ndarray) -> ArraySplit:
+    return split.subset(torch.from_numpy(positions))
 
 
 def mia_efficacy(
@@ -32,8 +37,9 @@ def mia_efficacy(
     """
     rng = np.random.default_rng(seed)
     n = min(len(retain), len(test), max_per_class)
-    members = true_label_confidence(model, retain)[rng.choice(len(retain), n, replace=False)]
-    non_members = true_label_confidence(model, test)[rng.choice(len(test), n, replace=False)]
+    # draw first, then run the model on the drawn samples only (not on all of a 40k retain set)
+    members = true_label_confidence(model, _rows(retain, rng.choice(len(retain), n, replace=False)))
+    non_members = true_label_confidence(model, _rows(test, rng.choice(len(test), n, replace=False)))
     features = np.concatenate([members, non_members])[:, None]
     labels = np.concatenate([np.ones(n), np.zeros(n)])
     attack = SVC(C=3, kernel="rbf", gamma="auto").fit(features, labels)

@@ -13,11 +13,18 @@ from typing import Any
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.report.figures import accuracy_figure, mia_figure
-from unlearnkit.report.markdown import render_report, summary_table
+from unlearnkit.report.markdown import render_report, stages_table, summary_table
 
 FIGURES = {"accuracy.png": accuracy_figure, "mia.png": mia_figure}
 
-__all__ = ["load_results", "staged_run_dir", "summary_table", "write_report", "write_run"]
+__all__ = [
+    "load_results",
+    "staged_run_dir",
+    "stages_table",
+    "summary_table",
+    "write_report",
+    "write_run",
+]
 
 
 def write_report(results: dict[str, Any], directory: Path) -> list[Path]:

@@ -35,6 +35,19 @@ def summary_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def stages_table(results: dict[str, Any]) -> str:
+    """Wall time and peak extra memory of every stage, with the run's total and peak RSS."""
+    lines = ["| stage | wall s | peak extra MB |", "|---|---|---|"]
+    lines += [
+        f"| {st['stage']} | {st['time_s']:.1f} | {st['peak_mem_mb']:.0f} |"
+        for st in results["stages"]
+    ]
+    lines.append(
+        f"| **whole run** | {results['wall_s']:.1f} | peak RSS {results['peak_rss_mb']:.0f} MB |"
+    )
+    return "\n".join(lines)
+
+
 def render_report(results: dict[str, Any], figures: list[str]) -> str:
     seeds = results["seeds"]
     parts = [
@@ -49,5 +62,7 @@ def render_report(results: dict[str, Any], figures: list[str]) -> str:
         summary_table(results),
         "",
     ]
+    if results.get("stages"):
+        parts += [stages_table(results), ""]
     parts += [f"![{name}]({name})" for name in figures]
     return "\n".join(parts) + "\n"
