@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from unlearnkit.config import build_config
-from unlearnkit.experiment import run_seed, summarise
+from unlearnkit.experiment import run_seed, stage_record, summarise
 from unlearnkit.metrics import measure_cost, peak_rss_mb
 from unlearnkit.models import count_parameters
 from unlearnkit.ntk import NTKState, delete_samples, precompute_state
@@ -38,7 +38,7 @@ def log(msg: str) -> None:
 
 
 def stage(stages: list[dict[str, Any]], name: str, cost: Any) -> None:
-    stages.append({"stage": name, "time_s": cost.time_s, "peak_mem_mb": cost.peak_mem_mb})
+    stages.append(stage_record(name, cost))
     log(f"{name}: {cost.time_s:.1f} s, +{cost.peak_mem_mb:.0f} MB")
 
 
@@ -112,15 +112,12 @@ def main() -> None:
         stream[str(k)] = {"time_s": spent.time_s, "peak_mem_mb": spent.peak_mem_mb}
         log(f"delete k={k}: {spent.time_s:.2f} s (test acc {accuracy(model, bundle.test):.2f}%)")
 
-    rows: list[dict[str, Any]] = []
     settings: dict[str, Any] = {}
     for name, forget in FORGETS.items():
         cfg = cfg_for(forget)
-        tag = f"{name}"
         seed_rows = run_seed(
-            cfg, bundle, args.seed, lambda m, t=tag: log(f"{t}: {m}"), original, stages
+            cfg, bundle, args.seed, lambda m, t=name: log(f"{t}: {m}"), original, stages
         )
-        rows += seed_rows
         doc = {
             "dataset": cfg.dataset, "model": cfg.model, "forget": forget, "seeds": [args.seed],
             "peft": cfg.peft, "trainable_params": trainable, "total_params": total,

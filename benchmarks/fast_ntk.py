@@ -28,7 +28,6 @@ import argparse
 import copy
 import json
 import math
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -45,7 +44,7 @@ from unlearnkit.experiment import run_seed
 from unlearnkit.experiment import summarise as summarise_runs
 from unlearnkit.methods.base import register_method
 from unlearnkit.methods.fast_ntk import FastNTK, FastNTKParams
-from unlearnkit.metrics import measure_cost
+from unlearnkit.metrics import measure_cost, peak_rss_mb
 from unlearnkit.models import count_parameters, create_model, select_trainable
 from unlearnkit.models.checkpoint import atomic_write_text
 from unlearnkit.ntk import (
@@ -182,7 +181,7 @@ def full_ntk_fits(key: str) -> tuple[bool, str]:
 
 # ---------------------------------------------------------------- scaling --------------------
 def peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / GIB
+    return peak_rss_mb() / 1024
 
 
 def epoch_seconds(model, data, names, reps: int = 1) -> float:

@@ -96,7 +96,7 @@ def run_seed(
         progress(f"seed {seed}: training the original model on D ({len(bundle.train)} samples)")
         with measure_cost() as cost:
             original = train_original(cfg, bundle, seed)
-        stages.append(_stage(f"seed {seed}: pretrain + train the original", cost))
+        stages.append(stage_record(f"seed {seed}: pretrain + train the original", cost))
     forget_ids = select_forget(bundle.train, cfg.forget, seed)
     base_ctx = unlearning_context(cfg, bundle, original, forget_ids, seed)
     rows = [
@@ -118,7 +118,7 @@ def run_seed(
             with measure_cost() as cost:
                 unlearned = method.unlearn(ctx)
             measured = evaluate(unlearned, ctx, cfg)
-        stages.append(_stage(f"seed {seed}: {name} + evaluation", stage))
+        stages.append(stage_record(f"seed {seed}: {name} + evaluation", stage))
         rows.append(
             {
                 "method": name,
@@ -138,7 +138,8 @@ def run_seed(
     return rows
 
 
-def _stage(name: str, cost: Cost) -> dict[str, Any]:
+def stage_record(name: str, cost: Cost) -> dict[str, Any]:
+    """One entry of ``results["stages"]``: a stage's name, wall time and peak extra memory."""
     return {"stage": name, "time_s": cost.time_s, "peak_mem_mb": cost.peak_mem_mb}
 
 
@@ -175,7 +176,7 @@ def run_experiment(
     start = time.perf_counter()
     with measure_cost() as cost:
         bundle = bundle or load_bundle(cfg)
-    stages = [_stage("load data", cost)]
+    stages = [stage_record("load data", cost)]
     select_forget(bundle.train, cfg.forget, cfg.seeds[0])  # fail fast on a bad spec
     probe = create_model(
         cfg.model, bundle.num_classes, bundle.in_chans, bundle.image_size, **cfg.model_options
