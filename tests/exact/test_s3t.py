@@ -9,8 +9,10 @@ import torch
 import unlearnkit.exact.jobs as jobs
 import unlearnkit.training as training
 from unlearnkit.errors import ConflictError, NotFoundError
-from unlearnkit.exact import S3TEnsemble, SISAEnsemble
-from unlearnkit.exact.stack import block_name
+from unlearnkit.exact import ENSEMBLES, S3TEnsemble, SISAEnsemble, load_ensemble
+from unlearnkit.exact.stack import StackSpec, block_name
+from unlearnkit.exact.store import POINTER
+from unlearnkit.training import TrainConfig
 
 
 def _sample_in(ens, shard: int, slice_: int) -> int:
@@ -35,9 +37,9 @@ def test_isolation_every_other_parameter_is_bit_identical(
         optimized.append(sorted(names))
         return real_optimizer(model, names, cfg)
 
-    def spy_train(stack, shard, seq, stage, data, cfg, seed):
+    def spy_train(stack, shard, seq, stage, data, cfg, seed, head_init):
         before = {k: v.clone() for k, v in stack.state_dict().items()}
-        real_train(stack, shard, seq, stage, data, cfg, seed)
+        real_train(stack, shard, seq, stage, data, cfg, seed, head_init)
         own = set(stack.block_parameter_names(block_name(shard, seq, stage)))
         assert optimized[-1] == sorted(own)
         after = stack.state_dict()
@@ -244,3 +246,39 @@ def test_status_tracks_capacity(trained) -> None:
     st2 = ens.status()
     assert st2["remaining_capacity_theory"] == pytest.approx(2 * 3 * (1 + 1 / 2 + 1 / 3))
     assert abs(st2["remaining_capacity_simulated"] - st2["remaining_capacity_theory"]) < 2.0
+
+
+@pytest.mark.parametrize("scheme", ["s3t", "sisa"])
+def test_first_stage_heads_start_from_the_backbone_head(
+    small, backbone, s3t_config, sisa_config, scheme
+) -> None:
+    """head_init="backbone": with no training steps every served prefix is the backbone itself
+    (its LoRA is zero, its head the backbone's); "random" starts elsewhere."""
+    from unlearnkit.exact.stack import build_backbone
+
+    train, test = small
+    make = s3t_config if scheme == "s3t" else sisa_config
+    untrained = TrainConfig(epochs=0, lr=0.01, batch_size=16)
+    ens = ENSEMBLES.get(scheme).train(
+        train, make(train=untrained), num_classes=10, backbone_state=backbone
+    )
+    net, head = build_backbone(StackSpec("smallcnn", 10, 1, 8, {"width": 8}), backbone)
+    with torch.no_grad():
+        expected = head(net.eval()(test.x))
+    assert torch.allclose(ens.predict_logits(test.x), expected, atol=1e-5)
+    rand = ENSEMBLES.get(scheme).train(
+        train, make(train=untrained, head_init="random"), num_classes=10, backbone_state=backbone
+    )
+    assert not torch.allclose(rand.predict_logits(test.x), expected, atol=1e-3)
+
+
+def test_ensembles_saved_before_head_init_load_as_random(trained, tmp_path) -> None:
+    import json
+
+    root = tmp_path / "ens"
+    trained.save(root)
+    record = root / (root / POINTER).read_text().strip()
+    data = json.loads(record.read_text())
+    assert data["config"].pop("head_init") == "backbone"
+    record.write_text(json.dumps(data))
+    assert load_ensemble(root).config.head_init == "random"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from unlearnkit.config import build_config
-from unlearnkit.recipe.presets import DATASET_PRESETS
+from unlearnkit.recipe.presets import DATASET_PRESETS, ENSEMBLE_PRESETS
 
 
 def test_digits_keeps_the_built_in_recipe() -> None:
@@ -40,3 +40,48 @@ def test_the_preset_is_not_changed_by_a_config() -> None:
     cfg = build_config(dataset="mnist")
     cfg.method_params["finetune"]["epochs"] = 99
     assert repr(DATASET_PRESETS["mnist"]) == before
+
+
+def test_ensembles_pretrain_with_the_data_sets_preset_unless_given() -> None:
+    from unlearnkit.exact import EnsembleRecipe
+    from unlearnkit.training import TrainConfig
+
+    preset = ENSEMBLE_PRESETS["fashion_mnist"]["pretrain_config"]
+    assert EnsembleRecipe(dataset="fashion_mnist").pretrain_config.epochs == preset["epochs"]
+    assert EnsembleRecipe(dataset="fashion_mnist").pretrain_config.batch_size == 128
+    assert EnsembleRecipe().pretrain_config.epochs == 20  # digits: the built-in recipe
+    given = EnsembleRecipe(dataset="fashion_mnist", pretrain_config=TrainConfig(epochs=2))
+    assert given.pretrain_config.epochs == 2 and given.pretrain_config.batch_size == 64
+
+
+def test_s3t_cli_uses_the_stage_preset_and_flags_win(tmp_path) -> None:
+    import sys
+    from pathlib import Path
+
+    import typer
+    from typer.testing import CliRunner
+
+    from unlearnkit.cli.exact import mount
+    from unlearnkit.exact import load_ensemble
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "data"))
+    from test_mnist_idx import write_idx_set
+
+    write_idx_set(tmp_path / "idx", n_train=60, n_test=10)
+    app = typer.Typer()
+    app.command("noop")(lambda: None)
+    mount(app)
+    base = ["s3t", "train", "--dataset", "fashion_mnist", "--data-dir", str(tmp_path / "idx"),
+            "--no-pretrain", "--shards", "2", "--slices", "2", "--rank", "2",
+            "--threads", "1"]  # fmt: skip
+    stage = ENSEMBLE_PRESETS["fashion_mnist"]["train"]
+    res = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "a")])
+    assert res.exit_code == 0, res.output
+    train = load_ensemble(tmp_path / "a").config.train
+    assert (train.epochs, train.lr, train.batch_size) == (
+        stage["epochs"], stage["lr"], stage["batch_size"])  # fmt: skip
+    assert train.schedule == stage["schedule"]
+    res = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "b"), "--epochs", "2"])
+    assert res.exit_code == 0, res.output
+    train = load_ensemble(tmp_path / "b").config.train
+    assert train.epochs == 2 and train.batch_size == stage["batch_size"]  # field by field

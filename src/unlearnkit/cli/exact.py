@@ -41,9 +41,16 @@ DataDirOpt = Annotated[str | None, typer.Option(help="local folder with the data
 ModelOpt = Annotated[str, typer.Option(help="backbone: smallcnn | resnet18 | vit_tiny")]
 ShardsOpt = Annotated[int, typer.Option("--shards", help="m: disjoint shards of D")]
 SlicesOpt = Annotated[int, typer.Option("--slices", help="L: slices per shard (= blocks)")]
-EpochsOpt = Annotated[int, typer.Option(help="epochs of every training stage")]
-LrOpt = Annotated[float, typer.Option(help="SGD learning rate of every stage")]
-BatchOpt = Annotated[int, typer.Option(help="batch size")]
+_PRESET = "default: the data set's preset (fashion_mnist, mnist), else"
+EpochsOpt = Annotated[
+    int | None, typer.Option(help=f"epochs of every training stage ({_PRESET} 5)")
+]
+LrOpt = Annotated[
+    float | None, typer.Option(help=f"SGD learning rate of every stage ({_PRESET} 0.01)")
+]
+BatchOpt = Annotated[int | None, typer.Option(help=f"batch size ({_PRESET} 32)")]
+# the stage recipe without a preset or a flag (the CLI's defaults before presets existed)
+_STAGE_DEFAULTS: dict[str, Any] = {"epochs": 5, "lr": 0.01, "batch_size": 32}
 RankOpt = Annotated[int, typer.Option(help="LoRA rank r")]
 PolicyOpt = Annotated[
     str | None,
@@ -102,6 +109,7 @@ def _train(scheme: str, out: Path, overwrite: bool, opts: dict[str, Any], extra:
     from unlearnkit.exact import ENSEMBLES, EnsembleRecipe, build_ensemble, check_ensemble
     from unlearnkit.exact.recipe import load_data
     from unlearnkit.exact.store import POINTER
+    from unlearnkit.recipe.presets import ensemble_preset
     from unlearnkit.runtime import EXECUTORS, LocalExecutor, create_executor
 
     cls = ENSEMBLES.get(scheme)
@@ -115,7 +123,8 @@ def _train(scheme: str, out: Path, overwrite: bool, opts: dict[str, Any], extra:
         public_fraction=opts["public_fraction"],
         weights=None if opts["weights"] is None else str(opts["weights"]),
     )
-    train = {"epochs": opts["epochs"], "lr": opts["lr"], "batch_size": opts["batch_size"]}
+    given = {k: opts[k] for k in ("epochs", "lr", "batch_size") if opts[k] is not None}
+    train = {**_STAGE_DEFAULTS, **ensemble_preset(opts["dataset"], "train"), **given}
     config = cls.config_type(
         model=opts["model"],
         num_shards=opts["shards"],
@@ -299,9 +308,9 @@ def s3t_train(
         str | None,
         typer.Option(help="per-slice deletion prior, e.g. 0.1,0.2,0.7 (matching sequences)"),
     ] = None,
-    epochs: EpochsOpt = 5,
-    lr: LrOpt = 0.01,
-    batch_size: BatchOpt = 32,
+    epochs: EpochsOpt = None,
+    lr: LrOpt = None,
+    batch_size: BatchOpt = None,
     rank: RankOpt = 16,
     retrain_policy: PolicyOpt = None,
     pretrain: PretrainOpt = True,
@@ -332,9 +341,9 @@ def sisa_train(
     shards: ShardsOpt = 5,
     slices: SlicesOpt = 3,
     aggregation: Annotated[str, typer.Option(help="mean_logits | vote")] = "mean_logits",
-    epochs: EpochsOpt = 5,
-    lr: LrOpt = 0.01,
-    batch_size: BatchOpt = 32,
+    epochs: EpochsOpt = None,
+    lr: LrOpt = None,
+    batch_size: BatchOpt = None,
     rank: RankOpt = 16,
     retrain_policy: PolicyOpt = None,
     pretrain: PretrainOpt = True,

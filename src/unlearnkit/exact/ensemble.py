@@ -183,6 +183,7 @@ class ShardedEnsemble:
             slice_of={i: self.partition.owner[i][1] for i in self.partition.members(shard)},
             train=self.config.train,
             seed=self.config.seed,
+            head_init=self.config.head_init,
             worker_threads=self.worker_threads,
         )
 
@@ -373,7 +374,8 @@ class ShardedEnsemble:
                 f"{directory} holds a {state.kind!r} ensemble, not {cls.scheme!r}"
             )
         try:
-            config = cls.config_type.model_validate(state.config)
+            # saved before head_init existed: their first-stage heads started at random
+            config = cls.config_type.model_validate({"head_init": "random", **state.config})
             self = cls(
                 config,
                 state.spec,

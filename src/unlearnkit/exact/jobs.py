@@ -28,6 +28,7 @@ from torch import nn
 
 from unlearnkit.data.base import ArraySplit
 from unlearnkit.errors import InternalError
+from unlearnkit.exact.config import HeadInit
 from unlearnkit.exact.stack import LoRAStack, Scheme, StackSpec, block_name
 from unlearnkit.models.lora import reset_adapter
 from unlearnkit.runtime import pin_worker_threads
@@ -40,13 +41,22 @@ def stage_seed(seed: int, shard: int, seq: int, stage: int) -> int:
 
 
 @torch.no_grad()
-def init_block(stack: LoRAStack, shard: int, seq: int, stage: int, seed: int) -> None:
-    """S3T: fresh LoRA, head carried over from the stage above. SISA: start from checkpoint k-1."""
+def init_block(
+    stack: LoRAStack, shard: int, seq: int, stage: int, seed: int, head_init: HeadInit = "backbone"
+) -> None:
+    """S3T: fresh LoRA, head carried over from the stage above. SISA: start from checkpoint k-1.
+
+    A first stage starts its head from the backbone's own head (``head_init="backbone"``: the
+    pretrained head, which saw only public data, so nothing in D) or from a seeded random init.
+    """
     name = block_name(shard, seq, stage)
     gen = torch.Generator().manual_seed(stage_seed(seed, shard, seq, stage))
     head = stack.heads[name]
     if stage == 0:
         reset_adapter(stack.backbone, name, gen)
+        if head_init == "backbone":
+            head.load_state_dict(stack.base_head_state)
+            return
         nn.init.kaiming_uniform_(head.weight, a=math.sqrt(5), generator=gen)
         bound = 1 / math.sqrt(head.in_features)
         nn.init.uniform_(head.bias, -bound, bound, generator=gen)
@@ -85,10 +95,11 @@ def train_block(
     data: ArraySplit,
     cfg: TrainConfig,
     seed: int,
+    head_init: HeadInit = "backbone",
 ) -> None:
     """Initialise block (shard, seq, stage) and train it on ``data`` with the one training loop
     (:func:`unlearnkit.training.train`); nothing else may move."""
-    init_block(stack, shard, seq, stage, seed)
+    init_block(stack, shard, seq, stage, seed, head_init)
     name = block_name(shard, seq, stage)
     adapters, head = stack.prefix(shard, seq, stage + 1)
 
@@ -133,6 +144,7 @@ class ShardJob:
     slice_of: dict[int, int]
     train: TrainConfig
     seed: int
+    head_init: HeadInit = "backbone"
     worker_threads: int = 1  # threads of a worker process that runs this job
     origin_pid: int = field(default_factory=os.getpid)  # the process that made the job
 
@@ -148,7 +160,7 @@ def run_shard_job(job: ShardJob) -> dict[str, torch.Tensor]:
         stack.load_blocks(job.weights)
     for seq, stage in job.stages:
         part = stage_data(job.data, job.slice_of, job.sequences[seq], stage)
-        train_block(stack, job.shard, seq, stage, part, job.train, job.seed)
+        train_block(stack, job.shard, seq, stage, part, job.train, job.seed, job.head_init)
     names = [
         block_name(job.shard, b, k)
         for b in range(len(job.sequences))

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from unlearnkit.data import DATASETS, DatasetBundle, load_dataset
 from unlearnkit.errors import UnlearnkitError
@@ -23,6 +23,7 @@ from unlearnkit.exact.config import ShardedConfig
 from unlearnkit.exact.ensemble import ENSEMBLES, ShardedEnsemble
 from unlearnkit.exact.partition import Partition
 from unlearnkit.exact.stack import StackSpec, check_blocks
+from unlearnkit.recipe.presets import ensemble_preset
 from unlearnkit.runtime import Executor
 from unlearnkit.training import TrainConfig
 
@@ -40,6 +41,16 @@ class EnsembleRecipe(BaseModel):
     public_fraction: float = Field(0.3, ge=0, lt=1, description="share of the pool kept public")
     weights: str | None = Field(None, description="local backbone checkpoint (no pretraining)")
     pretrain_config: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=20))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dataset_preset(cls, data: Any) -> Any:
+        """A data set's preset pretraining recipe (``recipe/presets.py``), unless one is given."""
+        if isinstance(data, dict) and "pretrain_config" not in data:
+            preset = ensemble_preset(str(data.get("dataset", "digits")), "pretrain_config")
+            if preset:
+                return {**data, "pretrain_config": preset}
+        return data
 
     @field_validator("dataset")
     @classmethod

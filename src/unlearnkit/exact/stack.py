@@ -119,6 +119,8 @@ class LoRAStack(nn.Module):
         self.scheme = scheme
         self.num_stages = num_stages
         self.backbone, base_head = build_backbone(spec, backbone_state)
+        # where first-stage heads start (head_init="backbone"); a plain dict, not a parameter
+        self.base_head_state = {k: v.detach().clone() for k, v in base_head.state_dict().items()}
         units = lora_units(self.backbone)
         groups = (
             group_units(units, num_stages)
