@@ -29,18 +29,50 @@ from unlearnkit.config import build_config
 from unlearnkit.memorization import add_label_noise, fz_config, load_scores, save_scores
 from unlearnkit.memorization.pipeline import feldman_zhang_scores, proxy_scores
 from unlearnkit.memorization.proxies import PROXIES
+from unlearnkit.metrics import peak_rss_mb
 from unlearnkit.recipe import load_bundle
-from unlearnkit.runtime import create_executor
+from unlearnkit.runtime import apply_threads, create_executor, thread_report
+from unlearnkit.training import accuracy
 
 
-def recipe(epochs: int, width: int):
-    """The benchmark's training recipe (shared with benchmarks/rum.py)."""
+def recipe(
+    epochs: int,
+    width: int,
+    dataset: str = "digits",
+    data_dir: str | None = None,
+    subset: int | None = None,
+    lr: float = 0.05,
+    batch_size: int = 64,
+):
+    """The benchmark's training recipe, from scratch on all of D (shared with
+    benchmarks/rum.py, which rebuilds it from results.json with ``recipe_of``)."""
     return build_config(
+        dataset=dataset,
+        data_dir=data_dir,
+        dataset_options={} if subset is None else {"subset": subset},
         pretrain=False,
         peft="full",
         model_options={"width": width},
-        train={"epochs": epochs, "lr": 0.05, "batch_size": 64},
+        train={"epochs": epochs, "lr": lr, "batch_size": batch_size},
     )
+
+
+def recipe_of(r: dict):
+    """The recipe a results.json was measured with (older files: digits, batch 64)."""
+    return recipe(
+        r["epochs"],
+        r["width"],
+        r.get("dataset", "digits"),
+        r.get("data_dir"),
+        r.get("subset"),
+        r.get("lr", 0.05),
+        r.get("batch_size", 64),
+    )
+
+
+def primary_set(r: dict) -> str:
+    """The scored set the RUM benchmark uses: 'noisy' when labels were relabelled."""
+    return r.get("primary", "noisy")
 
 
 def run_fz(cfg, bundle, k, chunk, cache, ex):
@@ -72,6 +104,19 @@ def start_ray():
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--dataset", default="digits")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument(
+        "--subset", type=int, default=None, help="score a seeded, class-stratified sample of D"
+    )
+    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument(
+        "--full-proxies",
+        action="store_true",
+        help="also run the six proxies on the whole training set (one run; cost only)",
+    )
+    ap.add_argument("--threads", type=int, default=1, help="threads of the proxy runs")
     ap.add_argument("--k", type=int, default=100)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--width", type=int, default=16)
@@ -81,7 +126,7 @@ def main() -> None:
         "--timing-k",
         type=int,
         default=30,
-        help="models in the serial-vs-Ray timing (the Ray ones are reused)",
+        help="models in the serial-vs-Ray timing (the Ray ones are reused; 0: no timing)",
     )
     ap.add_argument("--clean", action="store_true", help="also score the clean data set")
     ap.add_argument("--out", type=Path, default=Path("results/memorization"))
@@ -101,33 +146,49 @@ def main() -> None:
         return retime(args)
     if args.rescore:
         return rescore(args)
-    torch.set_num_threads(1)
+    apply_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
-    cfg = recipe(args.epochs, args.width)
+    cfg = recipe(args.epochs, args.width, args.dataset, args.data_dir, args.subset, args.lr,
+                 args.batch_size)  # fmt: skip
     clean = load_bundle(cfg)
+    primary = "noisy" if args.label_noise > 0 else "clean"
     noisy, noisy_ids = add_label_noise(clean, args.label_noise, seed=0)
     out: dict = {
+        "dataset": args.dataset,
+        "data_dir": args.data_dir,
+        "subset": args.subset,
         "k": args.k,
         "fraction": 0.7,
         "epochs": args.epochs,
         "width": args.width,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
         "label_noise": args.label_noise,
+        "primary": primary,
         "n_train": len(clean.train),
         "n_noisy": int(noisy_ids.numel()),
+        "threads": torch.get_num_threads(),
+        "machine": thread_report(),
         "datasets": {},
     }
+    start = time.perf_counter()
 
     # 1. Timing: serial then Ray on fresh caches; the K-model FZ run resumes the Ray cache.
     ray, startup = start_ray()
+    out["ray_startup_s"] = startup
     with ray:
-        ray_cache, out["timing"] = timing(cfg, noisy, args, ray, startup)
-        shutil.copytree(ray_cache, args.cache / "fz-noisy", dirs_exist_ok=True)  # reuse them
-        fz_noisy, wall = run_fz(cfg, noisy, args.k, args.chunk, args.cache / "fz-noisy", ray)
+        if args.timing_k > 0:
+            ray_cache, out["timing"] = timing(cfg, noisy, args, ray, startup)
+            shutil.copytree(ray_cache, args.cache / f"fz-{primary}", dirs_exist_ok=True)
+        fz_main, wall = run_fz(
+            cfg, noisy if primary == "noisy" else clean, args.k, args.chunk,
+            args.cache / f"fz-{primary}", ray,
+        )  # fmt: skip
         out["fz_wall_s"] = wall
         fz_clean = None
-        if args.clean:
+        if args.clean and primary == "noisy":
             fz_clean, _ = run_fz(cfg, clean, args.k, args.chunk, args.cache / "fz-clean", ray)
-    sets = [("noisy", noisy, fz_noisy)]
+    sets = [(primary, noisy if primary == "noisy" else clean, fz_main)]
     if fz_clean is not None:
         sets.append(("clean", clean, fz_clean))
 
@@ -160,6 +221,7 @@ def main() -> None:
         out["datasets"][label] = {
             "fz_model_seconds": fz.model_seconds,  # summed over the K models: the FZ cost
             "train_seconds": run.train_seconds,
+            "test_acc": accuracy(run.model, bundle.test),
             "fz_mean": float(np.nanmean(mem)),
             "fz_nan": int((~ok).sum()),
             "fz_mean_noisy": float(np.nanmean(mem[is_noisy])) if is_noisy.any() else None,
@@ -170,12 +232,43 @@ def main() -> None:
         }
         scores[label] = (mem, {n: t.score.numpy() for n, t in tables.items()}, is_noisy)
         print(label, json.dumps(rows, indent=1), flush=True)
-    best = max(out["datasets"]["noisy"]["proxies"].items(), key=lambda kv: abs(kv[1]["spearman"]))
+    best = max(out["datasets"][primary]["proxies"].items(), key=lambda kv: abs(kv[1]["spearman"]))
     out["best_proxy"] = {"name": best[0], **best[1]}
+    if args.full_proxies:
+        out["full"] = full_proxies(args, names, out["datasets"][primary]["fz_model_seconds"])
+    out["wall_s"] = time.perf_counter() - start
     (args.out / "results.json").write_text(json.dumps(out, indent=2))
     figures(scores, args.out)
     (args.out / "report.md").write_text(report(out))
     print(f"wrote {args.out}")
+
+
+def full_proxies(args, names: list[str], fz_model_seconds: float) -> dict:
+    """The six proxies on the whole training set in one training run: their cost, next to the
+    cost FZ would have there (extrapolated from the measured subset models: K models, each on
+    70% of D, scale linearly in D's size at fixed epochs; labelled as such)."""
+    cfg = recipe(args.epochs, args.width, args.dataset, args.data_dir, None, args.lr,
+                 args.batch_size)  # fmt: skip
+    bundle = load_bundle(cfg)
+    tables, run = proxy_scores(cfg, bundle, names, seed=0)
+    scale = len(bundle.train) / args.subset if args.subset else 1.0
+    fz_extrapolated = fz_model_seconds * scale
+    fz = {n: t.score.numpy() for n, t in tables.items()}
+    return {
+        "n_train": len(bundle.train),
+        "train_seconds": run.train_seconds,
+        "proxy_seconds": dict(run.seconds),
+        "peak_rss_mb": peak_rss_mb(),
+        "fz_model_seconds_extrapolated": fz_extrapolated,
+        "extrapolated_from": f"FZ model seconds on {args.subset} samples x {scale:.1f}",
+        "cost_pct_of_fz_extrapolated": {
+            n: 100 * (run.seconds[n] + run.train_seconds) / fz_extrapolated for n in names
+        },
+        "test_acc": accuracy(run.model, bundle.test),
+        "score_quartiles": {
+            n: [float(np.nanpercentile(v, q)) for q in (25, 50, 75)] for n, v in fz.items()
+        },
+    }
 
 
 def agreement(mem: np.ndarray, value: np.ndarray, direction: int) -> dict:
@@ -253,7 +346,7 @@ def timing(cfg, bundle, args, ray, startup):
 def retime(args) -> None:
     path = args.out / "results.json"
     out = json.loads(path.read_text())
-    cfg = recipe(out["epochs"], out["width"])
+    cfg = recipe_of(out)
     noisy, _ = add_label_noise(load_bundle(cfg), out["label_noise"], seed=0)
     ray, startup = start_ray()
     with ray:
@@ -272,7 +365,7 @@ def figures(scores: dict, out: Path) -> None:
         if is_noisy.any():
             ax.hist(mem[is_noisy], bins=bins, alpha=0.7, label="relabelled")
         ax.set_yscale("log")
-        ax.set_title(f"Feldman-Zhang memorization ({label} digits)")
+        ax.set_title(f"Feldman-Zhang memorization ({label})")
         ax.set_xlabel("mem = acc_in - acc_out")
         ax.legend()
     fig.tight_layout()
@@ -296,31 +389,47 @@ def figures(scores: dict, out: Path) -> None:
 
 def report(r: dict) -> str:
     nan = float("nan")
-    t = r["timing"]
+    name = r.get("dataset", "digits")
+    sub = f" (a seeded, class-stratified sample of {r['subset']})" if r.get("subset") else ""
+    noise = (
+        f" 'noisy' relabels {r['label_noise']:.0%} of D ({r['n_noisy']} samples) at random."
+        if r["label_noise"] > 0
+        else " No label noise."
+    )
     lines = [
-        "# Memorization on digits (smallcnn)",
+        f"# Memorization on {name} (smallcnn)",
         "",
         f"Feldman-Zhang with K={r['k']} models on random {r['fraction']:.0%} subsets, "
-        f"{r['epochs']} epochs each, smallcnn width {r['width']}, D = {r['n_train']} samples. "
-        f"'noisy' relabels {r['label_noise']:.0%} of D ({r['n_noisy']} samples) at random.",
-        "",
-        f"## Wall time of {t['k']} subset models (2 cores)",
-        "",
-        "| executor | wall s |",
-        "|---|---|",
-        f"| local (serial, 1 thread) | {t['serial_wall_s']:.1f} |",
-        f"| ray (2 CPUs, {t['chunk_size']} models per task) | {t['ray_wall_s']:.1f} |",
-        f"| ray start-up (once, not in the row above) | {t['ray_startup_s']:.1f} |",
-        "",
-        f"Speed-up x{t['speedup']:.2f}, "
-        f"x{t['speedup_incl_startup']:.2f} counting Ray's start-up "
-        f"(machine load average {t['load_average_before']:.1f} before and "
-        f"{t['load_average_after']:.1f} after the runs; above ~1 other jobs share the 2 cores); "
-        "Ray scores identical to "
-        f"serial: {t['ray_equals_serial']}. The K={r['k']} run then resumed the Ray cache "
-        f"({r.get('fz_wall_s', float('nan')):.1f}s more).",
+        f"{r['epochs']} epochs each (lr {r.get('lr', 0.05)}, batch {r.get('batch_size', 64)}), "
+        f"smallcnn width {r['width']}, D = {r['n_train']} samples{sub}.{noise}",
         "",
     ]
+    t = r.get("timing")
+    if t:
+        lines += [
+            f"## Wall time of {t['k']} subset models (2 cores)",
+            "",
+            "| executor | wall s |",
+            "|---|---|",
+            f"| local (serial, 1 thread) | {t['serial_wall_s']:.1f} |",
+            f"| ray (2 CPUs, {t['chunk_size']} models per task) | {t['ray_wall_s']:.1f} |",
+            f"| ray start-up (once, not in the row above) | {t['ray_startup_s']:.1f} |",
+            "",
+            f"Speed-up x{t['speedup']:.2f}, "
+            f"x{t['speedup_incl_startup']:.2f} counting Ray's start-up "
+            f"(machine load average {t['load_average_before']:.1f} before and "
+            f"{t['load_average_after']:.1f} after the runs; above ~1 other jobs share the 2 "
+            "cores); Ray scores identical to "
+            f"serial: {t['ray_equals_serial']}. The K={r['k']} run then resumed the Ray cache "
+            f"({r.get('fz_wall_s', nan):.1f}s more).",
+            "",
+        ]
+    else:
+        lines += [
+            f"FZ wall time: {r['fz_wall_s']:.0f} s on Ray (2 CPUs, one thread per worker; "
+            f"start-up {r.get('ray_startup_s', nan):.0f} s more).",
+            "",
+        ]
     for label, d in r["datasets"].items():
         lines += [
             f"## Proxies vs FZ ({label})",
@@ -359,6 +468,22 @@ def report(r: dict) -> str:
                 "strongly memorized ones (mem > 0.5), and the share of those in its top list "
                 "of the same length.",
             ]
+        lines.append("")
+    f = r.get("full")
+    if f:
+        lines += [
+            f"## The six proxies on the whole training set ({f['n_train']} samples)",
+            "",
+            f"One training run, same recipe: {f['train_seconds']:.0f} s, test accuracy "
+            f"{f['test_acc']:.1f}%, peak RSS {f['peak_rss_mb']:.0f} MB. FZ at this size is "
+            f"**extrapolated** ({f['extrapolated_from']}): "
+            f"{f['fz_model_seconds_extrapolated'] / 3600:.1f} h of model training.",
+            "",
+            "| proxy | proxy s | cost % of FZ incl. the training run (extrapolated FZ) |",
+            "|---|---|---|",
+        ]
+        for n, sec in f["proxy_seconds"].items():
+            lines.append(f"| {n} | {sec:.1f} | {f['cost_pct_of_fz_extrapolated'][n]:.2f} |")
         lines.append("")
     lines += [
         "Figures: `fz_histogram.png`, "
