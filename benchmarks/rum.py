@@ -1,10 +1,13 @@
-"""RUM on digits: each baseline alone vs inside RUM (FZ scores or the best proxy), per forget set.
+"""RUM: each baseline alone vs inside RUM (FZ scores or the best proxy), per forget set.
 
-Needs ``benchmarks/memorization.py`` first (it writes the FZ scores and the proxy ranking).
-Forget sets of N samples with low, medium, high and mixed FZ memorization on the noisy digits
-set; ToW and ToW-MIA against retraining, mean and 95% CI over 3 seeds.
+Needs ``benchmarks/memorization.py`` first (it writes the FZ scores, the proxy ranking and the
+recipe, which this script reuses: data set, subset, label noise). Forget sets of N samples with
+low, medium, high and mixed FZ memorization; ToW and ToW-MIA against retraining, mean and 95%
+CI over 3 seeds.
 
-    PYTHONPATH=src python benchmarks/rum.py                      # -> results/rum/
+    python benchmarks/rum.py                                     # noisy digits -> results/rum/
+    python benchmarks/rum.py --mem results/fashion_mnist/memorization \
+        --out results/fashion_mnist/rum --levels mixed --threads 2
 """
 
 from __future__ import annotations
@@ -20,10 +23,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from memorization import recipe
+from memorization import primary_set, recipe_of
 
 from unlearnkit.data.forget import select_forget
 from unlearnkit.experiment import evaluate, unlearning_context
@@ -33,19 +35,22 @@ from unlearnkit.methods import create_method, method_defaults
 from unlearnkit.metrics import mean_ci95, measure_cost, tow, tow_mia
 from unlearnkit.models import select_trainable
 from unlearnkit.recipe import TrainedModel, load_bundle, starting_model
+from unlearnkit.runtime import apply_threads
 
 BASELINES = ["finetune", "neggrad_plus", "salun"]
 LEVELS = ["low", "mid", "high", "mixed"]
 
 
-def variants(fz_file: Path, proxy_file: Path, proxy: str) -> dict[str, tuple[str, dict]]:
+def variants(
+    fz_file: Path, proxy_file: Path, proxy: str, baselines: list[str] = BASELINES
+) -> dict[str, tuple[str, dict]]:
     """name -> (method, params): each baseline alone and inside RUM (same method per subset,
     each subset run a third of the method's default epochs, rounded up, so RUM[B] spends about
     what B alone does), and the paper's none/finetune/salun choice from configs/rum.yaml; RUM
     with FZ scores and with the best proxy."""
     out: dict[str, tuple[str, dict]] = {}
     sources = {"fz": f"file:{fz_file}", proxy: f"file:{proxy_file}"}
-    for base in BASELINES:
+    for base in baselines:
         out[base] = (base, {})
         epochs = -(-method_defaults(base)["epochs"] // 3)
         for tag, source in sources.items():
@@ -69,14 +74,23 @@ def main() -> None:
     ap.add_argument("--forget-size", type=int, default=150)
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--levels", default=",".join(LEVELS), help="comma-separated subset of levels")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument(
+        "--baselines", default=",".join(BASELINES), help="baselines run alone and inside RUM"
+    )
     args = ap.parse_args()
-    torch.set_num_threads(1)
+    apply_threads(args.threads)
     levels = [lv for lv in args.levels.split(",") if lv]
+    baselines = [b for b in args.baselines.split(",") if b]
     mem = json.loads((args.mem / "results.json").read_text())
     proxy = mem["best_proxy"]["name"]
-    cfg = recipe(mem["epochs"], mem["width"]).model_copy(update={"relearn_max_epochs": 10})
-    bundle, _ = add_label_noise(load_bundle(cfg), mem["label_noise"], seed=0)
-    fz_file = args.mem / "fz_noisy.csv"
+    cfg = recipe_of(mem).model_copy(update={"relearn_max_epochs": 10})
+    bundle = load_bundle(cfg)
+    if mem["label_noise"] > 0:
+        bundle, _ = add_label_noise(bundle, mem["label_noise"], seed=0)
+    primary = primary_set(mem)
+    fz_file = args.mem / f"fz_{primary}.csv"
+    proxy_cost = mem["datasets"][primary]["proxies"][proxy]
     args.out.mkdir(parents=True, exist_ok=True)
     runs = []
     start = time.perf_counter()
@@ -90,7 +104,7 @@ def main() -> None:
             select_trainable(initial, cfg.peft),
             seed,
         )
-        table = variants(fz_file, proxy_file, proxy)
+        table = variants(fz_file, proxy_file, proxy, baselines)
         for level in levels:
             ids = select_forget(
                 bundle.train, f"memorization:{level}:{args.forget_size}:{fz_file}", seed
@@ -126,16 +140,27 @@ def main() -> None:
             )
     summary = summarise(runs, levels)
     result = {
+        "dataset": mem.get("dataset", "digits"),
+        "subset": mem.get("subset"),
+        "label_noise": mem["label_noise"],
+        "n_train": len(bundle.train),
+        "threads": args.threads,
+        "scoring_cost": {
+            "fz_model_seconds": mem["datasets"][primary]["fz_model_seconds"],
+            "proxy_seconds_incl_training": proxy_cost["proxy_seconds"]
+            + mem["datasets"][primary]["train_seconds"],
+            "proxy_cost_pct_of_fz": proxy_cost["cost_pct_incl_training"],
+        },
         "proxy": proxy,
         "forget_size": args.forget_size,
         "seeds": args.seeds,
-        "baselines": BASELINES,
+        "baselines": baselines,
         "levels": levels,
         "rum_subset_epochs": "a third of the method's default epochs per subset (rounded up)",
         "runs": runs,
         "summary": summary,
         "wall_s": time.perf_counter() - start,
-        "targets": targets(summary) if "mixed" in summary else None,
+        "targets": targets(summary, baselines) if "mixed" in summary else None,
     }
     (args.out / "results.json").write_text(json.dumps(result, indent=2))
     figure(summary, args.out / "tow.png")
@@ -161,12 +186,20 @@ def summarise(runs: list[dict], levels: list[str]) -> dict:
     return out
 
 
-def targets(summary: dict) -> dict:
+def targets(summary: dict, baselines: list[str] = BASELINES) -> dict:
     mixed = summary["mixed"]
-    best_single = max(BASELINES, key=lambda b: mixed[b]["tow"])
+    best_single = max(baselines, key=lambda b: mixed[b]["tow"])
     rum = {k: v["tow"] for k, v in mixed.items() if k.startswith("rum")}
     best_rum = max(rum, key=rum.get)
+    pairs = {
+        name[: -len("/fz")]: (mixed[name]["tow"], next(
+            v["tow"] for k, v in mixed.items() if k.startswith(name[: -len("fz")]) and k != name
+        ))
+        for name in mixed
+        if name.startswith("rum") and name.endswith("/fz")
+    }  # fmt: skip
     return {
+        "proxy_vs_fz_tow": pairs,
         "best_single_on_mixed": best_single,
         "best_single_tow": mixed[best_single]["tow"],
         "best_rum_on_mixed": best_rum,
@@ -205,8 +238,12 @@ def figure(summary: dict, path: Path) -> None:
 
 
 def report(r: dict) -> str:
+    name = r.get("dataset", "digits")
+    data = (f"noisy {name}" if r.get("label_noise", 0.05) > 0 else name) + (
+        f", a {r['subset']}-sample subset" if r.get("subset") else ""
+    )
     lines = [
-        "# RUM on noisy digits (smallcnn)",
+        f"# RUM on {data} (smallcnn)",
         "",
         f"Forget sets of {r['forget_size']} samples chosen by Feldman-Zhang memorization "
         f"(low, mid, high, and mixed = a third of each); {r['seeds']} seeds; ToW and "
@@ -235,6 +272,16 @@ def report(r: dict) -> str:
                 f"{e['acc_forget']:.1f} | {e['acc_test']:.1f} | {e['mia']:.1f} |"
             )
         lines.append("")
+    c = r.get("scoring_cost")
+    if c:
+        lines += [
+            "## Cost of the scores",
+            "",
+            f"FZ: {c['fz_model_seconds']:.0f} s of model training (K models). {r['proxy']}: "
+            f"{c['proxy_seconds_incl_training']:.1f} s including its one training run = "
+            f"{c['proxy_cost_pct_of_fz']:.2f}% of FZ.",
+            "",
+        ]
     t = r["targets"]
     if t:
         lines += [
@@ -245,6 +292,16 @@ def report(r: dict) -> str:
             f"{t['best_rum_tow']:.3f} -> RUM >= best single: {t['rum_beats_best_single']}.",
             "",
         ]
+        if t.get("proxy_vs_fz_tow"):
+            lines += [
+                f"RUM with FZ scores vs with the {r['proxy']} proxy (ToW on the mixed set): "
+                + "; ".join(
+                    f"{k}: {a:.3f} vs {b:.3f} ({b - a:+.3f})"
+                    for k, (a, b) in t["proxy_vs_fz_tow"].items()
+                )
+                + ".",
+                "",
+            ]
     lines += [
         f"Wall time of the whole benchmark: {r['wall_s'] / 60:.1f} min.",
         "",
