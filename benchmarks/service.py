@@ -3,8 +3,12 @@
   PYTHONPATH=src python benchmarks/service.py            # -> results/service/service.{json,md}
   PYTHONPATH=src python benchmarks/service.py --quick    # smaller, for a smoke run
   PYTHONPATH=src python benchmarks/service.py --part load   # 2,000 deletions, kill -9 -> load.*
+  python benchmarks/service.py --dataset fashion_mnist --ensemble runs/fashion-s3t \
+      --out results/fashion_mnist/service --curve ''   # serve the 60k S3T ensemble
 
-One S3T ensemble (digits, smallcnn, m x L x B LoRA blocks) is trained, then served by a real
+One S3T ensemble (digits, smallcnn, m x L x B LoRA blocks) is trained (or ``--ensemble DIR``
+loads one, e.g. the 42,000-sample Fashion-MNIST ensemble of benchmarks/s3t_scale.py --save,
+with ``--dataset fashion_mnist``), then served by a real
 `unlearnkit serve` child process (uvicorn, background retrain in its own child process). The
 client (httpx, threads) measures three windows in the same run:
   1. baseline: predictions only (no deletions, no retrain);
@@ -286,7 +290,7 @@ def train_ensemble(bundle: Any, args: argparse.Namespace) -> tuple[S3TEnsemble, 
         num_shards=args.shards,
         num_slices=args.slices,
         num_sequences=args.sequences,
-        lora_rank=4,
+        lora_rank=args.rank,
         train=TrainConfig(epochs=args.epochs, lr=0.02, batch_size=32),
         retrain_policy="manual",
     )
@@ -302,12 +306,29 @@ def train_ensemble(bundle: Any, args: argparse.Namespace) -> tuple[S3TEnsemble, 
     return ensemble, time.perf_counter() - t0
 
 
+def served_ensemble(bundle: Any, args: argparse.Namespace) -> tuple[S3TEnsemble, float]:
+    """The ensemble ``--ensemble`` names (its shape replaces the benchmark's), or a fresh one."""
+    if args.ensemble is None:
+        return train_ensemble(bundle, args)
+    ensemble = S3TEnsemble.load(args.ensemble)
+    if ensemble.meta.get("train_fingerprint") not in (None, bundle.train.fingerprint()):
+        raise SystemExit(f"{args.ensemble} was not trained on {args.dataset}'s training split")
+    c = ensemble.config
+    args.shards, args.slices, args.sequences = c.num_shards, c.num_slices, c.num_sequences
+    args.epochs, args.pretrain_epochs, args.rank = c.train.epochs, None, c.lora_rank
+    return ensemble, ensemble.train_seconds
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(1)
     load_start = os.getloadavg()
-    bundle = load_dataset("digits", public_fraction=0.3)
-    ensemble, train_s = train_ensemble(bundle, args)
-    test_acc = ensemble.accuracy(bundle.test)
+    bundle = load_dataset(args.dataset, args.data_dir, public_fraction=0.3)
+    ensemble, train_s = served_ensemble(bundle, args)
+    test = bundle.test
+    if 0 < args.eval_size < len(test):  # one forward per shard: the full test set costs minutes
+        keep = np.random.default_rng(7).choice(len(test), args.eval_size, replace=False)
+        test = test.subset(torch.from_numpy(np.sort(keep)))
+    test_acc = ensemble.accuracy(test)
     work = Path(tempfile.mkdtemp(prefix="unlearnkit-bench-service-"))
     ensemble.save(work / "model")
     ensemble.save(work / "model_in_process")
@@ -408,13 +429,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     change = (during["p99_ms"] - base["p99_ms"]) / base["p99_ms"] if base.get("n") else None
     return {
         "setup": {
-            "dataset": "digits",
+            "dataset": args.dataset,
             "train_samples": len(bundle.train),
             "model": "smallcnn",
             "num_shards": args.shards,
             "num_slices": args.slices,
             "num_sequences": args.sequences,
-            "lora_rank": 4,
+            "lora_rank": args.rank,
+            "test_samples_scored": len(test),
             "epochs_per_stage": args.epochs,
             "pretrain_epochs_public": args.pretrain_epochs,
             "train_seconds": round(train_s, 1),
@@ -688,11 +710,12 @@ def markdown(res: dict[str, Any]) -> str:
     lines = [
         "# Deletion service benchmark",
         "",
-        f"S3T on digits ({s['train_samples']} training samples): smallcnn, "
-        f"{s['num_shards']} shards x {s['num_slices']} slices x {s['num_sequences']} sequences, "
-        f"LoRA rank 4 on a backbone pretrained on the public split, {s['epochs_per_stage']} "
-        f"epochs per stage; pretrained and trained in "
-        f"{s['train_seconds']} s, test accuracy {s['test_accuracy']}%. Served by `unlearnkit "
+        f"S3T on {s.get('dataset', 'digits')} ({s['train_samples']} training samples): "
+        f"smallcnn, {s['num_shards']} shards x {s['num_slices']} slices x "
+        f"{s['num_sequences']} sequences, LoRA rank {s.get('lora_rank', 4)} on a backbone "
+        f"pretrained on the public split, {s['epochs_per_stage']} epochs per stage; trained in "
+        f"{s['train_seconds']} s, test accuracy {s['test_accuracy']}% "
+        f"(on {s.get('test_samples_scored', 'all')} test images). Served by `unlearnkit "
         f"serve` on 127.0.0.1; {s['prediction_clients']} prediction clients, batches of "
         f"{s['prediction_batch']} images. CPUs: {s['cpu_count']} (load average "
         f"{', '.join(f'{v:.1f}' for v in s['load_average_at_start'])} at the start, "
@@ -771,6 +794,18 @@ def main() -> None:
     )
     parser.add_argument("--tag", default="service", help="output file stem")
     parser.add_argument("--part", choices=["main", "load"], default="main")
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument(
+        "--ensemble",
+        type=Path,
+        default=None,
+        help="serve this saved S3T ensemble (e.g. from benchmarks/s3t_scale.py --save) instead "
+        "of training one on digits",
+    )
+    parser.add_argument(
+        "--eval-size", type=int, default=2000, help="test images scored for the accuracy line"
+    )
     args = parser.parse_args()
     args.curve = [int(c) for c in args.curve.split(",") if c]
     args.shards, args.slices, args.sequences = 4, 3, 3
@@ -778,7 +813,7 @@ def main() -> None:
     args.pretrain_epochs = 3 if args.quick else 10
     args.window = 4.0 if args.quick else 12.0
     args.deletions = 30 if args.quick else 150
-    args.batch, args.clients = 16, 2
+    args.batch, args.clients, args.rank = 16, 2, 4
     args.out.mkdir(parents=True, exist_ok=True)
     if args.part == "load":
         args.epochs, args.pretrain_epochs = 2, 3
