@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -33,6 +33,7 @@ from unlearnkit.metrics import (
 from unlearnkit.models import count_parameters, create_model, head_parameter_names, select_trainable
 from unlearnkit.recipe import TrainedModel, load_bundle, train_original
 from unlearnkit.runtime import thread_report
+from unlearnkit.training import channels_last
 
 StepCallback = Callable[[str], None]  # told the name of each step as it starts
 
@@ -55,6 +56,14 @@ def evaluate(model: nn.Module, ctx: UnlearningContext, cfg: ExperimentConfig) ->
             seed=ctx.seed,
         ),
     }
+
+
+def evaluate_original(
+    model: nn.Module, ctx: UnlearningContext, cfg: ExperimentConfig
+) -> dict[str, Any]:
+    """``evaluate`` of the shared original, in the fast layout and left as it was."""
+    with channels_last(model):
+        return evaluate(model, ctx, cfg)
 
 
 def unlearning_context(
@@ -103,7 +112,7 @@ def run_seed(
         {
             "method": "original",
             "seed": seed,
-            **evaluate(original.model, base_ctx, cfg),
+            **evaluate_original(original.model, base_ctx, cfg),
             "time_s": 0.0,
             "peak_mem_mb": 0.0,
             "params_touched": 0,
@@ -111,31 +120,51 @@ def run_seed(
     ]
     for name in cfg.methods:
         progress(f"seed {seed}: {name}")
-        method = create_method(name, **cfg.method_params.get(name, {}))
-        ctx = copy.copy(base_ctx)
-        ctx.model = copy.deepcopy(original.model)
-        with measure_cost() as stage:
-            with measure_cost() as cost:
-                unlearned = method.unlearn(ctx)
-            measured = evaluate(unlearned, ctx, cfg)
+        row, stage = run_method(cfg, name, cfg.method_params.get(name, {}), base_ctx, original)
         stages.append(stage_record(f"seed {seed}: {name} + evaluation", stage))
-        rows.append(
-            {
-                "method": name,
-                "seed": seed,
-                **measured,
-                "time_s": cost.time_s,
-                "peak_mem_mb": cost.peak_mem_mb,
-                "params_touched": params_touched(original.model, unlearned),
-            }
-        )
+        rows.append(row)
     reference = next(r for r in rows if r["method"] == "retrain")
     for row in rows:
-        row["tow"] = tow(row["acc"], reference["acc"])
-        row["tow_mia"] = tow_mia(
-            row["acc"], row["mia_efficacy"], reference["acc"], reference["mia_efficacy"]
-        )
+        score_against(row, reference)
     return rows
+
+
+def run_method(
+    cfg: ExperimentConfig,
+    name: str,
+    params: Mapping[str, Any],
+    base_ctx: UnlearningContext,
+    original: TrainedModel,
+) -> tuple[dict[str, Any], Cost]:
+    """One method with ``params`` on a private copy of the original, then measured.
+
+    Returns the result row (without ToW: that needs the retrain row) and the cost of the whole
+    stage, unlearning plus evaluation."""
+    method = create_method(name, **params)
+    ctx = copy.copy(base_ctx)
+    ctx.model = copy.deepcopy(original.model)
+    with measure_cost() as stage, channels_last(ctx.model):
+        with measure_cost() as cost:
+            unlearned = method.unlearn(ctx)
+        measured = evaluate(unlearned, ctx, cfg)
+    row = {
+        "method": name,
+        "seed": base_ctx.seed,
+        **measured,
+        "time_s": cost.time_s,
+        "peak_mem_mb": cost.peak_mem_mb,
+        "params_touched": params_touched(original.model, unlearned),
+    }
+    return row, stage
+
+
+def score_against(row: dict[str, Any], reference: dict[str, Any]) -> dict[str, Any]:
+    """Add ToW and ToW-MIA of ``row`` against the retrain row of the same seed."""
+    row["tow"] = tow(row["acc"], reference["acc"])
+    row["tow_mia"] = tow_mia(
+        row["acc"], row["mia_efficacy"], reference["acc"], reference["mia_efficacy"]
+    )
+    return row
 
 
 def stage_record(name: str, cost: Cost) -> dict[str, Any]:
@@ -167,11 +196,14 @@ def run_experiment(
     progress: StepCallback = lambda _: None,
     bundle: DatasetBundle | None = None,
     original: TrainedModel | None = None,
+    originals: Mapping[int, TrainedModel] | None = None,
 ) -> dict[str, Any]:
     """All seeds, all methods; returns the ``results.json`` document.
 
-    ``original`` (a model already trained on D, single seed) skips the training step.
+    ``original`` (a model already trained on D, single seed) or ``originals`` (by seed) skip
+    the training step for those seeds: a benchmark of several forget settings trains once.
     """
+    given = {**(originals or {}), **({original.seed: original} if original else {})}
     machine = thread_report()  # threads and load at the start, so a time can be judged
     start = time.perf_counter()
     with measure_cost() as cost:
@@ -190,7 +222,7 @@ def run_experiment(
             bundle,
             seed,
             progress,
-            original if original and original.seed == seed else None,
+            given.get(seed),
             stages,
         )
     ]

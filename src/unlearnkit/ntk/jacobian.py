@@ -17,6 +17,7 @@ Two paths give the same rows (to rounding; tested):
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Literal
@@ -33,6 +34,15 @@ from unlearnkit.ntk.rules import HeadTap, JacobianPlan, jacobian_plan
 State = Mapping[str, torch.Tensor]
 Kernel = Literal["exact", "pntk"]
 KERNELS = ("exact", "pntk")
+
+
+def forward_jvp(fn: Callable, primals: tuple, tangents: tuple) -> tuple:
+    """``torch.func.jvp`` without the FutureWarning torch 2.14 prints the first time: loading
+    its own forward-mode decompositions calls the deprecated ``torch.jit.script`` (torch's
+    internals, not ours; a user would see it in the middle of a run)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)
+        return jvp(fn, primals, tangents)
 
 
 def check_kernel(kernel: str) -> None:
@@ -225,7 +235,7 @@ def jvp_logits(
     logits = batch_logits_fn(model, frozen)
     tangent = {k: v.to(trainable[k].dtype) for k, v in space.unflatten(direction).items()}
     with eval_mode(model):
-        f0, jv = jvp(lambda p: logits(p, x), (trainable,), (tangent,))
+        f0, jv = forward_jvp(lambda p: logits(p, x), (trainable,), (tangent,))
     return f0, jv
 
 

@@ -20,9 +20,9 @@ from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
-from torch.func import functional_call, jvp
+from torch.func import functional_call
 
-from unlearnkit.ntk.jacobian import unfuse_attention
+from unlearnkit.ntk.jacobian import forward_jvp, unfuse_attention
 from unlearnkit.ntk.params import ParamSpace
 
 
@@ -92,7 +92,7 @@ class LinearizedModel(nn.Module):
             return functional_call(self._net, {**frozen, **primal}, (x,))
 
         shift = {n: params[n] - self._w0[n] for n in self.space.names}
-        f0, jv = jvp(logits, (self._w0,), (shift,))
+        f0, jv = forward_jvp(logits, (self._w0,), (shift,))
         return logits, f0 + jv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -128,6 +128,6 @@ class PseudoLinearizedModel(LinearizedModel):
         classes = self.pntk_coefficients.shape[0]
         cols = []
         for d_c in self.pntk_coefficients:  # g(x)^T d_c = sum over outputs of J(x) d_c / sqrt C
-            _, jd = jvp(logits, (self._w0,), (self.space.unflatten(d_c),))
+            _, jd = forward_jvp(logits, (self._w0,), (self.space.unflatten(d_c),))
             cols.append(jd.sum(1))
         return linear + torch.stack(cols, 1) / math.sqrt(classes)
