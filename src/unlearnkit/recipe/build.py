@@ -15,7 +15,7 @@ from torch import nn
 from unlearnkit.data import DatasetBundle, load_dataset
 from unlearnkit.models import create_model, reset_head, select_trainable
 from unlearnkit.recipe.config import RecipeConfig
-from unlearnkit.training import train
+from unlearnkit.training import channels_last, train
 
 
 @dataclass
@@ -50,7 +50,8 @@ def starting_model(cfg: RecipeConfig, bundle: DatasetBundle, seed: int) -> nn.Mo
     if cfg.pretrain and bundle.public is not None:
         select_trainable(model, "full")
         pre = cfg.pretrain_config.model_copy(update={"seed": seed})
-        train(model, bundle.public, pre)
+        with channels_last(model):
+            train(model, bundle.public, pre)
     if cfg.pretrain or cfg.weights is not None:
         reset_head(model, seed)
     return model
@@ -61,5 +62,6 @@ def train_original(cfg: RecipeConfig, bundle: DatasetBundle, seed: int) -> Train
     model = starting_model(cfg, bundle, seed)
     trainable = select_trainable(model, cfg.peft)
     initial = copy.deepcopy(model.state_dict())
-    train(model, bundle.train, cfg.train.model_copy(update={"seed": seed}), trainable)
+    with channels_last(model):  # the layout the experiment loop's retrain reference uses too
+        train(model, bundle.train, cfg.train.model_copy(update={"seed": seed}), trainable)
     return TrainedModel(model, initial, trainable, seed)
