@@ -22,10 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from unlearnkit.config import build_config
 from unlearnkit.data.forget import select_forget
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.experiment import run_method, score_against, unlearning_context
+from unlearnkit.methods import create_method
 from unlearnkit.recipe import load_bundle, train_original
 from unlearnkit.runtime import apply_threads, thread_report
 
@@ -87,14 +90,22 @@ def main() -> None:
     threads = apply_threads(args.threads)
     machine = thread_report()
     overrides = {"dataset_options": {"subset": args.subset}} if args.subset else {}
-    cfg = build_config(
-        overrides,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        seeds=[args.seed],
-        methods=["retrain", args.method],
-    )
+    try:
+        cfg = build_config(
+            overrides,
+            dataset=args.dataset,
+            data_dir=args.data_dir,
+            seeds=[args.seed],
+            methods=["retrain", args.method],
+        )
+    except (UnlearnkitError, ValidationError) as exc:
+        parser.error(str(exc))
     preset = cfg.method_params.get(args.method, {})  # the data set's preset, under the grid
+    for point in grid:  # a bad name or value fails now, not after training the original
+        try:
+            create_method(args.method, **{**preset, **point})
+        except UnlearnkitError as exc:
+            parser.error(f"{point_label(point)}: {exc}")
     start = time.perf_counter()
     bundle = load_bundle(cfg)
     print(f"training the original (seed {args.seed}, {len(bundle.train)} samples)", flush=True)
