@@ -237,6 +237,13 @@ def dataset_bn_setup(dataset: str, arch: str, n: int) -> tuple[Any, ...]:
     return bn_model_setup(bundle, arch)
 
 
+def bn_setup(dataset: str, arch: str, n: int) -> tuple[Any, ...]:
+    """``synthetic_bn_setup`` for "synthetic", else ``dataset_bn_setup`` on that set's D."""
+    if dataset == "synthetic":
+        return synthetic_bn_setup(arch, n)
+    return dataset_bn_setup(dataset, arch, n)
+
+
 def bn_model_setup(bundle: Any, arch: str) -> tuple[Any, ...]:
     """``arch`` at random init (seed 0) for ``bundle``'s images, BN + head trainable."""
     torch.manual_seed(0)
@@ -399,10 +406,7 @@ def largest_n(
     else on ``workers`` one-thread processes) on up to ``n_max`` samples (synthetic 32x32, or
     D of a real ``dataset``) for ``budget_s`` seconds; the in-order prefix finished within the
     budget is the largest N. Then factorise it and time the deletion stream on that state."""
-    if dataset == "synthetic":
-        bundle, model, names, space, p, total, w0 = synthetic_bn_setup(arch, n_max)
-    else:
-        bundle, model, names, space, p, total, w0 = dataset_bn_setup(dataset, arch, n_max)
+    bundle, model, names, space, p, total, w0 = bn_setup(dataset, arch, n_max)
     n_max = len(bundle.train)
     data = data_label(bundle, dataset)
     where = f"{threads} threads in-process" if workers == 1 else f"{workers} one-thread workers"
@@ -500,10 +504,7 @@ def retrain_epoch(big: dict[str, Any], dataset: str, epoch_n: int, threads: int)
     time and deletion shares on it, in place; a separate part because the hour's run timed
     only a small epoch."""
     n = min(epoch_n, big["N"])
-    if dataset == "synthetic":
-        bundle, model, names, *_ = synthetic_bn_setup(big["model"], n)
-    else:
-        bundle, model, names, *_ = dataset_bn_setup(dataset, big["model"], n)
+    bundle, model, names, *_ = bn_setup(dataset, big["model"], n)
     with using_threads(threads):
         epoch_seconds(copy.deepcopy(model), bundle.train.subset(torch.arange(64)), names)
         epoch_s = epoch_seconds(model, bundle.train, names)
