@@ -36,6 +36,9 @@ from unlearnkit.runtime import thread_report
 from unlearnkit.training import channels_last
 
 StepCallback = Callable[[str], None]  # told the name of each step as it starts
+# Told each method's result as it is made (method name, its parameters, the context, the model):
+# the CLI keeps the unlearned models this way to save them next to the run.
+UnlearnedCallback = Callable[[str, Mapping[str, Any], UnlearningContext, nn.Module], None]
 
 
 def evaluate(model: nn.Module, ctx: UnlearningContext, cfg: ExperimentConfig) -> dict[str, Any]:
@@ -95,6 +98,7 @@ def run_seed(
     progress: StepCallback,
     original: TrainedModel | None = None,
     stages: list[dict[str, Any]] | None = None,
+    on_unlearned: UnlearnedCallback | None = None,
 ) -> list[dict[str, Any]]:
     """Every method on one seed; ``original`` skips training when a trained model is given.
 
@@ -120,7 +124,8 @@ def run_seed(
     ]
     for name in cfg.methods:
         progress(f"seed {seed}: {name}")
-        row, stage = run_method(cfg, name, cfg.method_params.get(name, {}), base_ctx, original)
+        params = cfg.method_params.get(name, {})
+        row, stage = run_method(cfg, name, params, base_ctx, original, on_unlearned)
         stages.append(stage_record(f"seed {seed}: {name} + evaluation", stage))
         rows.append(row)
     reference = next(r for r in rows if r["method"] == "retrain")
@@ -135,6 +140,7 @@ def run_method(
     params: Mapping[str, Any],
     base_ctx: UnlearningContext,
     original: TrainedModel,
+    on_unlearned: UnlearnedCallback | None = None,
 ) -> tuple[dict[str, Any], Cost]:
     """One method with ``params`` on a private copy of the original, then measured.
 
@@ -147,6 +153,8 @@ def run_method(
         with measure_cost() as cost:
             unlearned = method.unlearn(ctx)
         measured = evaluate(unlearned, ctx, cfg)
+    if on_unlearned is not None:  # after the layout went back: contiguous weights to save
+        on_unlearned(name, params, ctx, unlearned)
     row = {
         "method": name,
         "seed": base_ctx.seed,
@@ -197,6 +205,7 @@ def run_experiment(
     bundle: DatasetBundle | None = None,
     original: TrainedModel | None = None,
     originals: Mapping[int, TrainedModel] | None = None,
+    on_unlearned: UnlearnedCallback | None = None,
 ) -> dict[str, Any]:
     """All seeds, all methods; returns the ``results.json`` document.
 
@@ -224,6 +233,7 @@ def run_experiment(
             progress,
             given.get(seed),
             stages,
+            on_unlearned,
         )
     ]
     return {

@@ -38,6 +38,7 @@ from unlearnkit.cli.common import (
     use_threads,
     user_errors,
 )
+from unlearnkit.cli.export import export
 
 MlflowOpt = Annotated[
     str | None,
@@ -72,27 +73,73 @@ def print_summary(results: dict[str, Any]) -> None:
     Console().print(table)
 
 
+def unlearned_dir_name(seed: int, seeds: list[int]) -> str:
+    """``model`` for a single-seed run, ``model-seed<K>`` for each seed of a multi-seed run."""
+    return "model" if len(seeds) == 1 else f"model-seed{seed}"
+
+
 def run_and_write(
     cfg: Any,
     out: Path,
     original: Any = None,
     bundle: Any = None,
     mlflow_experiment: str | None = None,
+    keep_method: str | None = None,
+    parent: Path | None = None,
 ) -> dict:
+    """Run the comparison and write the run directory; with ``keep_method``, that method's
+    unlearned model of each seed is saved inside it as a model directory (``model``)."""
     # deferred (here and in every command below): torch and the engines, so --help stays fast
     from unlearnkit.experiment import run_experiment
+    from unlearnkit.recipe import load_bundle
+    from unlearnkit.recipe.unlearned import capture_unlearned, save_unlearned
     from unlearnkit.report import write_run
     from unlearnkit.tracking import log_run, require_mlflow
 
     if mlflow_experiment is not None:
         require_mlflow()  # a missing extra fails before hours of training, not after
 
+    kept: dict[int, Any] = {}
+    skipped: list[int] = []
+
+    def keep(name: str, params: Any, ctx: Any, model: Any) -> None:
+        if name != keep_method:
+            return
+        captured = capture_unlearned(
+            name, dict(params), ctx.model, model, ctx.initial_state,
+            ctx.trainable, ctx.seed, ctx.forget.ids, cfg.forget,
+        )  # fmt: skip
+        if captured is None:
+            skipped.append(ctx.seed)
+        else:
+            kept[ctx.seed] = captured
+
+    if keep_method is not None and bundle is None:
+        bundle = load_bundle(cfg)  # the same bundle for the run and the saved models' metadata
     steps = len(cfg.seeds) * (len(cfg.methods) + (0 if original else 1))
     with progress_steps(steps) as step:
-        results = run_experiment(cfg, step, bundle=bundle, original=original)
-    write_run(results, out)
+        results = run_experiment(
+            cfg, step, bundle=bundle, original=original,
+            on_unlearned=keep if keep_method else None,
+        )  # fmt: skip
+
+    def write_models(staging: Path) -> None:
+        for seed, model in kept.items():
+            where = staging / unlearned_dir_name(seed, cfg.seeds)
+            save_unlearned(where, model, cfg, bundle, parent)
+
+    write_run(results, out, extras=[write_models] if kept else [])
     print_summary(results)
     console.print(f"wrote {out}/results.json, report.md and figures")
+    for seed in kept:
+        where = out / unlearned_dir_name(seed, cfg.seeds)
+        console.print(f"saved the unlearned model to {where} (evaluate, export or serve it)")
+    if skipped:
+        console.print(
+            f"{keep_method} returns a linearised model, not new weights: no model directory is "
+            "written for it; deploy it with `unlearnkit ntk precompute` and "
+            "`unlearnkit serve --mode approximate` (or use --param mode=paper)"
+        )
     if mlflow_experiment is not None:
         run_id = log_run(results, out, mlflow_experiment)
         console.print(f"logged to MLflow experiment {mlflow_experiment!r}, run {run_id}")
@@ -205,9 +252,13 @@ def unlearn(
     threads: ThreadsOpt = None,
     subset: SubsetOpt = None,
 ) -> None:
-    """Unlearn a forget set with one method and measure it against retraining."""
+    """Unlearn a forget set with one method, measure it against retraining, save the model.
+
+    The unlearned model is written to OUT/model (OUT/model-seed<K> with several seeds), a model
+    directory that `evaluate`, `export` and `serve` take with --from."""
     from unlearnkit.methods import METHODS
     from unlearnkit.recipe import open_trained
+    from unlearnkit.recipe.unlearned import refuse_unlearned_parent
 
     with user_errors():
         use_threads(threads)
@@ -231,7 +282,7 @@ def unlearn(
                 epochs=epochs,
                 method_params=method_params,
             )
-            run_and_write(cfg, out, mlflow_experiment=mlflow)
+            run_and_write(cfg, out, mlflow_experiment=mlflow, keep_method=method)
             return
         refuse_given(
             "unlearn --from",
@@ -247,6 +298,7 @@ def unlearn(
             subset=subset,
         )
         opened = open_trained(model_dir, data_dir)
+        refuse_unlearned_parent(opened.meta, model_dir)
         cfg = make_config(
             opened.recipe.model_dump(mode="json"),
             forget=forget,
@@ -254,28 +306,48 @@ def unlearn(
             method_params=method_params,
             seeds=None,
         ).model_copy(update={"seeds": [opened.trained.seed]})
-        run_and_write(cfg, out, opened.trained, opened.bundle, mlflow_experiment=mlflow)
+        run_and_write(
+            cfg, out, opened.trained, opened.bundle, mlflow, keep_method=method, parent=model_dir
+        )
 
 
 @app.command()
 def evaluate(
-    model_dir: Annotated[Path, typer.Option("--from", help="directory written by `train`")],
-    forget: ForgetOpt = "random:0.1",
+    model_dir: Annotated[
+        Path, typer.Option("--from", help="model directory written by `train` or `unlearn`")
+    ],
+    forget: Annotated[
+        str | None,
+        typer.Option(
+            help="class:K | random:N | random:0.1 | indices:PATH (default: the forget set an "
+            "unlearned model records, else random:0.1)"
+        ),
+    ] = None,
     data_dir: DataDirOpt = None,
     threads: ThreadsOpt = None,
 ) -> None:
-    """Accuracy on retain / forget / test and MIA efficacy of a saved model."""
+    """Accuracy on retain / forget / test and MIA efficacy of a saved (or unlearned) model."""
+    import torch
+
     from unlearnkit.data.forget import select_forget
     from unlearnkit.metrics import accuracy, mia_efficacy
     from unlearnkit.recipe import open_trained
+    from unlearnkit.recipe.unlearned import unlearning_record
 
     with user_errors():
         use_threads(threads)
         opened = open_trained(model_dir, data_dir)
         model, train = opened.trained.model, opened.bundle.train
-        ids = select_forget(train, forget or "random:0.1", opened.trained.seed)
+        record = unlearning_record(opened.meta)
+        if forget is None and record is not None:
+            ids = torch.tensor(record["forget_ids"], dtype=torch.long)
+            title = f"{model_dir} ({record['method']}) - its forget set ({len(ids)} samples)"
+        else:
+            spec = forget or "random:0.1"
+            ids = select_forget(train, spec, opened.trained.seed)
+            title = f"{model_dir} - forget {spec}"
         retain, forget_split = train.drop_ids(ids), train.select_ids(ids)
-        table = Table(title=f"{model_dir} - forget {forget}")
+        table = Table(title=title)
         for col in ("retain %", "forget %", "test %", "MIA efficacy %"):
             table.add_column(col, justify="right")
         table.add_row(
@@ -290,6 +362,9 @@ def evaluate(
             )
         )
         Console().print(table)
+
+
+app.command("export")(export)  # cheap to import (no torch until it runs), so a core command
 
 
 @app.command()

@@ -6,7 +6,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -60,11 +60,18 @@ def staged_run_dir(out: Path) -> Iterator[Path]:
         raise
 
 
-def write_run(results: dict[str, Any], out: Path) -> Path:
-    """results.json, report.md and the figures, written atomically into ``out``."""
+def write_run(
+    results: dict[str, Any], out: Path, extras: Sequence[Callable[[Path], object]] = ()
+) -> Path:
+    """results.json, report.md and the figures, written atomically into ``out``.
+
+    ``extras`` write more into the staging directory (the unlearned model directories), so they
+    appear together with the results or not at all."""
     with staged_run_dir(out) as staging:
         (staging / "results.json").write_text(json.dumps(results, indent=2))
         write_report(results, staging)
+        for write in extras:
+            write(staging)
     return Path(out)
 
 
