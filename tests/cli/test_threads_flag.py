@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+TEXT = {"capture_output": True, "text": True}
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
 
 
@@ -77,3 +78,18 @@ def test_cli_sets_a_passive_openmp_wait_policy_before_torch_loads() -> None:
     env["OMP_WAIT_POLICY"] = "ACTIVE"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.stdout.split() == ["False", "ACTIVE"], out.stderr
+
+
+def test_the_library_sets_the_same_policy_and_configure_warns_when_too_late() -> None:
+    """The Python API behaves like the CLI: importing unlearnkit before torch makes idle OpenMP
+    threads sleep; after torch it cannot, and ``runtime.configure`` says so."""
+    first = (
+        "import os, sys; import unlearnkit; print(os.environ['OMP_WAIT_POLICY']);"
+        "from unlearnkit.runtime import configure; print(configure(1))"
+    )
+    env = {k: v for k, v in ENV.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-W", "error", "-c", first], env=env, **TEXT)
+    assert out.stdout.split() == ["PASSIVE", "1"], out.stderr
+    late = "import torch, unlearnkit; from unlearnkit.runtime import configure; configure(1)"
+    out = subprocess.run([sys.executable, "-c", late], env=env, **TEXT)
+    assert out.returncode == 0 and "torch was imported before unlearnkit" in out.stderr

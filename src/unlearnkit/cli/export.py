@@ -30,4 +30,3 @@ def export(
     with user_errors():
         sidecar = export_model(model_dir, out, fmt)
         console.print(f"wrote {out} ({sidecar['format']}) and {out}.json")
-

@@ -10,6 +10,7 @@ from unlearnkit.runtime.executors import (
 )
 from unlearnkit.runtime.threads import (
     apply_threads,
+    configure,
     default_threads,
     pin_worker_threads,
     thread_report,
@@ -23,6 +24,7 @@ __all__ = [
     "ProcessExecutor",
     "RayExecutor",
     "apply_threads",
+    "configure",
     "create_executor",
     "default_threads",
     "pin_worker_threads",

@@ -13,6 +13,7 @@ by ``UNLEARNKIT_MAX_THREADS`` when that is set.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -72,6 +73,23 @@ def apply_threads(threads: int | None = None) -> int:
         torch.set_num_interop_threads(n)
     _limits = threadpool_limits(limits=n)
     return n
+
+
+def configure(threads: int | None = None) -> int:
+    """The Python API's ``--threads``: apply the CLI's thread policy; returns the count.
+
+    Call it once before heavy work (``None``: the cores this process may use, capped by
+    ``UNLEARNKIT_MAX_THREADS``). Importing unlearnkit before torch also makes idle OpenMP threads
+    sleep; when torch was imported first that cannot be changed any more, and this warns.
+    """
+    if os.environ.get("OMP_WAIT_POLICY") is None:
+        warnings.warn(
+            "torch was imported before unlearnkit, so OpenMP threads spin while idle (up to "
+            "4x slower beside other jobs): import unlearnkit first or set OMP_WAIT_POLICY=PASSIVE",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return apply_threads(threads)
 
 
 def pin_worker_threads(threads: int = 1) -> int:
