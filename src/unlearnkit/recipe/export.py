@@ -51,7 +51,8 @@ def _check_program(
 
 
 def _temp_sibling(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    """A hidden temporary file next to ``path`` with the same suffix (torch.export checks it)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
     os.close(fd)
     return Path(tmp)
 
