@@ -28,7 +28,13 @@ def serve(
         Path | None,
         typer.Option(help="YAML/JSON token file; default: the UNLEARNKIT_TOKENS variable"),
     ] = None,
-    mode: Annotated[str, typer.Option(help="exact (S3T) | approximate (Fast-NTK)")] = "exact",
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="auto (from the directory's files) | exact (S3T/SISA ensemble) | approximate "
+            "(Fast-NTK state) | static (any saved model; deletions refused with a 409)"
+        ),
+    ] = "auto",
     ntk_update: Annotated[
         str,
         typer.Option(help="approximate mode: linearized (exact for the linearized model) | paper"),
@@ -84,16 +90,24 @@ def serve(
     import uvicorn
 
     from unlearnkit.runtime.threads import apply_threads
-    from unlearnkit.service import SERVED_MODELS, DeletionService, ServiceConfig, TokenStore
+    from unlearnkit.service import (
+        SERVED_MODELS,
+        DeletionService,
+        ServiceConfig,
+        TokenStore,
+        detect_mode,
+    )
     from unlearnkit.service.app import create_app
     from unlearnkit.service.auth import reload_on_sighup
     from unlearnkit.service.metrics import serve_metrics
     from unlearnkit.service.server import check_tls, server_config
 
     with user_errors():
-        SERVED_MODELS.get(mode)
+        if mode != "auto":
+            SERVED_MODELS.get(mode)
         if not model_dir.is_dir():
             raise UnlearnkitError(f"--from {model_dir}: not a directory")
+        mode = detect_mode(model_dir) if mode == "auto" else mode
         store = TokenStore.from_sources(tokens)
         check_tls(ssl_certfile, ssl_keyfile)
         config = ServiceConfig(

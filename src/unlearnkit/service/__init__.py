@@ -10,10 +10,11 @@ coordinator) over ``intake``, ``applier``, ``changes``, ``replay``, ``snapshotte
 
 from unlearnkit.service import approximate as _approximate  # noqa: F401  (registers it)
 from unlearnkit.service import exact as _exact  # noqa: F401  (registers "exact")
+from unlearnkit.service import static as _static  # noqa: F401  (registers "static")
 from unlearnkit.service.auth import TokenStore
 from unlearnkit.service.config import ServiceConfig
 from unlearnkit.service.engine import DeletionService
-from unlearnkit.service.served import SERVED_MODELS, ServedModel, load_served
+from unlearnkit.service.served import SERVED_MODELS, ServedModel, detect_mode, load_served
 
 __all__ = [
     "SERVED_MODELS",
@@ -21,5 +22,6 @@ __all__ = [
     "ServedModel",
     "ServiceConfig",
     "TokenStore",
+    "detect_mode",
     "load_served",
 ]

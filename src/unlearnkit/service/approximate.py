@@ -51,6 +51,12 @@ class ApproximateServedModel:
     # process-wide: passes run one at a time (measured: concurrent ones fail)
     shares_modules = True
     in_place_changes: frozenset[str] = frozenset()  # every change builds a new network
+    deletes_online = True
+    refusal = ""
+
+    @classmethod
+    def recognises(cls, directory: Path) -> bool:
+        return (Path(directory) / STATE_FILE).is_file()
 
     def __init__(
         self, model_dir: Path, snapshot_dir: Path | None = None, config: Any = None

@@ -14,7 +14,9 @@ class ServiceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_dir: Path
-    mode: str = Field("exact", description="exact (S3T) | approximate (Fast-NTK)")
+    mode: str = Field(
+        "exact", description="exact (S3T/SISA) | approximate (Fast-NTK) | static (no deletions)"
+    )
     max_body_bytes: int = Field(4 * 2**20, ge=1024, description="largest request body")
     max_batch: int = Field(256, ge=1, le=100_000, description="most inputs per prediction")
     max_delete_ids: int = Field(1000, ge=1, le=1_000_000, description="most ids per deletion")

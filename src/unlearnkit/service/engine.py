@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from unlearnkit.errors import InternalError, NotFoundError
+from unlearnkit.errors import ConflictError, InternalError, NotFoundError
 from unlearnkit.runtime.threads import apply_threads
 from unlearnkit.service.applier import Applier
 from unlearnkit.service.auth import Principal
@@ -156,6 +156,8 @@ class DeletionService:
         and whether it is new (False: the Idempotency-Key was known). ``timings`` (if given)
         gets the seconds of each phase: accept (ledger write), then the applier's phases."""
         started = time.perf_counter()
+        if not self.model.deletes_online:  # refused before the ledger: nothing is recorded
+            raise ConflictError(self.model.refusal)
         ids = self.check_ids(ids)
         event, applied = self.intake.accept(who, ids, key)
         if timings is not None:

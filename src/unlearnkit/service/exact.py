@@ -51,6 +51,12 @@ class ExactServedModel:
     batches_deletions = False
     shares_modules = True  # the blocks' adapters are switched on one backbone per forward
     in_place_changes = frozenset({"retrain"})  # a deletion only switches blocks off
+    deletes_online = True
+    refusal = ""
+
+    @classmethod
+    def recognises(cls, directory: Path) -> bool:
+        return (Path(directory) / POINTER).is_file()
 
     def __init__(
         self, model_dir: Path, snapshot_dir: Path | None = None, config: Any = None

@@ -26,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.registry import Registry
 
 
@@ -60,6 +61,8 @@ class ServedModel(Protocol):
     batches_deletions: bool  # True: consecutive queued deletions are applied as one change
     shares_modules: bool  # True: forward passes change shared module state, one at a time
     in_place_changes: frozenset[str]  # change kinds that write the served weights in place
+    deletes_online: bool  # False: a deletion is refused (409) and nothing is recorded
+    refusal: str  # what that 409 says (what to run instead); "" when deletes_online
 
     @property
     def version(self) -> int: ...
@@ -124,6 +127,21 @@ class ServedModel(Protocol):
 
 # name -> loader(model_dir, snapshot_dir, **options) -> ServedModel
 SERVED_MODELS: Registry[ServedModel] = Registry("serving mode")
+
+
+# ``--mode auto`` tries these in order: an ensemble, then an NTK state, then plain weights.
+AUTO_ORDER = ("exact", "approximate", "static")
+
+
+def detect_mode(model_dir: Path) -> str:
+    """The serving mode a model directory's files call for (one line naming what is missing)."""
+    for mode in AUTO_ORDER:
+        if SERVED_MODELS.get(mode).recognises(Path(model_dir)):  # type: ignore[attr-defined]
+            return mode
+    raise UnlearnkitError(
+        f"{model_dir} holds no servable model: train one with `unlearnkit train`, "
+        "`unlearnkit unlearn` or `unlearnkit s3t train`"
+    )
 
 
 def load_served(
