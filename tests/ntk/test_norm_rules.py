@@ -13,6 +13,7 @@ from functools import partial
 import pytest
 import timm
 import torch
+import torchvision
 from ntk_helpers import perturbed_norms, rel
 from timm.layers import GroupNorm, GroupNormAct
 from torch import nn
@@ -29,6 +30,12 @@ def _timm(name: str, **kwargs: object) -> nn.Module:
     return timm.create_model(name, pretrained=False, num_classes=CLASSES, **kwargs)
 
 
+def _torchvision(name: str, head: str) -> nn.Module:
+    model = torchvision.models.get_model(name, weights=None, num_classes=CLASSES)
+    model.get_classifier = lambda: model.get_submodule(head)  # until the shared head finder
+    return model
+
+
 CASES = {  # case -> (builder, the norm layer kinds its rules must cover)
     "resnet18-BatchNorm2d": (lambda: _timm("resnet18"), {"BatchNorm2d"}),
     "efficientnet_b0-BatchNormAct2d": (lambda: _timm("efficientnet_b0"), {"BatchNormAct2d"}),
@@ -38,6 +45,11 @@ CASES = {  # case -> (builder, the norm layer kinds its rules must cover)
         {"LayerNorm", "LayerNorm2d"},
     ),
     "vit_tiny-LayerNorm": (lambda: _timm("vit_tiny_patch16_224", img_size=32), {"LayerNorm"}),
+    "torchvision-resnet18-BatchNorm2d": (lambda: _torchvision("resnet18", "fc"), {"BatchNorm2d"}),
+    "torchvision-mobilenet_v3_small-BatchNorm2d": (
+        lambda: _torchvision("mobilenet_v3_small", "classifier.3"),
+        {"BatchNorm2d"},
+    ),
     "resnet18-nn.GroupNorm": (
         lambda: _timm("resnet18", norm_layer=lambda c, **_: nn.GroupNorm(8, c)),
         {"GroupNorm"},

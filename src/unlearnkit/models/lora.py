@@ -91,7 +91,10 @@ def adaptable_layers(
             f"choose from {', '.join(LAYER_TYPES)}"
         )
     types = tuple(LAYER_TYPES[t] for t in layer_types)
-    head = set(head_parameter_names(model)) if hasattr(model, "get_classifier") else set()
+    try:
+        head = set(head_parameter_names(model))
+    except (UnlearnkitError, AttributeError):  # no head to spare
+        head = set()
     eligible, skipped = [], []
     for name, module in model.named_modules():
         if not isinstance(module, types) or _PEFT_PARTS & set(name.split(".")):

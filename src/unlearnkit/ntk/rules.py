@@ -43,6 +43,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.hooks import RemovableHandle
 
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.models.peft import head_parameter_names
 from unlearnkit.models.prompts import PROMPT_PARAM, VisualPromptViT
 from unlearnkit.ntk.params import ParamSpace
 
@@ -296,20 +298,34 @@ def _owner(name: str) -> tuple[str, str]:
     return module, attr
 
 
+def head_module(model: nn.Module) -> tuple[str, nn.Module] | None:
+    """(path, module) of the classifier head as the trainable modes find it
+    (``head_parameter_names``: timm's ``get_classifier`` and whatever else it learns), or None
+    when there is none or its parameters span several modules."""
+    try:
+        names = head_parameter_names(model)
+    except (UnlearnkitError, AttributeError):
+        return None
+    paths = {name.rpartition(".")[0] for name in names}
+    if len(paths) != 1:
+        return None
+    path = paths.pop()
+    return path, model.get_submodule(path)
+
+
 def jacobian_plan(model: nn.Module, space: ParamSpace) -> JacobianPlan:
     """Assign every parameter of ``space`` to the head, a normalisation or prompt tap, or the
     reference path (anything else: convolutions, attention weights, RmsNorm, ...)."""
     modules = dict(model.named_modules())
     wanted = list(space.names)
     head: HeadTap | None = None
-    classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
-    if isinstance(classifier, nn.Linear):
-        path = next((p for p, m in modules.items() if m is classifier), None)
-        if path is not None:
-            prefix = f"{path}." if path else ""
-            names = {a: prefix + a for a in ("weight", "bias") if prefix + a in wanted}
-            if names:
-                head = HeadTap(classifier, names)
+    found = head_module(model)
+    if found is not None and isinstance(found[1], nn.Linear):
+        path, classifier = found
+        prefix = f"{path}." if path else ""
+        names = {a: prefix + a for a in ("weight", "bias") if prefix + a in wanted}
+        if names:
+            head = HeadTap(classifier, names)
     taps: list[Tap] = []
     by_module: dict[str, dict[str, str]] = {}
     for name in wanted:
