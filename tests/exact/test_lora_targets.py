@@ -166,3 +166,19 @@ def test_s3t_train_delete_predict_keeps_blocks_isolated(name, monkeypatch):
     logits = ens.predict_logits(x)
     assert logits.shape == (5, CLASSES) and torch.isfinite(logits).all()
     assert not torch.equal(logits, before_logits)  # the served prefix changed
+
+
+def test_s3t_deletion_on_mobilenet_is_exact():
+    """After deleting x the served logits equal, bit for bit, the same procedure run on D \\ x
+    served with the same prefixes (torchvision MobileNet-V3-Small, LoRA on Linear + Conv2d)."""
+    torch.set_num_threads(1)
+    data = _data()
+    config = _config("test_tv_mobilenet_v3_small")
+    ens = S3TEnsemble.train(data, config, num_classes=CLASSES)
+    full_before = ens.predict_logits(data.x[:6])
+    victim = ens.partition.members(0, ens.sequences[0][1])[0]
+    ens.delete([victim])
+    plan = ens.serving_plan()
+    ref = S3TEnsemble.train(data.drop_ids([victim]), config, num_classes=CLASSES)
+    assert torch.equal(ens.predict_logits(data.x[:6]), ref.predict_logits(data.x[:6], plan=plan))
+    assert not torch.equal(full_before, ref.predict_logits(data.x[:6]))  # the check has teeth
