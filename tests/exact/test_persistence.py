@@ -99,12 +99,14 @@ def test_malformed_record_is_a_clear_error(ensemble, tmp_path) -> None:
 
 
 def test_ensemble_saved_in_the_old_format_still_loads(ensemble, small, tmp_path) -> None:
-    """Records written before ``StackSpec`` stored it as ``spec`` with ModelSpec's keys."""
+    """Records written before ``StackSpec`` stored it as ``spec`` with ModelSpec's keys (and
+    before LoRA targets were configurable: they load with the default targets)."""
     _, test = small
     ensemble.save(tmp_path)
     record_path = tmp_path / (tmp_path / store.POINTER).read_text().strip()
     record = json.loads(record_path.read_text())
     old = record.pop("stack")
+    assert old.pop("lora_targets") == [] and old.pop("lora_layers") == ["linear", "conv2d"]
     assert set(old) == {"name", "num_classes", "in_chans", "image_size", "options", "rank", "alpha"}
     record["spec"] = old
     record_path.write_text(json.dumps(record))

@@ -38,6 +38,16 @@ class ShardedConfig(BaseModel):
     num_slices: int = Field(3, ge=1, le=64, description="L: slices = LoRA blocks per sequence")
     lora_rank: int = Field(16, ge=1, le=1024)
     lora_alpha: float = Field(16.0, gt=0)
+    lora_targets: list[str] = Field(
+        default_factory=list,
+        description="module-name patterns (fnmatch, whole name) of the layers that get LoRA; "
+        "empty: q and v of a ViT's attention, else every Linear / Conv2d but the head",
+    )
+    lora_layers: list[Literal["linear", "conv2d"]] = Field(
+        default_factory=lambda: ["linear", "conv2d"],
+        min_length=1,
+        description="module types that may get LoRA (grouped / depthwise convs are skipped)",
+    )
     train: TrainConfig = Field(default_factory=_stage_recipe, description="recipe of one stage")
     retrain_policy: RetrainPolicy = "dead_shard"
     head_init: HeadInit = "backbone"

@@ -138,6 +138,8 @@ class ShardedEnsemble:
             dict(config.model_options),
             config.lora_rank,
             config.lora_alpha,
+            tuple(config.lora_targets),
+            tuple(config.lora_layers),
         )
         if partition is None:
             partition = Partition.create(

@@ -97,6 +97,8 @@ def stack_spec(config: ShardedConfig, bundle: DatasetBundle) -> StackSpec:
         dict(config.model_options),
         config.lora_rank,
         config.lora_alpha,
+        tuple(config.lora_targets),
+        tuple(config.lora_layers),
     )
 
 

@@ -27,6 +27,7 @@ from torch import nn
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.models import Architecture
 from unlearnkit.models.lora import (
+    DEFAULT_LAYER_TYPES,
     adapter_parameter_names,
     group_units,
     inject_lora,
@@ -46,21 +47,48 @@ def block_name(shard: int, seq: int, stage: int) -> str:
 @dataclass(frozen=True)
 class StackSpec(Architecture):
     """The backbone's :class:`~unlearnkit.models.Architecture` plus the LoRA rank and alpha of
-    every block: enough to rebuild a stack anywhere (a Ray worker, a reloaded state)."""
+    every block and which layers carry it (``lora_targets``: whole-name patterns, empty for the
+    default; ``lora_layers``: module types): enough to rebuild a stack anywhere (a Ray worker, a
+    reloaded state)."""
 
     rank: int = 16
     alpha: float = 16.0
+    lora_targets: tuple[str, ...] = ()
+    lora_layers: tuple[str, ...] = DEFAULT_LAYER_TYPES
 
     @classmethod
-    def of(cls, architecture: Architecture, rank: int = 16, alpha: float = 16.0) -> StackSpec:
-        return cls(**architecture.to_dict(), rank=rank, alpha=alpha)
+    def of(
+        cls,
+        architecture: Architecture,
+        rank: int = 16,
+        alpha: float = 16.0,
+        lora_targets: Sequence[str] = (),
+        lora_layers: Sequence[str] = DEFAULT_LAYER_TYPES,
+    ) -> StackSpec:
+        return cls(
+            **architecture.to_dict(),
+            rank=rank,
+            alpha=alpha,
+            lora_targets=tuple(lora_targets),
+            lora_layers=tuple(lora_layers),
+        )
 
     @property
     def architecture(self) -> Architecture:
         return Architecture(**Architecture.to_dict(self))
 
+    def units(self, model: nn.Module) -> list[list[str]]:
+        """The adaptable units of ``model`` (after :func:`split_qkv`) this spec chooses."""
+        return lora_units(model, self.lora_targets, self.lora_layers)
+
     def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "rank": self.rank, "alpha": self.alpha}
+        return {
+            **super().to_dict(),
+            "rank": self.rank,
+            "alpha": self.alpha,
+            "lora_targets": list(self.lora_targets),
+            "lora_layers": list(self.lora_layers),
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StackSpec:
@@ -74,6 +102,9 @@ class StackSpec(Architecture):
                 options=dict(data.get("options", {})),
                 rank=int(data.get("rank", 16)),
                 alpha=float(data.get("alpha", 16.0)),
+                # stacks saved before targets were configurable used the defaults
+                lora_targets=tuple(map(str, data.get("lora_targets", ()))),
+                lora_layers=tuple(map(str, data.get("lora_layers", DEFAULT_LAYER_TYPES))),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UnlearnkitError(f"stack record {data!r} is malformed: {exc}") from None
@@ -96,10 +127,11 @@ def build_backbone(
     return model, head
 
 
-def check_blocks(spec: Architecture, scheme: Scheme, num_stages: int) -> list[list[str]]:
-    """Build the bare model once to fail early (unknown model, nothing to adapt)."""
+def check_blocks(spec: StackSpec, scheme: Scheme, num_stages: int) -> list[list[str]]:
+    """Build the bare model once to fail early (unknown model, nothing to adapt, a target
+    pattern that matches nothing)."""
     model = split_qkv(spec.build())
-    units = lora_units(model)
+    units = spec.units(model)
     return group_units(units, num_stages) if scheme == "s3t" else [[n for u in units for n in u]]
 
 
@@ -121,7 +153,7 @@ class LoRAStack(nn.Module):
         self.backbone, base_head = build_backbone(spec, backbone_state)
         # where first-stage heads start (head_init="backbone"); a plain dict, not a parameter
         self.base_head_state = {k: v.detach().clone() for k, v in base_head.state_dict().items()}
-        units = lora_units(self.backbone)
+        units = spec.units(self.backbone)
         groups = (
             group_units(units, num_stages)
             if scheme == "s3t"

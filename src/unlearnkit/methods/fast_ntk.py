@@ -1,5 +1,6 @@
 """Fast-NTK (Li et al. 2023): NTK one-shot unlearning restricted to the PEFT parameters
-(BatchNorm affine + head for CNNs, visual prompts + head for ViTs).
+(BatchNorm affine + head for CNNs, every normalisation layer's affine + head with ``norm``,
+visual prompts + head for ViTs).
 
 Default mode is ``linearized`` because it is the one that forgets: on digits class-forget the
 paper's weight update on the nonlinearly trained model keeps most of the forget class (see
@@ -29,7 +30,7 @@ from unlearnkit.ntk.incremental import precompute_state_file, state_fingerprint
 from unlearnkit.ntk.state import NTKState
 from unlearnkit.ntk.update import solutions_from_state
 
-PEFT_MODES = ("bn", "prompts")
+PEFT_MODES = ("bn", "norm", "prompts")
 
 
 class FastNTKParams(NTKParams):
@@ -56,7 +57,7 @@ def merge_by_id(a: ArraySplit, b: ArraySplit) -> ArraySplit:
 class FastNTK(UnlearningMethod):
     name = "fast_ntk"
     Params = FastNTKParams
-    summary = "NTK one-shot unlearning on the PEFT parameters only (BN or visual prompts)"
+    summary = "NTK one-shot unlearning on the PEFT parameters only (norm layers or prompts)"
     trainable_modes = PEFT_MODES
     trainable_hint = "use method 'ntk' for all parameters"
 

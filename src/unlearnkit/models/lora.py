@@ -2,12 +2,17 @@
 
 ViT: LoRA on the q and v projections. timm fuses q, k, v into one ``attn.qkv`` Linear, so the
 fused layer is split into three Linears (same weights) and peft adapts ``...qkv.q`` and
-``...qkv.v``. CNN: LoRA on every Conv2d (peft supports Conv2d). The adapted layers, ordered from
-input to output, are cut into L groups of consecutive layers; group 0 is the *top* (nearest the
-head), as S3T trains top-down.
+``...qkv.v``. Any other model (ResNet, EfficientNet, ConvNeXt, MobileNet, ...): LoRA on every
+``nn.Linear`` and ``nn.Conv2d`` but the head, skipping grouped and depthwise convolutions (a
+depthwise conv has one input channel per group: a rank-r update of it is not LoRA, and peft
+refuses most ranks on it). ``layer_types`` and name ``patterns`` narrow the choice on any model.
+The adapted layers, ordered from input to output, are cut into L groups of consecutive layers;
+group 0 is the *top* (nearest the head), as S3T trains top-down.
 
-Targets are always exact module names handed to peft as a list (peft matches a list entry only
-as the whole name or a dotted suffix), never substrings: "blocks.1" must not select "blocks.10".
+Patterns are shell-style (``fnmatch``) and match a *whole* module name ("features.*.block.0.0",
+"layer4.*"); the chosen targets are always exact module names handed to peft as a list (peft
+matches a list entry only as the whole name or a dotted suffix), never substrings: "blocks.1"
+must not select "blocks.10".
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Sequence
+from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -64,27 +70,83 @@ def split_qkv(model: nn.Module) -> nn.Module:
     return model
 
 
-def lora_units(model: nn.Module) -> list[list[str]]:
-    """Adaptable units from input to output: one per ViT block (its q and v), or one per conv.
+LAYER_TYPES: dict[str, type[nn.Module]] = {"linear": nn.Linear, "conv2d": nn.Conv2d}
+DEFAULT_LAYER_TYPES = ("linear", "conv2d")
+_PEFT_PARTS = {"lora_A", "lora_B", "base_layer", "lora_embedding_A", "lora_embedding_B"}
+
+
+def _grouped(module: nn.Module) -> bool:
+    return isinstance(module, nn.Conv2d) and module.groups > 1
+
+
+def adaptable_layers(
+    model: nn.Module, layer_types: Sequence[str] = DEFAULT_LAYER_TYPES
+) -> tuple[list[str], list[str]]:
+    """(eligible, skipped) module names in model order: layers of ``layer_types`` that are not
+    the head nor part of an injected adapter; grouped / depthwise convs go to ``skipped``."""
+    unknown = sorted(set(layer_types) - set(LAYER_TYPES))
+    if unknown or not layer_types:
+        raise UnlearnkitError(
+            f"unknown LoRA layer type {', '.join(map(repr, unknown)) or '(none given)'}; "
+            f"choose from {', '.join(LAYER_TYPES)}"
+        )
+    types = tuple(LAYER_TYPES[t] for t in layer_types)
+    try:
+        head = set(head_parameter_names(model))
+    except (UnlearnkitError, AttributeError):  # no head to spare
+        head = set()
+    eligible, skipped = [], []
+    for name, module in model.named_modules():
+        if not isinstance(module, types) or _PEFT_PARTS & set(name.split(".")):
+            continue
+        if any(f"{name}.{p}" in head for p, _ in module.named_parameters(recurse=False)):
+            continue
+        (skipped if _grouped(module) else eligible).append(name)
+    return eligible, skipped
+
+
+def _matching(names: list[str], skipped: list[str], patterns: Sequence[str]) -> list[str]:
+    """The eligible names some pattern matches in full; a pattern matching none is an error."""
+    for pattern in patterns:
+        if not any(fnmatchcase(n, pattern) for n in names):
+            grouped = [n for n in skipped if fnmatchcase(n, pattern)]
+            why = (
+                f"it matches only grouped / depthwise convs ({', '.join(grouped[:3])}), which "
+                "LoRA skips"
+                if grouped
+                else f"adaptable layers: {', '.join(names[:6])}{', ...' if len(names) > 6 else ''}"
+            )
+            raise UnlearnkitError(f"LoRA target pattern {pattern!r} matches no layer; {why}")
+    return [n for n in names if any(fnmatchcase(n, p) for p in patterns)]
+
+
+def lora_units(
+    model: nn.Module,
+    patterns: Sequence[str] = (),
+    layer_types: Sequence[str] = DEFAULT_LAYER_TYPES,
+) -> list[list[str]]:
+    """Adaptable units from input to output: one per ViT block (its q and v) by default on a
+    ViT, else one per chosen Linear / Conv2d layer (``patterns`` narrow them by name).
 
     For a ViT the model must have gone through :func:`split_qkv`.
     """
-    if _is_vit(model):
+    if _is_vit(model) and not patterns and tuple(layer_types) == DEFAULT_LAYER_TYPES:
         units = []
         for i, block in enumerate(model.blocks):
             if not isinstance(block.attn.qkv, SplitQKV):
                 raise UnlearnkitError("call split_qkv(model) before selecting ViT LoRA targets")
             units.append([f"blocks.{i}.attn.qkv.q", f"blocks.{i}.attn.qkv.v"])
         return units
-    head = set(head_parameter_names(model)) if hasattr(model, "get_classifier") else set()
-    units = [
-        [name]
-        for name, module in model.named_modules()
-        if isinstance(module, nn.Conv2d) and f"{name}.weight" not in head
-    ]
-    if not units:
-        raise UnlearnkitError("model has neither ViT blocks nor Conv2d layers to put LoRA on")
-    return units
+    names, skipped = adaptable_layers(model, layer_types)
+    if patterns:
+        names = _matching(names, skipped, patterns)
+    if not names:
+        kinds = " / ".join(LAYER_TYPES[t].__name__ for t in layer_types)
+        raise UnlearnkitError(
+            f"model has no {kinds} layer to put LoRA on (besides the head"
+            f"{'; grouped / depthwise convs are skipped' if skipped else ''})"
+        )
+    return [[n] for n in names]
 
 
 def group_units(units: Sequence[Sequence[str]], num_blocks: int) -> list[list[str]]:

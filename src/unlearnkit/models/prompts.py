@@ -1,10 +1,13 @@
-"""Visual prompt tuning (VPT) for timm ViTs, and the ``prompts`` trainable-parameter mode.
+"""Visual prompt tuning (VPT) for any timm VisionTransformer, and the ``prompts`` mode.
 
-Learnable prompt tokens are inserted after the class token: *shallow* VPT inserts one set before
-the first block; *deep* VPT replaces them with a fresh set before every block. With the backbone
-frozen, prompts + head are Fast-NTK's trainable set for ViTs (well under 5% of the model).
-The backbone lives in ``.vit`` so a plain vit_tiny checkpoint loads with
-``load_checkpoint(path, model.vit)``.
+Learnable prompt tokens are inserted after the prefix tokens (class and register tokens, if
+any): *shallow* VPT inserts one set before the first block; *deep* VPT replaces them with a fresh
+set before every block. The prompt tokens are dropped again after the final norm, so the head
+pools exactly the tokens the plain ViT pools (class token, or the average of the patch tokens).
+With the backbone frozen, prompts + head are Fast-NTK's trainable set for ViTs (well under 5% of
+the model). The backbone lives in ``.vit`` so a plain ViT checkpoint loads with
+``load_checkpoint(path, model.vit)``; ``add_visual_prompts(timm.create_model(...))`` wraps any
+timm VisionTransformer, pretrained or not.
 """
 
 from __future__ import annotations
@@ -56,7 +59,8 @@ class VisualPromptViT(nn.Module):
                 rest = x[:, prefix:] if i == 0 else x[:, prefix + self.num_prompts :]
                 x = torch.cat([x[:, :prefix], prompt.to(x.dtype), rest], dim=1)
             x = block(x)
-        return v.norm(x)
+        x = v.norm(x)
+        return torch.cat([x[:, :prefix], x[:, prefix + self.num_prompts :]], dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.vit.forward_head(self.forward_features(x))

@@ -20,7 +20,7 @@ from unlearnkit.data.base import ArraySplit
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.ntk.gram import jacobian_rows
 from unlearnkit.ntk.jacobian import Kernel, batched_jacobian, check_kernel, residuals
-from unlearnkit.ntk.memory import check_fits, precompute_memory
+from unlearnkit.ntk.memory import check_state_fits, precompute_memory
 from unlearnkit.ntk.params import ParamSpace, state_hash
 from unlearnkit.ntk.precompute import cache_dir_for, compute_gram, remove_cache
 from unlearnkit.ntk.state import NTKState
@@ -70,10 +70,8 @@ def precompute_state(
     space = ParamSpace.from_model(model, names)
     rows = len(data) * (num_classes if kernel == "exact" else 1)
     pool = workers if executor == "local" and workers > 1 else 0
-    check_fits(
-        precompute_memory(space.numel, rows, num_classes, chunk_size, pool),
-        budget,
-        what=f"NTK precompute over {space.numel} parameters",
+    check_state_fits(
+        precompute_memory(space.numel, rows, num_classes, chunk_size, pool), space.numel, budget
     )
     fingerprint = state_fingerprint(w0, names, data_fingerprint or data.fingerprint(), lam)
     stats = compute_gram(

@@ -71,15 +71,44 @@ def precompute_memory(
     return MemoryEstimate("primal", base.bytes + pool_workers * worker)
 
 
-def check_fits(est: MemoryEstimate, budget: int | None = None, what: str = "NTK solve") -> None:
+SOLVE_WAYS_OUT = "use fewer trainable parameters (--peft), fewer samples, or solver='cg'"
+
+
+def check_fits(
+    est: MemoryEstimate,
+    budget: int | None = None,
+    what: str = "NTK solve",
+    ways_out: str = SOLVE_WAYS_OUT,
+) -> None:
     """Raise MemoryBudgetError (nothing allocated yet) when ``est`` exceeds the budget."""
     budget = available_memory() if budget is None else budget
     if est.bytes > budget:
         raise MemoryBudgetError(
             f"{what} with the {est.solver} solver needs about {est.gib:.1f} GiB but only "
-            f"{budget / GIB:.1f} GiB is available; use fewer trainable parameters (--peft), "
-            "fewer samples, or solver='cg'"
+            f"{budget / GIB:.1f} GiB is available; {ways_out}"
         )
+
+
+def check_state_fits(est: MemoryEstimate, p: int, budget: int | None = None) -> None:
+    """Refuse an NTK state (primal: P x P float64 matrices) that cannot fit, before any work,
+    with the size of one matrix and what would make it fit. A ResNet-50 in ``norm`` mode has
+    P = 73,610: one P x P float64 matrix is 43.3 GB (40.4 GiB), and the precompute holds three.
+    The pseudo-NTK is no way out here: it saves Jacobian work (one row per sample, not C), but
+    its state is the same P x P matrix."""
+    one = p * p * 8
+    check_fits(
+        est,
+        budget,
+        what=(
+            f"an NTK state over P = {p:,} trainable parameters (one P x P float64 matrix is "
+            f"{one / GIB:.1f} GiB = {one / 1e9:.1f} GB)"
+        ),
+        ways_out=(
+            "ways out: fewer trainable parameters (a smaller --peft mode or set; the state "
+            f"grows as P^2), a machine with {est.gib:.1f} GiB free, or Fast-NTK without a "
+            "state file (solver cg keeps no P x P matrix; the pseudo-NTK state is P x P too)"
+        ),
+    )
 
 
 def choose_solver(

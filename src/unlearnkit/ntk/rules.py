@@ -6,8 +6,11 @@ activation. The per-sample gradient of a parameter then follows from its layer's
 
 - head (the classifier ``nn.Linear`` whose output is the logits): analytic, no backward at all:
   d logit_c / d W[c', f] = [c = c'] phi_f, d logit_c / d b[c'] = [c = c'] (phi: head input);
-- BatchNorm affine (eval, running statistics): y = gamma * xhat + beta per channel, so
-  d/d gamma = sum over positions of (dL/dy * xhat) and d/d beta = sum of dL/dy;
+- normalisation affine (``y = gamma * xhat + beta``; BatchNorm* and timm's BatchNormAct2d in eval
+  with running statistics, LayerNorm, timm's LayerNorm2d, GroupNorm and timm's ``*Act``
+  variants): d/d gamma = sum over the positions a gamma entry scales of (dL/dy * xhat) and
+  d/d beta = sum of dL/dy, with xhat recomputed from the layer's input and dL/dy taken at the
+  affine output (the module's output, or the input of the ``drop`` of an ``*Act`` layer);
 - visual prompts (``VisualPromptViT``): the prompt tokens are copied into fixed token slots of a
   block's input, so their gradient is the gradient at those slots.
 
@@ -19,16 +22,29 @@ parameter gradients. Parameters no rule covers go through the reference per-samp
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from timm.layers import (
+    BatchNormAct2d,
+    GroupNorm1,
+    GroupNorm1Act,
+    GroupNormAct,
+    LayerNorm2d,
+    LayerNormAct,
+    LayerNormAct2d,
+)
+from timm.layers import GroupNorm as TimmGroupNorm
+from timm.layers import LayerNorm as TimmLayerNorm
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.hooks import RemovableHandle
 
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.models.peft import head_parameter_names
 from unlearnkit.models.prompts import PROMPT_PARAM, VisualPromptViT
 from unlearnkit.ntk.params import ParamSpace
 
@@ -53,31 +69,123 @@ class Tap(ABC):
         graph tensor, in capture order; None where the tensor did not reach the logits)."""
 
 
-class BatchNormTap(Tap):
-    """Affine parameters of an eval-mode BatchNorm: the output's gradient times xhat."""
+# -- normalisation layers ----------------------------------------------------------------------
+def _running_xhat(module: nn.Module, a: torch.Tensor) -> torch.Tensor:
+    """BatchNorm in eval: the running statistics functional_call put in place (channel dim 1)."""
+    shape = [1, -1] + [1] * (a.dim() - 2)
+    return (a - module.running_mean.view(shape)) * torch.rsqrt(
+        module.running_var.view(shape) + module.eps
+    )
 
-    def __init__(self, module: _BatchNorm, names: dict[str, str]) -> None:
+
+def _standardise(a: torch.Tensor, dims: tuple[int, ...], eps: float) -> torch.Tensor:
+    var, mean = torch.var_mean(a, dim=dims, correction=0, keepdim=True)
+    return (a - mean) * torch.rsqrt(var + eps)
+
+
+def _layer_xhat(module: nn.Module, a: torch.Tensor) -> torch.Tensor:
+    """LayerNorm: over the trailing ``normalized_shape`` dimensions of each sample."""
+    k = len(module.normalized_shape)
+    return _standardise(a, tuple(range(a.dim() - k, a.dim())), module.eps)
+
+
+def _layer2d_xhat(module: nn.Module, a: torch.Tensor) -> torch.Tensor:
+    """timm's LayerNorm2d: over the channels (dim 1) at each position of an NCHW map."""
+    return _standardise(a, (1,), module.eps)
+
+
+def _group_xhat(module: nn.Module, a: torch.Tensor) -> torch.Tensor:
+    """GroupNorm: over each group of channels and all positions of each sample."""
+    grouped = a.reshape(a.shape[0], module.num_groups, -1)
+    return _standardise(grouped, (2,), module.eps).reshape(a.shape)
+
+
+def _has_running_stats(module: nn.Module) -> bool:
+    return (
+        getattr(module, "track_running_stats", False)
+        and module.running_mean is not None
+        and module.running_var is not None
+    )
+
+
+@dataclass(frozen=True)
+class NormRule:
+    """How one kind of normalisation layer normalises, and where its affine output is."""
+
+    xhat: Callable[[nn.Module, torch.Tensor], torch.Tensor]  # detached input -> affine input
+    trailing: bool = False  # gamma indexes the trailing dims (LayerNorm), else channel dim 1
+    act: bool = False  # timm's *Act layers: the affine output is the input of ``module.drop``
+    needs_running_stats: bool = False
+
+
+# Keyed by the exact forward function: a subclass that overrides forward gets no rule (it may
+# compute something else) and goes through the reference path instead.
+NORM_RULES: dict[Callable[..., Any], NormRule] = {
+    _BatchNorm.forward: NormRule(_running_xhat, needs_running_stats=True),
+    BatchNormAct2d.forward: NormRule(_running_xhat, act=True, needs_running_stats=True),
+    nn.LayerNorm.forward: NormRule(_layer_xhat, trailing=True),
+    TimmLayerNorm.forward: NormRule(_layer_xhat, trailing=True),
+    LayerNormAct.forward: NormRule(_layer_xhat, trailing=True, act=True),
+    LayerNorm2d.forward: NormRule(_layer2d_xhat),
+    LayerNormAct2d.forward: NormRule(_layer2d_xhat, act=True),
+    nn.GroupNorm.forward: NormRule(_group_xhat),
+    TimmGroupNorm.forward: NormRule(_group_xhat),
+    GroupNorm1.forward: NormRule(_group_xhat),
+    GroupNormAct.forward: NormRule(_group_xhat, act=True),
+    GroupNorm1Act.forward: NormRule(_group_xhat, act=True),
+}
+
+
+def norm_rule(module: nn.Module) -> NormRule | None:
+    """The batched rule for this normalisation layer, or None (no rule: reference path)."""
+    rule = NORM_RULES.get(type(module).forward)
+    if rule is None or (rule.needs_running_stats and not _has_running_stats(module)):
+        return None
+    if rule.act and not isinstance(getattr(module, "drop", None), nn.Module):
+        return None
+    return rule
+
+
+def plain_batchnorm(module: nn.Module) -> bool:
+    """A BatchNorm whose forward is the stock one, with running statistics to use in eval."""
+    return isinstance(module, _BatchNorm) and norm_rule(module) is NORM_RULES[_BatchNorm.forward]
+
+
+class NormTap(Tap):
+    """Affine parameters of a normalisation layer: the affine output's gradient times xhat."""
+
+    def __init__(self, module: nn.Module, rule: NormRule, names: dict[str, str]) -> None:
         super().__init__(names)
         self.module = module
+        self.rule = rule
 
     def install(self) -> list[RemovableHandle]:
-        return [self.module.register_forward_hook(self._hook)]
+        handles = [self.module.register_forward_hook(self._save_xhat)]
+        if self.rule.act:  # the affine output enters drop (then act): take it there
+            handles.append(self.module.drop.register_forward_pre_hook(self._take_input))
+        return handles
 
-    def _hook(self, module: _BatchNorm, inputs: tuple[Any, ...], output: torch.Tensor) -> Any:
-        a = inputs[0].detach()
-        shape = [1, -1] + [1] * (a.dim() - 2)  # the channel dimension is 1
-        mean = module.running_mean.view(shape)  # the tensors functional_call put in place
-        var = module.running_var.view(shape)
-        self.saved.append((a - mean) * torch.rsqrt(var + module.eps))
+    def _save_xhat(self, module: nn.Module, inputs: tuple[Any, ...], output: Any) -> Any:
+        self.saved.append(self.rule.xhat(module, inputs[0].detach()))
+        if self.rule.act:
+            return None
         self.graph.append(output)
         return output.clone()  # a later in-place op (ReLU(inplace=True)) must not touch `output`
+
+    def _take_input(self, drop: nn.Module, args: tuple[Any, ...]) -> Any:
+        self.graph.append(args[0])
+        return (args[0].clone(), *args[1:])
 
     def per_sample(self, grads: list[torch.Tensor | None]) -> dict[str, torch.Tensor]:
         out: dict[str, torch.Tensor] = {}
         for grad, xhat in zip(grads, self.saved, strict=True):
             if grad is None:
                 continue
-            dims = tuple(range(2, grad.dim()))
+            if self.rule.trailing:  # gamma covers the last k dims; sum over the positions
+                k = len(self.module.normalized_shape)
+                dims = tuple(range(1, grad.dim() - k))
+            else:  # gamma indexes the channels (dim 1)
+                dims = tuple(range(2, grad.dim()))
             parts = {"weight": (grad * xhat).sum(dims), "bias": grad.sum(dims)}
             for attr, name in self.names.items():
                 out[name] = out[name] + parts[attr] if name in out else parts[attr]
@@ -190,31 +298,34 @@ def _owner(name: str) -> tuple[str, str]:
     return module, attr
 
 
-def plain_batchnorm(module: nn.Module) -> bool:
-    """A BatchNorm whose forward is the stock one, with running statistics to use in eval."""
-    return (
-        isinstance(module, _BatchNorm)
-        and type(module).forward is _BatchNorm.forward
-        and module.track_running_stats
-        and module.running_mean is not None
-        and module.running_var is not None
-    )
+def head_module(model: nn.Module) -> tuple[str, nn.Module] | None:
+    """(path, module) of the classifier head as the trainable modes find it
+    (``head_parameter_names``: timm's ``get_classifier`` and whatever else it learns), or None
+    when there is none or its parameters span several modules."""
+    try:
+        names = head_parameter_names(model)
+    except (UnlearnkitError, AttributeError):
+        return None
+    paths = {name.rpartition(".")[0] for name in names}
+    if len(paths) != 1:
+        return None
+    path = paths.pop()
+    return path, model.get_submodule(path)
 
 
 def jacobian_plan(model: nn.Module, space: ParamSpace) -> JacobianPlan:
-    """Assign every parameter of ``space`` to the head, a BatchNorm or prompt tap, or the
-    reference path (anything else: convolutions, LayerNorm, attention weights, ...)."""
+    """Assign every parameter of ``space`` to the head, a normalisation or prompt tap, or the
+    reference path (anything else: convolutions, attention weights, RmsNorm, ...)."""
     modules = dict(model.named_modules())
     wanted = list(space.names)
     head: HeadTap | None = None
-    classifier = model.get_classifier() if hasattr(model, "get_classifier") else None
-    if isinstance(classifier, nn.Linear):
-        path = next((p for p, m in modules.items() if m is classifier), None)
-        if path is not None:
-            prefix = f"{path}." if path else ""
-            names = {a: prefix + a for a in ("weight", "bias") if prefix + a in wanted}
-            if names:
-                head = HeadTap(classifier, names)
+    found = head_module(model)
+    if found is not None and isinstance(found[1], nn.Linear):
+        path, classifier = found
+        prefix = f"{path}." if path else ""
+        names = {a: prefix + a for a in ("weight", "bias") if prefix + a in wanted}
+        if names:
+            head = HeadTap(classifier, names)
     taps: list[Tap] = []
     by_module: dict[str, dict[str, str]] = {}
     for name in wanted:
@@ -225,8 +336,9 @@ def jacobian_plan(model: nn.Module, space: ParamSpace) -> JacobianPlan:
     generic: list[str] = []
     for path, attrs in by_module.items():
         module = modules.get(path)
-        if module is not None and plain_batchnorm(module) and set(attrs) <= {"weight", "bias"}:
-            taps.append(BatchNormTap(module, attrs))
+        rule = norm_rule(module) if module is not None else None
+        if rule is not None and set(attrs) <= {"weight", "bias"}:
+            taps.append(NormTap(module, rule, attrs))
         elif isinstance(module, VisualPromptViT) and set(attrs) == {PROMPT_PARAM}:
             taps.append(PromptTap(module, attrs[PROMPT_PARAM]))
         else:
