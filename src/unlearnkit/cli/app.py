@@ -20,11 +20,13 @@ from unlearnkit.cli.common import (
     ConfigOpt,
     DataDirOpt,
     DatasetOpt,
+    DeviceOpt,
     EpochsOpt,
     ForgetOpt,
     ModelOpt,
     OutOpt,
     PeftOpt,
+    PrecisionOpt,
     PretrainOpt,
     SeedsOpt,
     SubsetOpt,
@@ -35,7 +37,7 @@ from unlearnkit.cli.common import (
     parse_params,
     progress_steps,
     refuse_given,
-    use_threads,
+    use_runtime,
     user_errors,
 )
 
@@ -115,11 +117,12 @@ def demo(
     config: ConfigOpt = None,
     mlflow: MlflowOpt = None,
     threads: ThreadsOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
     subset: SubsetOpt = None,
 ) -> None:
     """Train on digits, forget a random 10%, compare every method with the retrain reference."""
     with user_errors():
-        use_threads(threads)
         cfg = make_config(
             config,
             subset=subset,
@@ -133,7 +136,10 @@ def demo(
             pretrain=pretrain,
             weights=weights,
             epochs=epochs,
+            device=device,
+            precision=precision,
         )
+        use_runtime(threads, cfg.device, cfg.precision)
         run_and_write(cfg, out, mlflow_experiment=mlflow)
 
 
@@ -150,6 +156,8 @@ def train_cmd(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     config: ConfigOpt = None,
     threads: ThreadsOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
     subset: SubsetOpt = None,
 ) -> None:
     """Pretrain on the public split, train on D, save the model (safetensors + metadata)."""
@@ -157,7 +165,6 @@ def train_cmd(
     from unlearnkit.training import accuracy
 
     with user_errors():
-        use_threads(threads)
         cfg = make_config(
             config,
             subset=subset,
@@ -169,7 +176,10 @@ def train_cmd(
             weights=weights,
             epochs=epochs,
             seeds=None,
+            device=device,
+            precision=precision,
         )
+        use_runtime(threads, cfg.device, cfg.precision)
         bundle = load_bundle(cfg)
         with console.status(f"training {cfg.model} on {cfg.dataset} ({len(bundle.train)} samples)"):
             trained = train_original(cfg, bundle, seed)
@@ -203,6 +213,8 @@ def unlearn(
     ] = None,
     mlflow: MlflowOpt = None,
     threads: ThreadsOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
     subset: SubsetOpt = None,
 ) -> None:
     """Unlearn a forget set with one method and measure it against retraining."""
@@ -210,7 +222,6 @@ def unlearn(
     from unlearnkit.recipe import open_trained
 
     with user_errors():
-        use_threads(threads)
         params = parse_params(param or [])
         METHODS.create(method, **params)  # bad hyper-parameters fail before any training
         method_params = {method: params} if params else None
@@ -230,7 +241,10 @@ def unlearn(
                 weights=weights,
                 epochs=epochs,
                 method_params=method_params,
+                device=device,
+                precision=precision,
             )
+            use_runtime(threads, cfg.device, cfg.precision)
             run_and_write(cfg, out, mlflow_experiment=mlflow)
             return
         refuse_given(
@@ -253,7 +267,10 @@ def unlearn(
             methods=method,
             method_params=method_params,
             seeds=None,
+            device=device,
+            precision=precision,
         ).model_copy(update={"seeds": [opened.trained.seed]})
+        use_runtime(threads, cfg.device, cfg.precision)
         run_and_write(cfg, out, opened.trained, opened.bundle, mlflow_experiment=mlflow)
 
 
@@ -263,6 +280,8 @@ def evaluate(
     forget: ForgetOpt = "random:0.1",
     data_dir: DataDirOpt = None,
     threads: ThreadsOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
 ) -> None:
     """Accuracy on retain / forget / test and MIA efficacy of a saved model."""
     from unlearnkit.data.forget import select_forget
@@ -270,7 +289,7 @@ def evaluate(
     from unlearnkit.recipe import open_trained
 
     with user_errors():
-        use_threads(threads)
+        use_runtime(threads, device, precision)
         opened = open_trained(model_dir, data_dir)
         model, train = opened.trained.model, opened.bundle.train
         ids = select_forget(train, forget or "random:0.1", opened.trained.seed)
