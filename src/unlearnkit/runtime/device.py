@@ -122,8 +122,8 @@ class Runtime:
         deterministic: bool = False,
     ) -> Runtime:
         """Validate and resolve; every mistake is an ``UnlearnkitError`` (one line, exit 2)."""
-        dev = resolve_device(device or "auto")
-        prec = precision or "fp32"
+        dev = resolve_device("auto" if device is None else device)
+        prec = "fp32" if precision is None else precision
         check_precision(dev.type, prec)
         return cls(dev, prec, threads, deterministic)
 
