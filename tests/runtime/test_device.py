@@ -161,3 +161,21 @@ def test_ntk_memory_budget_is_host_memory_on_the_cpu() -> None:
     from unlearnkit.ntk.memory import available_memory, host_memory
 
     assert abs(available_memory() - host_memory()) < 2**28  # the same reading, moments apart
+
+
+def test_linearized_model_moves_its_linearization_point_with_it(digits) -> None:
+    """``.to(...)`` (what ``runtime.placed`` does) converts w0 too, so the NTK's served model
+    runs wherever it is placed (checked here with a dtype move, the CPU's only other place)."""
+    from unlearnkit.models import select_trainable
+    from unlearnkit.ntk.linearized import LinearizedModel
+
+    base = small_model()
+    names = select_trainable(base, "bn")
+    lin = LinearizedModel(base, names, base.state_dict()).eval()
+    x = digits.test.x[:4]
+    before = lin(x)
+    lin.to(torch.float64)
+    assert all(w.dtype == torch.float64 for w in lin._w0.values())
+    after = lin(x.double())
+    assert after.dtype == torch.float64
+    assert torch.allclose(after.float(), before, atol=1e-4)

@@ -51,6 +51,7 @@ class Retrainer:
         self, config: ServiceConfig, model: ServedModel, lock: ModelLock, applier: Applier
     ) -> None:
         self._config, self._model, self._lock, self._applier = config, model, lock, applier
+        self._runtime = retrain_runtime(config)  # a device that is not here fails at start-up
         self.in_progress: int | None = None  # the shard being retrained now
         self._pool: ProcessPoolExecutor | None = None
         self._stop = threading.Event()
@@ -81,7 +82,7 @@ class Retrainer:
                 initargs=(
                     self._config.retrain_threads,
                     self._config.retrain_nice,
-                    retrain_runtime(self._config),
+                    self._runtime,
                 ),
             )
         while not self._stop.wait(self._config.retrain_poll_s):
