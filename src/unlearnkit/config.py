@@ -17,9 +17,13 @@ from unlearnkit.errors import UnlearnkitError, validation_message
 from unlearnkit.methods import METHODS, default_method_names
 from unlearnkit.recipe import RecipeConfig, check_name
 from unlearnkit.recipe.presets import with_dataset_preset
+from unlearnkit.runtime.device import RuntimeConfig
 
 
-class ExperimentConfig(RecipeConfig):
+class ExperimentConfig(RecipeConfig, RuntimeConfig):
+    """The recipe, what to forget and compare, and where to run (``device``, ``precision``:
+    not part of the saved recipe, so a model trained on a GPU reopens on a CPU machine)."""
+
     forget: str = "random:0.1"
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     methods: list[str] = Field(default_factory=list)

@@ -32,7 +32,7 @@ from unlearnkit.metrics import (
 )
 from unlearnkit.models import count_parameters, create_model, head_parameter_names, select_trainable
 from unlearnkit.recipe import TrainedModel, load_bundle, train_original
-from unlearnkit.runtime import thread_report
+from unlearnkit.runtime import current_runtime, thread_report
 from unlearnkit.training import channels_last
 
 StepCallback = Callable[[str], None]  # told the name of each step as it starts
@@ -213,7 +213,8 @@ def run_experiment(
     the training step for those seeds: a benchmark of several forget settings trains once.
     """
     given = {**(originals or {}), **({original.seed: original} if original else {})}
-    machine = thread_report()  # threads and load at the start, so a time can be judged
+    # threads, load and device at the start, so a time can be judged
+    machine = {**thread_report(), **current_runtime().describe()}
     start = time.perf_counter()
     with measure_cost() as cost:
         bundle = bundle or load_bundle(cfg)

@@ -4,6 +4,11 @@ SGD with momentum and weight decay over the *trainable* parameters only (frozen 
 reach the optimizer, so momentum and weight decay cannot move them), seeded shuffling so the
 same seed gives the same weights on CPU, a progress bar, and callbacks that observe every batch
 (the memorization proxies hook in here).
+
+Device and precision come from the current runtime (``unlearnkit.runtime.current_runtime``):
+the model is placed on its device for the loop, inputs and labels move there per batch (sample
+ids stay on the CPU for bookkeeping), the forward pass and loss run under its autocast, and fp16
+scales the loss. On the CPU in fp32 all of that is a no-op, so CPU results are unchanged.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from unlearnkit.data.base import ArraySplit
+from unlearnkit.runtime.device import current_runtime
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
@@ -120,12 +126,29 @@ def train(
     """
     if trainable is None:
         trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    runtime = current_runtime()
+    with runtime.placed(model):
+        _train_loop(model, data, cfg, trainable, loss_fn, callbacks, eval_mode)
+    return model
+
+
+def _train_loop(
+    model: nn.Module,
+    data: ArraySplit,
+    cfg: TrainConfig,
+    trainable: Sequence[str],
+    loss_fn: LossFn | None,
+    callbacks: Sequence[Callback],
+    eval_mode: bool,
+) -> None:
+    runtime = current_runtime()
     wanted = set(trainable)
     for name, param in model.named_parameters():
         param.requires_grad_(name in wanted)
     seed_everything(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     optimizer = make_optimizer(model, trainable, cfg)
+    scaler = runtime.grad_scaler()
     steps_per_epoch = len(batch_indices(len(data), cfg.batch_size, torch.Generator()))
     scheduler = make_scheduler(optimizer, cfg, cfg.epochs * steps_per_epoch)
     state = TrainState(model=model, epoch=0, step=0)
@@ -138,15 +161,22 @@ def train(
     for epoch in range(cfg.epochs):
         state.epoch = epoch
         for index in batch_indices(len(data), cfg.batch_size, generator):
-            batch = (data.x[index], data.y[index], data.ids[index])
+            x, y = runtime.batch(data.x[index], data.y[index])
+            batch = (x, y, data.ids[index])
             optimizer.zero_grad(set_to_none=True)
-            if loss_fn is None:
-                logits = model(batch[0])
-                loss = F.cross_entropy(logits, batch[1])
-            else:
-                logits, loss = None, loss_fn(model, batch)
-            loss.backward()
-            optimizer.step()
+            with runtime.autocast():
+                if loss_fn is None:
+                    logits = model(batch[0])
+                    loss = F.cross_entropy(logits, batch[1])
+                else:
+                    logits, loss = None, loss_fn(model, batch)
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:  # fp16: scaled backward; a step with inf/NaN gradients is skipped
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
             scheduler.step()
             state.step += 1
             state.batch, state.logits, state.loss = batch, logits, float(loss.detach())
@@ -157,7 +187,6 @@ def train(
             cb.on_epoch_end(state)
     bar.close()
     model.eval()
-    return model
 
 
 @contextmanager
@@ -184,12 +213,15 @@ def channels_last(model: nn.Module) -> Iterator[nn.Module]:
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Logits in eval mode (BatchNorm running statistics), batched to bound memory."""
+    """Logits in eval mode (BatchNorm running statistics), batched to bound memory; computed
+    on the current runtime's device and precision, returned on the CPU in float32."""
+    runtime = current_runtime()
     was_training = model.training
     model.eval()
-    out = [model(chunk) for chunk in x.split(batch_size)] if len(x) else [torch.empty(0)]
+    with runtime.placed(model), runtime.autocast():
+        out = [runtime.to_cpu(model(runtime.tensor(chunk))) for chunk in x.split(batch_size)]
     model.train(was_training)
-    return torch.cat(out)
+    return torch.cat(out) if out else torch.empty(0)
 
 
 def accuracy(model: nn.Module, split: ArraySplit) -> float:

@@ -31,6 +31,7 @@ def test_demo_threads_flag_is_applied_and_recorded(tmp_path) -> None:
     machine = json.loads((out / "results.json").read_text())["machine"]
     assert machine["torch_threads"] == 1
     assert len(machine["load_average_1_5_15"]) == 3
+    assert machine["precision"] == "fp32" and machine["device"] in ("cpu", "cuda:0")  # the runtime
 
 
 def test_default_threads_follow_the_environment_cap(tmp_path) -> None:

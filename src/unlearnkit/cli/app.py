@@ -20,11 +20,13 @@ from unlearnkit.cli.common import (
     ConfigOpt,
     DataDirOpt,
     DatasetOpt,
+    DeviceOpt,
     EpochsOpt,
     ForgetOpt,
     ModelOpt,
     OutOpt,
     PeftOpt,
+    PrecisionOpt,
     PretrainOpt,
     SeedsOpt,
     SubsetOpt,
@@ -35,7 +37,7 @@ from unlearnkit.cli.common import (
     parse_params,
     progress_steps,
     refuse_given,
-    use_threads,
+    use_runtime,
     user_errors,
 )
 from unlearnkit.cli.export import export
@@ -162,11 +164,12 @@ def demo(
     config: ConfigOpt = None,
     mlflow: MlflowOpt = None,
     threads: ThreadsOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
     subset: SubsetOpt = None,
 ) -> None:
     """Train on digits, forget a random 10%, compare every method with the retrain reference."""
     with user_errors():
-        use_threads(threads)
         cfg = make_config(
             config,
             subset=subset,
@@ -180,7 +183,10 @@ def demo(
             pretrain=pretrain,
             weights=weights,
             epochs=epochs,
+            device=device,
+            precision=precision,
         )
+        use_runtime(threads, cfg.device, cfg.precision)
         run_and_write(cfg, out, mlflow_experiment=mlflow)
 
 
@@ -197,6 +203,8 @@ def train_cmd(
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     config: ConfigOpt = None,
     threads: ThreadsOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
     subset: SubsetOpt = None,
 ) -> None:
     """Pretrain on the public split, train on D, save the model (safetensors + metadata)."""
@@ -204,7 +212,6 @@ def train_cmd(
     from unlearnkit.training import accuracy
 
     with user_errors():
-        use_threads(threads)
         cfg = make_config(
             config,
             subset=subset,
@@ -216,7 +223,10 @@ def train_cmd(
             weights=weights,
             epochs=epochs,
             seeds=None,
+            device=device,
+            precision=precision,
         )
+        use_runtime(threads, cfg.device, cfg.precision)
         bundle = load_bundle(cfg)
         with console.status(f"training {cfg.model} on {cfg.dataset} ({len(bundle.train)} samples)"):
             trained = train_original(cfg, bundle, seed)
@@ -250,6 +260,8 @@ def unlearn(
     ] = None,
     mlflow: MlflowOpt = None,
     threads: ThreadsOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
     subset: SubsetOpt = None,
 ) -> None:
     """Unlearn a forget set with one method, measure it against retraining, save the model.
@@ -261,7 +273,6 @@ def unlearn(
     from unlearnkit.recipe.unlearned import refuse_unlearned_parent
 
     with user_errors():
-        use_threads(threads)
         params = parse_params(param or [])
         METHODS.create(method, **params)  # bad hyper-parameters fail before any training
         method_params = {method: params} if params else None
@@ -281,7 +292,10 @@ def unlearn(
                 weights=weights,
                 epochs=epochs,
                 method_params=method_params,
+                device=device,
+                precision=precision,
             )
+            use_runtime(threads, cfg.device, cfg.precision)
             run_and_write(cfg, out, mlflow_experiment=mlflow, keep_method=method)
             return
         refuse_given(
@@ -305,7 +319,10 @@ def unlearn(
             methods=method,
             method_params=method_params,
             seeds=None,
+            device=device,
+            precision=precision,
         ).model_copy(update={"seeds": [opened.trained.seed]})
+        use_runtime(threads, cfg.device, cfg.precision)
         run_and_write(
             cfg, out, opened.trained, opened.bundle, mlflow, keep_method=method, parent=model_dir
         )
@@ -325,6 +342,8 @@ def evaluate(
     ] = None,
     data_dir: DataDirOpt = None,
     threads: ThreadsOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
 ) -> None:
     """Accuracy on retain / forget / test and MIA efficacy of a saved (or unlearned) model."""
     import torch
@@ -335,7 +354,7 @@ def evaluate(
     from unlearnkit.recipe.unlearned import unlearning_record
 
     with user_errors():
-        use_threads(threads)
+        use_runtime(threads, device, precision)
         opened = open_trained(model_dir, data_dir)
         model, train = opened.trained.model, opened.bundle.train
         record = unlearning_record(opened.meta)

@@ -17,10 +17,12 @@ from unlearnkit.cli.common import (
     ConfigOpt,
     DataDirOpt,
     DatasetOpt,
+    DeviceOpt,
     EpochsOpt,
     ForgetOpt,
     ModelOpt,
     PeftOpt,
+    PrecisionOpt,
     PretrainOpt,
     SubsetOpt,
     ThreadsOpt,
@@ -28,7 +30,7 @@ from unlearnkit.cli.common import (
     console,
     make_config,
     parse_params,
-    use_threads,
+    use_runtime,
     user_errors,
 )
 from unlearnkit.errors import UnlearnkitError
@@ -88,6 +90,8 @@ def audit(
     epochs: EpochsOpt = None,
     config: ConfigOpt = None,
     threads: ThreadsOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
     subset: SubsetOpt = None,
 ) -> None:
     """Audit unlearning per example: shadow models unlearned vs retrained, U-LiRA AUC / TPR and
@@ -113,7 +117,6 @@ def audit(
             ensembles=[e.strip() for e in ensembles.split(",") if e.strip()] if ensembles else None,
             ensemble_options=parse_params(ensemble_param) if ensemble_param else None,
         )
-        use_threads(threads)
         cfg = make_config(
             config,
             subset=subset,
@@ -127,7 +130,10 @@ def audit(
             weights=weights,
             epochs=epochs,
             seeds=None,
+            device=device,
+            precision=precision,
         )
+        use_runtime(threads, cfg.device, cfg.precision)
         bundle = load_bundle(cfg)
         cache_dir = cache or Path(f"{out}.cache")
         options: dict[str, Any] = {}

@@ -65,6 +65,14 @@ ThreadsOpt = Annotated[
         min=1,
     ),
 ]
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option(help="auto | cpu | cuda | cuda:N | mps (default auto: CUDA when present)"),
+]
+PrecisionOpt = Annotated[
+    str | None,
+    typer.Option(help="fp32 | bf16 | fp16: autocast for training and inference (default fp32)"),
+]
 IdsOpt = Annotated[str, typer.Option(help="comma-separated sample ids, or @file (one per line)")]
 
 
@@ -94,6 +102,20 @@ def use_threads(threads: int | None) -> int:
     from unlearnkit.runtime.threads import apply_threads  # deferred: torch, so --help stays fast
 
     return apply_threads(threads)
+
+
+def use_runtime(
+    threads: int | None,
+    device: str | None = None,
+    precision: str | None = None,
+    deterministic: bool = False,
+) -> Any:
+    """Create this command's one runtime (``--device``, ``--precision``, ``--threads``) and
+    make it current, before any heavy work; a device that is not here is one line, exit 2.
+    ``deterministic`` (S3T/SISA) turns on deterministic CUDA kernels on a GPU."""
+    from unlearnkit.runtime.device import Runtime  # deferred: torch, so --help stays fast
+
+    return Runtime.create(device, precision, threads, deterministic).activate()
 
 
 def refuse_given(command: str, reason: str, **flags: Any) -> None:

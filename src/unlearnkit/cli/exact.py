@@ -10,8 +10,9 @@
 ``sisa`` has the same commands (no sequences or prior; ``--aggregation vote``). Every command
 validates all input before it changes anything; the state directory is written atomically, so
 an interrupted train or delete leaves the previous state usable. Bad input: one line, exit 2.
-``train``, ``delete``, ``retrain`` and ``predict`` take ``--threads``; shard-training worker
-processes (Ray) use one thread each.
+``train``, ``delete``, ``retrain`` and ``predict`` take ``--threads``, ``--device`` and
+``--precision``; on a GPU they turn on deterministic CUDA kernels (docs/devices.md says what
+exactness holds there); shard-training worker processes (Ray) use one thread each.
 """
 
 from __future__ import annotations
@@ -25,11 +26,13 @@ from typing import Annotated, Any
 import typer
 
 from unlearnkit.cli.common import (
+    DeviceOpt,
     IdsOpt,
     ModelDirOpt,
+    PrecisionOpt,
     ThreadsOpt,
     console,
-    use_threads,
+    use_runtime,
     user_errors,
 )
 from unlearnkit.errors import UnlearnkitError
@@ -240,10 +243,17 @@ def _common(app: typer.Typer, scheme: str) -> None:
     """delete / status / predict / retrain, identical for S3T and SISA."""
 
     @app.command()
-    def delete(directory: ModelDirOpt, ids: IdsOpt, threads: ThreadsOpt = None) -> None:
+    def delete(
+        directory: ModelDirOpt,
+        ids: IdsOpt,
+        threads: ThreadsOpt = None,
+        device: DeviceOpt = None,
+        precision: PrecisionOpt = None,
+    ) -> None:
         """Delete samples: switch off every block that saw them (receipts on stdout)."""
         with guarded():
-            use_threads(threads)  # an eager / dead-shard policy may retrain right away
+            # an eager / dead-shard policy may retrain right away
+            use_runtime(threads, device, precision, deterministic=True)
             _delete(directory, scheme, ids)
 
     @app.command()
@@ -258,10 +268,12 @@ def _common(app: typer.Typer, scheme: str) -> None:
         split: Annotated[str, typer.Option(help="test | train (live samples)")] = "test",
         save: Annotated[Path | None, typer.Option(help="write id,prediction,label CSV")] = None,
         threads: ThreadsOpt = None,
+        device: DeviceOpt = None,
+        precision: PrecisionOpt = None,
     ) -> None:
         """Accuracy of the served ensemble on the data set it was trained for."""
         with guarded():
-            use_threads(threads)
+            use_runtime(threads, device, precision, deterministic=True)
             _predict(directory, scheme, split, save)
 
     @app.command()
@@ -272,10 +284,12 @@ def _common(app: typer.Typer, scheme: str) -> None:
             bool, typer.Option("--pending", help="every shard with switched-off blocks")
         ] = False,
         threads: ThreadsOpt = None,
+        device: DeviceOpt = None,
+        precision: PrecisionOpt = None,
     ) -> None:
         """Retrain switched-off blocks on the remaining data (exact: as if never seen)."""
         with guarded():
-            use_threads(threads)
+            use_runtime(threads, device, precision, deterministic=True)
             _retrain(directory, scheme, shard, pending)
 
 
@@ -321,11 +335,13 @@ def s3t_train(
     ray_address: RayOpt = None,
     overwrite: OverwriteOpt = False,
     threads: ThreadsOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
 ) -> None:
     """Shard, slice and train B sequences of L LoRA blocks per shard."""
     opts = dict(locals())
     with guarded():
-        use_threads(threads)
+        use_runtime(threads, device, precision, deterministic=True)
         extra: dict[str, Any] = {"num_sequences": sequences}
         if prior is not None:
             extra["deletion_prior"] = parse_floats(prior, "--prior")
@@ -354,11 +370,13 @@ def sisa_train(
     ray_address: RayOpt = None,
     overwrite: OverwriteOpt = False,
     threads: ThreadsOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
 ) -> None:
     """Shard, slice and train one LoRA model per shard with a checkpoint after every slice."""
     opts = dict(locals())
     with guarded():
-        use_threads(threads)
+        use_runtime(threads, device, precision, deterministic=True)
         _train("sisa", out, overwrite, _rename(opts), {"aggregation": aggregation})
 
 

@@ -12,11 +12,13 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from unlearnkit.cli.common import (
+    DeviceOpt,
+    PrecisionOpt,
     SubsetOpt,
     ThreadsOpt,
     console,
     make_config,
-    use_threads,
+    use_runtime,
     user_errors,
 )
 from unlearnkit.errors import UnlearnkitError
@@ -58,6 +60,8 @@ def memorize(
         ),
     ] = Path("runs/memorize"),
     threads: ThreadsOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
     subset: SubsetOpt = None,
 ) -> None:
     """Score memorization of every training sample; writes OUT/scores.csv (+ .json sidecar)."""
@@ -69,7 +73,6 @@ def memorize(
     from unlearnkit.runtime import EXECUTORS, create_executor, thread_report
 
     with user_errors():
-        used = use_threads(threads)
         cfg = make_config(
             config,
             dataset=dataset,
@@ -78,7 +81,11 @@ def memorize(
             peft=peft,
             epochs=epochs,
             subset=subset,
+            device=device,
+            precision=precision,
         )
+        runtime = use_runtime(threads, cfg.device, cfg.precision)
+        used = runtime.threads
         if method != "fz" and method not in PROXIES:
             raise UnlearnkitError(
                 f"unknown memorization method {method!r}; choose fz or one of: "
@@ -115,7 +122,11 @@ def memorize(
                 f"{run.train_seconds:.1f}s of training"
             )
         table.meta["data"] = {"dataset": cfg.dataset, "dataset_options": cfg.dataset_options}
-        table.meta["machine"] = {**thread_report(), "threads_requested": used}
+        table.meta["machine"] = {
+            **thread_report(),
+            "threads_requested": used,
+            **runtime.describe(),
+        }
         path = save_scores(table, out / "scores.csv")
         console.print(
             f"wrote {path} ({len(table)} samples); use it with --forget memorization:high:N:{path}"

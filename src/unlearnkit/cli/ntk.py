@@ -23,10 +23,13 @@ import typer
 
 from unlearnkit.cli.common import (
     DataDirOpt,
+    DeviceOpt,
     IdsOpt,
     ModelDirOpt,
+    PrecisionOpt,
     ThreadsOpt,
     console,
+    use_runtime,
     user_errors,
 )
 from unlearnkit.errors import UnlearnkitError
@@ -52,6 +55,8 @@ def precompute(
     ] = 1,
     executor: Annotated[str, typer.Option(help="local (a process pool) | ray")] = "local",
     threads: ThreadsOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
     kernel: Annotated[
         str, typer.Option(help="exact | pntk (pseudo-NTK: approximate, C times cheaper)")
     ] = "exact",
@@ -79,12 +84,12 @@ def precompute(
         check_options,
     )
     from unlearnkit.recipe import open_trained  # deferred: torch
-    from unlearnkit.runtime import apply_threads  # deferred: torch
 
     resume = f"interrupted; finished shards are kept in {model_dir}/*.parts, run again to resume"
     with user_errors(interrupted=resume):
         check_options(kernel, executor, workers)
-        used = apply_threads(threads)  # this process; pool workers are pinned to one thread
+        # this process; pool workers are pinned to one thread (one GPU each on CUDA)
+        used = use_runtime(threads, device, precision).threads
         opened = open_trained(model_dir, data_dir)
         trained, train = opened.trained, opened.bundle.train
         start = time.perf_counter()
@@ -129,6 +134,8 @@ def delete(
     ] = "linearized",
     scale: Annotated[str, typer.Option(help="paper mode: angle | none")] = "angle",
     data_dir: DataDirOpt = None,
+    threads: ThreadsOpt = None,
+    device: DeviceOpt = None,
 ) -> None:
     """Delete samples: their Jacobian + a Woodbury downdate; writes the state and served model."""
     import torch  # deferred: torch, so --help stays fast
@@ -147,6 +154,7 @@ def delete(
 
     with user_errors():
         check_update(mode, scale)
+        use_runtime(threads, device)  # the deleted samples' Jacobians run on the device
         wanted = parse_ids(ids)
         opened = open_trained(model_dir, data_dir)
         trained, train = opened.trained, opened.bundle.train

@@ -14,7 +14,14 @@ from typing import Annotated
 
 import typer
 
-from unlearnkit.cli.common import ModelDirOpt, ThreadsOpt, console, user_errors
+from unlearnkit.cli.common import (
+    DeviceOpt,
+    ModelDirOpt,
+    PrecisionOpt,
+    ThreadsOpt,
+    console,
+    user_errors,
+)
 from unlearnkit.errors import UnlearnkitError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -83,6 +90,8 @@ def serve(
         Path | None, typer.Option(help="private key of --ssl-certfile (PEM)")
     ] = None,
     threads: ThreadsOpt = None,
+    device: DeviceOpt = None,
+    precision: PrecisionOpt = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
     """Serve predictions and honour deletion requests over HTTP (docs at /docs)."""
@@ -122,6 +131,8 @@ def serve(
             rate_limit=rate_limit,
             rate_burst=rate_burst,
             torch_threads=apply_threads(threads),  # before torch's first parallel work
+            **({"device": device} if device else {}),
+            **({"precision": precision} if precision else {}),
         )
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
         service = DeletionService(config)

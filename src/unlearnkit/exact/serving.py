@@ -13,6 +13,7 @@ import torch
 from unlearnkit.errors import ConflictError, UnlearnkitError
 from unlearnkit.exact.blocks import Plan
 from unlearnkit.exact.stack import LoRAStack
+from unlearnkit.runtime.device import current_runtime
 
 
 def _vote(logits: torch.Tensor) -> torch.Tensor:
@@ -42,13 +43,16 @@ def ensemble_logits(
             f"unknown aggregation {aggregation!r}; choose {' or '.join(AGGREGATIONS)}"
         )
     per_shard = AGGREGATIONS[aggregation]
+    runtime = current_runtime()  # on its device and autocast; the sums in float32, on the CPU
     outs = []
-    for chunk in x.split(batch_size):
-        total = None
-        for shard in sorted(plan):
-            seq, length = plan[shard]
-            adapters, head = stack.prefix(shard, seq, length)
-            out = per_shard(stack(chunk, adapters, head))
-            total = out if total is None else total + out
-        outs.append(total / len(plan))
+    with runtime.placed(stack), runtime.autocast():
+        for chunk in x.split(batch_size):
+            chunk = runtime.tensor(chunk)
+            total = None
+            for shard in sorted(plan):
+                seq, length = plan[shard]
+                adapters, head = stack.prefix(shard, seq, length)
+                out = per_shard(stack(chunk, adapters, head).float())
+                total = out if total is None else total + out
+            outs.append(runtime.to_cpu(total / len(plan)))
     return torch.cat(outs)

@@ -23,6 +23,7 @@ from torch import nn
 from unlearnkit.data.base import ArraySplit
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.registry import Registry
+from unlearnkit.runtime.device import current_runtime
 from unlearnkit.training import Callback, TrainConfig, TrainState, predict_logits, train
 
 
@@ -69,7 +70,8 @@ class LearningEventProxy(Proxy):
         if state.logits is None or state.batch is None:  # a custom loss hides the logits
             return
         _, y, ids = state.batch
-        prob = F.softmax(state.logits.detach().double(), dim=1)
+        prob = F.softmax(state.logits.detach().cpu().double(), dim=1)  # tallies live on the CPU
+        y = y.cpu()
         where = self.position[ids]
         self.total.index_add_(0, where, self.event(prob, y))
         self.count.index_add_(0, where, torch.ones(len(ids), dtype=torch.float64))
@@ -136,9 +138,12 @@ class Curvature(Proxy):
         self.generator = torch.Generator().manual_seed(self.seed)
 
     def _input_grad(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Input gradients, computed on the runtime's device, returned on the CPU."""
+        runtime = current_runtime()
+        x, y = runtime.batch(x, y)
         x = x.detach().requires_grad_(True)
         loss = F.cross_entropy(model(x), y, reduction="sum")  # sample i's loss depends on x_i only
-        return torch.autograd.grad(loss, x)[0]
+        return runtime.to_cpu(torch.autograd.grad(loss, x)[0])
 
     def on_epoch_end(self, state: TrainState) -> None:
         model = state.model

@@ -19,6 +19,7 @@ from unlearnkit.methods.base import (
     register_method,
 )
 from unlearnkit.methods.random_label import concat, relabel_wrong
+from unlearnkit.runtime.device import current_runtime
 from unlearnkit.training import Callback, TrainState
 
 
@@ -35,8 +36,12 @@ def saliency_masks(
     params = dict(model.named_parameters())
     model.eval()
     model.zero_grad(set_to_none=True)
+    runtime = current_runtime()
     for x, y in zip(ctx.forget.x.split(256), ctx.forget.y.split(256), strict=True):
-        F.cross_entropy(model(x), y, reduction="sum").backward()
+        x, y = runtime.batch(x, y)
+        with runtime.autocast():
+            loss = F.cross_entropy(model(x), y, reduction="sum")
+        loss.backward()
     magnitudes = {n: params[n].grad.detach().abs() for n in ctx.trainable}
     model.zero_grad(set_to_none=True)
     flat = torch.cat([m.flatten() for m in magnitudes.values()])
@@ -65,6 +70,8 @@ class SalUn(UnlearningMethod):
     summary = "random-label training on the weights most salient for the forget loss"
 
     def unlearn(self, ctx: UnlearningContext) -> nn.Module:
-        masks = saliency_masks(ctx.model, ctx, self.params.saliency_fraction)
-        mixed = concat(ctx.retain, relabel_wrong(ctx.forget, ctx.num_classes, ctx.seed))
-        return self.fit_steps(ctx, mixed, callbacks=[KeepUnmasked(ctx.model, masks)])
+        # on the device throughout: the masks and the kept weights live beside the parameters
+        with current_runtime().placed(ctx.model):
+            masks = saliency_masks(ctx.model, ctx, self.params.saliency_fraction)
+            mixed = concat(ctx.retain, relabel_wrong(ctx.forget, ctx.num_classes, ctx.seed))
+            return self.fit_steps(ctx, mixed, callbacks=[KeepUnmasked(ctx.model, masks)])

@@ -16,6 +16,7 @@ from unlearnkit.methods.base import (
     UnlearningMethod,
     register_method,
 )
+from unlearnkit.runtime.device import current_runtime
 from unlearnkit.training import Batch, train
 
 
@@ -54,7 +55,7 @@ class Scrub(UnlearningMethod):
 
     def unlearn(self, ctx: UnlearningContext) -> nn.Module:
         p = self.params
-        teacher = copy.deepcopy(ctx.model).eval()
+        teacher = current_runtime().module(copy.deepcopy(ctx.model).eval())  # beside the student
         for param in teacher.parameters():
             param.requires_grad_(False)
 

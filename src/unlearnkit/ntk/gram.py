@@ -10,6 +10,10 @@ products stays per chunk and does not build up over the N / chunk additions (mea
 Kernels: ``exact`` stacks the C rows of every sample (b is a P-vector); ``pntk`` (pseudo-NTK,
 approximate) has one row per sample, g = d (sum_c f_c / sqrt C) / dw, and b = G^T R is P x C:
 the kernel pNTK (x) I_C solves the C classes' ridge problems with one shared Gram.
+
+Device: the Jacobians and the accumulator live on the current runtime's device (float32 GEMMs
+into float64 sums there: fast on data-centre GPUs), and A and b come back to the CPU, where the
+float64 factorisation runs. On the CPU nothing moves.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from tqdm.auto import tqdm
 
 from unlearnkit.ntk.jacobian import Kernel, State, iter_jacobians, residuals
 from unlearnkit.ntk.params import ParamSpace
+from unlearnkit.runtime.device import current_runtime
 
 
 @dataclass
@@ -57,10 +62,11 @@ class GramAccumulator:
         dtype: torch.dtype = torch.float64,
         product_dtype: torch.dtype | None = None,
         block: int = 1024,
+        device: torch.device | None = None,
     ) -> None:
-        self.gram = torch.zeros(p, p, dtype=dtype)
+        self.gram = torch.zeros(p, p, dtype=dtype, device=device)
         shape = (p,) if rhs_columns is None else (p, rhs_columns)
-        self.rhs = torch.zeros(shape, dtype=dtype)
+        self.rhs = torch.zeros(shape, dtype=dtype, device=device)
         self.count = 0
         self.product_dtype = product_dtype  # None: the rows' own dtype
         self.bounds = [(i, min(i + block, p)) for i in range(0, p, block)]
@@ -72,7 +78,7 @@ class GramAccumulator:
         same = rows.dtype == self.gram.dtype
         if not same and (self._buffer is None or self._buffer.dtype != rows.dtype):
             size = self.bounds[0][1] - self.bounds[0][0]
-            self._buffer = torch.empty(size, size, dtype=rows.dtype)
+            self._buffer = torch.empty(size, size, dtype=rows.dtype, device=rows.device)
         for i, (a0, a1) in enumerate(self.bounds):
             left = rows[:, a0:a1].T
             for c0, c1 in self.bounds[i:]:
@@ -89,12 +95,12 @@ class GramAccumulator:
         self.count += samples
 
     def stats(self) -> GramStats:
-        """The sums so far, A made whole (lower blocks = transposed upper ones)."""
+        """The sums so far, A made whole (lower blocks = transposed upper ones), on the CPU."""
         for i, (a0, a1) in enumerate(self.bounds):
             for c0, c1 in self.bounds[i + 1 :]:
                 self.gram[c0:c1, a0:a1] = self.gram[a0:a1, c0:c1].T
         self._buffer = None
-        return GramStats(self.gram, self.rhs, self.count)
+        return GramStats(self.gram.cpu(), self.rhs.cpu(), self.count)
 
 
 def rhs_columns(kernel: Kernel, num_classes: int) -> int | None:
@@ -119,7 +125,9 @@ def accumulate_gram(
     (``ntk.precompute`` splits the same work over processes or Ray and can resume.)
     ``product_dtype``: dtype of the chunk GEMMs (default: the Jacobian's, float32 for a float32
     model); ``dtype``: the accumulator's."""
-    acc = GramAccumulator(space.numel, rhs_columns(kernel, num_classes), dtype, product_dtype)
+    device = current_runtime().device  # the accumulator sits beside the Jacobians
+    columns = rhs_columns(kernel, num_classes)
+    acc = GramAccumulator(space.numel, columns, dtype, product_dtype, device=device)
     bar = tqdm(total=len(x), disable=not progress, desc="ntk gram", unit="sample", leave=False)
     for rows, jac, f0 in iter_jacobians(model, space, x, state, chunk_size, kernel):
         u, r = jacobian_rows(jac, residuals(y[rows], f0, num_classes))
@@ -145,6 +153,6 @@ def stack_jacobian(
     rows_u, rows_r = [], []
     for rows, jac, f0 in iter_jacobians(model, space, x, state, chunk_size):
         u, r = jacobian_rows(jac, residuals(y[rows], f0, num_classes), dtype)
-        rows_u.append(u)
-        rows_r.append(r)
+        rows_u.append(u.cpu())
+        rows_r.append(r.cpu())
     return torch.cat(rows_u), torch.cat(rows_r)

@@ -24,6 +24,7 @@ from unlearnkit.ntk.memory import check_state_fits, precompute_memory
 from unlearnkit.ntk.params import ParamSpace, state_hash
 from unlearnkit.ntk.precompute import cache_dir_for, compute_gram, remove_cache
 from unlearnkit.ntk.state import NTKState
+from unlearnkit.runtime.device import current_runtime
 
 
 def state_fingerprint(
@@ -119,8 +120,12 @@ def forget_rows(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Stacked Jacobian rows and residuals of the samples to delete (of the state's kernel)."""
     space = ParamSpace.from_model(model, state.names)
-    jac, f0 = batched_jacobian(model, space, samples.x, w0, state.kernel)
-    return jacobian_rows(jac, residuals(samples.y, f0, state.num_classes), state.gram.dtype)
+    runtime = current_runtime()  # the Jacobians on its device, the rows back on the CPU
+    at = {k: runtime.tensor(v) for k, v in w0.items()}
+    with runtime.placed(model):
+        jac, f0 = batched_jacobian(model, space, runtime.tensor(samples.x), at, state.kernel)
+    u, r = jacobian_rows(jac, residuals(samples.y, f0, state.num_classes), state.gram.dtype)
+    return u.cpu(), r.cpu()
 
 
 def delete_samples(

@@ -30,6 +30,7 @@ from torch.func import functional_call, jacrev, jvp, vjp, vmap
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.ntk.params import ParamSpace
 from unlearnkit.ntk.rules import HeadTap, JacobianPlan, jacobian_plan
+from unlearnkit.runtime.device import current_runtime
 
 State = Mapping[str, torch.Tensor]
 Kernel = Literal["exact", "pntk"]
@@ -210,17 +211,23 @@ def iter_jacobians(
     chunk_size: int = 64,
     kernel: Kernel = "exact",
 ) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
-    """Stream (rows, J_chunk, f0_chunk) over ``x``: memory bounded by one chunk, not by N."""
-    plan = jacobian_plan(model, space)
-    for start in range(0, len(x), chunk_size):
-        rows = slice(start, min(start + chunk_size, len(x)))
-        jac, f0 = batched_jacobian(model, space, x[rows], state, kernel, plan)
-        yield rows, jac, f0
+    """Stream (rows, J_chunk, f0_chunk) over ``x``: memory bounded by one chunk, not by N.
+    The Jacobians are computed on the current runtime's device (no autocast: float32) and
+    yielded there; ``x`` and ``state`` may stay on the CPU."""
+    runtime = current_runtime()
+    if state is not None:
+        state = {k: runtime.tensor(v) for k, v in state.items()}
+    with runtime.placed(model):
+        plan = jacobian_plan(model, space)
+        for start in range(0, len(x), chunk_size):
+            rows = slice(start, min(start + chunk_size, len(x)))
+            jac, f0 = batched_jacobian(model, space, runtime.tensor(x[rows]), state, kernel, plan)
+            yield rows, jac, f0
 
 
 def residuals(y: torch.Tensor, f0: torch.Tensor, num_classes: int) -> torch.Tensor:
     """r = onehot(y) - f(x; w0): the MSE targets of the linearized model."""
-    return F.one_hot(y, num_classes).to(f0.dtype) - f0
+    return F.one_hot(y.to(f0.device), num_classes).to(f0.dtype) - f0
 
 
 def jvp_logits(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -70,6 +71,13 @@ class LinearizedModel(nn.Module):
 
     def get_classifier(self) -> nn.Module:
         return self._net.get_classifier()
+
+    def _apply(self, fn: Callable[[torch.Tensor], torch.Tensor], recurse: bool = True) -> Any:
+        """``.to(device)`` and friends move w0 too (a plain dict, not a buffer: it is no state
+        to save), so the model runs on whatever device the runtime places it on."""
+        out = super()._apply(fn, recurse)
+        self._w0 = {n: fn(t) for n, t in self._w0.items()}
+        return out
 
     def train(self, mode: bool = True) -> LinearizedModel:
         super().train(mode)

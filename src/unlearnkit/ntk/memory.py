@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.runtime.device import current_runtime
 
 GIB = 2**30
 
@@ -17,7 +18,7 @@ class MemoryBudgetError(UnlearnkitError):
     """The requested NTK solve needs more memory than this machine has available."""
 
 
-def available_memory() -> int:
+def host_memory() -> int:
     """Bytes the OS says can still be allocated (MemAvailable); a large value if unknown."""
     try:
         with open("/proc/meminfo") as fh:
@@ -27,6 +28,15 @@ def available_memory() -> int:
     except OSError:
         pass
     return 1 << 50
+
+
+def available_memory() -> int:
+    """The budget of an NTK solve: host memory, and on a CUDA runtime also the GPU's free
+    memory (the Jacobian chunks and the float64 accumulator live there, the factorisation on
+    the host), so the smaller of the two: an estimate that fits both places is safe."""
+    free = current_runtime().free_memory()
+    host = host_memory()
+    return host if free is None else min(host, free)
 
 
 @dataclass(frozen=True)

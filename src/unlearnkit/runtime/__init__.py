@@ -1,5 +1,14 @@
-"""Where work runs (in-process or on a Ray cluster, behind one ``map``) and on how many threads."""
+"""Where work runs: the runtime object (device, precision, threads), and the executors that run
+independent jobs in-process, in worker processes or on a Ray cluster behind one ``map``."""
 
+from unlearnkit.runtime.device import (
+    PRECISIONS,
+    Runtime,
+    RuntimeConfig,
+    current_runtime,
+    resolve_device,
+    using_runtime,
+)
 from unlearnkit.runtime.executors import (
     EXECUTORS,
     Executor,
@@ -19,15 +28,21 @@ from unlearnkit.runtime.threads import (
 
 __all__ = [
     "EXECUTORS",
+    "PRECISIONS",
     "Executor",
     "LocalExecutor",
     "ProcessExecutor",
     "RayExecutor",
+    "Runtime",
+    "RuntimeConfig",
     "apply_threads",
     "configure",
     "create_executor",
+    "current_runtime",
     "default_threads",
     "pin_worker_threads",
+    "resolve_device",
     "thread_report",
+    "using_runtime",
     "using_threads",
 ]

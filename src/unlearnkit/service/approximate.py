@@ -37,6 +37,7 @@ from unlearnkit.ntk.deployment import (
 )
 from unlearnkit.ntk.incremental import delete_samples
 from unlearnkit.recipe import open_trained
+from unlearnkit.runtime.device import current_runtime
 from unlearnkit.service.served import SERVED_MODELS, ModelView, RetrainJob
 
 RECORD_FILE = "approximate.json"
@@ -118,14 +119,15 @@ class ApproximateServedModel:
             state_solutions(self.state),
             self.update,
         )
-        return served.eval()
+        return current_runtime().module(served.eval())  # kept on the serving device
 
     def view(self) -> ModelView:
         served = self.served
 
         def logits(x: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                return served(x).detach()
+            runtime = current_runtime()  # the serving runtime: its device and autocast
+            with torch.no_grad(), runtime.autocast():
+                return runtime.to_cpu(served(runtime.tensor(x)).detach())
 
         return ModelView(self._version, logits)
 

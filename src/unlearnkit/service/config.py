@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from unlearnkit.runtime.device import Precision, check_device_name, check_precision
 from unlearnkit.service.served import SERVED_MODELS
 
 
@@ -36,11 +37,26 @@ class ServiceConfig(BaseModel):
     torch_threads: int = Field(
         1, ge=1, le=256, description="CPU threads of the serving process (`serve --threads`)"
     )
+    device: str = Field("auto", description="serving device: auto | cpu | cuda | cuda:N | mps")
+    precision: Precision = Field("fp32", description="inference autocast: fp32 | bf16 | fp16")
+    retrain_device: str | None = Field(
+        None, description="the retrain child's device (default: the serving device)"
+    )
     ntk_update: Literal["linearized", "paper"] = Field(
         "linearized",
         description="approximate mode: serve the linearized model or the paper's "
         "angle-scaled update of the trained network",
     )
+
+    @field_validator("device", "retrain_device")
+    @classmethod
+    def _device_name(cls, value: str | None) -> str | None:
+        return None if value is None else check_device_name(value)
+
+    @model_validator(mode="after")
+    def _device_precision(self) -> ServiceConfig:
+        check_precision(self.device, self.precision)
+        return self
 
     @field_validator("mode")
     @classmethod

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from unlearnkit.errors import ConflictError, InternalError, NotFoundError
-from unlearnkit.runtime.threads import apply_threads
+from unlearnkit.runtime.device import Runtime
 from unlearnkit.service.applier import Applier
 from unlearnkit.service.auth import Principal
 from unlearnkit.service.config import ServiceConfig
@@ -58,7 +58,8 @@ class DeletionService:
     # -- start-up ----------------------------------------------------------------------------
     def start(self) -> None:
         """Load the model, check the ledger, replay what the snapshot lacks, start workers."""
-        apply_threads(self.config.torch_threads)
+        cfg = self.config  # one runtime for serving: device, autocast, threads
+        Runtime.create(cfg.device, cfg.precision, cfg.torch_threads).activate()
         self.model, snap = self.store.load()
         self.ledger = Ledger(self.store.root / LEDGER_FILE, self.model.identity())
         done = replay(self.model, self.ledger, snap.ledger_seq, self.metrics)

@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from unlearnkit.runtime.threads import pin_worker_threads
+from unlearnkit.runtime.device import Runtime, install_worker_runtime
 from unlearnkit.service.applier import Applier
 from unlearnkit.service.config import ServiceConfig
 from unlearnkit.service.model_lock import ModelLock
@@ -32,11 +32,18 @@ log = logging.getLogger("unlearnkit.service")
 SERVICE_CLIENT = "service"  # the ledger's client name for the service's own events
 
 
-def _child_init(threads: int, niceness: int) -> None:
-    """The retrain child: few threads and a lower CPU priority, so serving keeps its share."""
-    pin_worker_threads(threads)
+def _child_init(threads: int, niceness: int, runtime: Runtime | None = None) -> None:
+    """The retrain child: few threads and a lower CPU priority, so serving keeps its share;
+    on the chosen device (``retrain_device``, else the serving one) with deterministic kernels."""
+    install_worker_runtime(runtime, threads)
     if niceness:
         os.nice(niceness)
+
+
+def retrain_runtime(config: ServiceConfig) -> Runtime:
+    """The retrain child's runtime: S3T exactness needs deterministic kernels on a GPU."""
+    device = config.retrain_device or config.device
+    return Runtime.create(device, config.precision, config.retrain_threads, deterministic=True)
 
 
 class Retrainer:
@@ -44,6 +51,7 @@ class Retrainer:
         self, config: ServiceConfig, model: ServedModel, lock: ModelLock, applier: Applier
     ) -> None:
         self._config, self._model, self._lock, self._applier = config, model, lock, applier
+        self._runtime = retrain_runtime(config)  # a device that is not here fails at start-up
         self.in_progress: int | None = None  # the shard being retrained now
         self._pool: ProcessPoolExecutor | None = None
         self._stop = threading.Event()
@@ -71,7 +79,11 @@ class Retrainer:
                 1,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_child_init,
-                initargs=(self._config.retrain_threads, self._config.retrain_nice),
+                initargs=(
+                    self._config.retrain_threads,
+                    self._config.retrain_nice,
+                    self._runtime,
+                ),
             )
         while not self._stop.wait(self._config.retrain_poll_s):
             with self._lock.reading():
