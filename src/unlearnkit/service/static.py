@@ -19,6 +19,7 @@ from torch import nn
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.models.checkpoint import atomic_write_text
 from unlearnkit.recipe import MODEL_FILE, load_trained
+from unlearnkit.runtime.device import current_runtime
 from unlearnkit.service.served import SERVED_MODELS, ModelView, RetrainJob
 
 RECORD_FILE = "static.json"
@@ -38,7 +39,7 @@ class StaticServedModel:
     ) -> None:
         self.model_dir = Path(model_dir)
         trained, _, meta = load_trained(self.model_dir)
-        self.network: nn.Module = trained.model.eval()
+        self.network: nn.Module = current_runtime().module(trained.model.eval())
         self.meta = meta
         self._shape = (int(meta["in_chans"]), int(meta["image_size"]), int(meta["image_size"]))
         self._classes = int(meta["num_classes"])
@@ -76,8 +77,9 @@ class StaticServedModel:
         network = self.network
 
         def logits(x: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                return network(x).detach()
+            runtime = current_runtime()  # the serving runtime: its device and autocast
+            with torch.no_grad(), runtime.autocast():
+                return runtime.to_cpu(network(runtime.tensor(x)).detach())
 
         return ModelView(0, logits)
 
