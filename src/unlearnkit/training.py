@@ -23,10 +23,10 @@ import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
-from tqdm.auto import tqdm
 
 from unlearnkit.data.base import ArraySplit
 from unlearnkit.runtime.device import current_runtime
+from unlearnkit.runtime.progress import report
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 LossFn = Callable[[nn.Module, Batch], torch.Tensor]
@@ -44,7 +44,11 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(5e-4, ge=0)
     schedule: Literal["constant", "cosine"] = "cosine"
     seed: int = 0
-    progress: bool = False
+    progress: bool = Field(
+        False,
+        description="ignored, kept so older saved configs load: progress goes to the "
+        "receiver of unlearnkit.runtime.reporting",
+    )
 
 
 @dataclass
@@ -155,9 +159,7 @@ def _train_loop(
     for cb in callbacks:
         cb.on_train_begin(state)
     model.train(not eval_mode)
-    bar = tqdm(
-        total=cfg.epochs * steps_per_epoch, disable=not cfg.progress, desc="train", leave=False
-    )
+    total_steps = cfg.epochs * steps_per_epoch
     for epoch in range(cfg.epochs):
         state.epoch = epoch
         for index in batch_indices(len(data), cfg.batch_size, generator):
@@ -182,10 +184,9 @@ def _train_loop(
             state.batch, state.logits, state.loss = batch, logits, float(loss.detach())
             for cb in callbacks:
                 cb.on_batch_end(state)
-            bar.update(1)
+            report("train", state.step, total_steps)
         for cb in callbacks:
             cb.on_epoch_end(state)
-    bar.close()
     model.eval()
 
 

@@ -33,6 +33,7 @@ from unlearnkit.cli.common import (
     ThreadsOpt,
     WeightsOpt,
     console,
+    console_progress,
     make_config,
     parse_params,
     progress_steps,
@@ -228,7 +229,8 @@ def train_cmd(
         )
         use_runtime(threads, cfg.device, cfg.precision)
         bundle = load_bundle(cfg)
-        with console.status(f"training {cfg.model} on {cfg.dataset} ({len(bundle.train)} samples)"):
+        console.print(f"training {cfg.model} on {cfg.dataset} ({len(bundle.train)} samples)")
+        with console_progress():
             trained = train_original(cfg, bundle, seed)
         save_trained(out, trained, cfg, bundle)
         console.print(

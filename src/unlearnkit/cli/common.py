@@ -158,30 +158,75 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
     return params
 
 
+class ConsoleProgress:
+    """The CLI's one progress display, and the receiver of the library's ``report`` calls.
+
+    In a terminal: one rich bar per kind of work (``train``, ``ntk precompute ...``) under the
+    command's own steps. Without one (a log file, CI): a line per step with the time so far, and
+    a line per kind of work at most every ``every_s`` seconds, so a long run is never silent and
+    a log is not flooded."""
+
+    def __init__(self, bar: Progress | None, every_s: float = 10.0) -> None:
+        self.bar, self.every_s = bar, every_s
+        self.tasks: dict[str, Any] = {}
+        self.printed: dict[str, float] = {}
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        if self.bar is not None:
+            task = self.tasks.get(what)
+            if task is None:
+                task = self.tasks[what] = self.bar.add_task(what, total=total)
+            self.bar.update(task, completed=done, total=total)
+            return
+        now = time.monotonic()
+        if now - self.printed.get(what, -self.every_s) >= self.every_s:
+            self.printed[what] = now
+            console.print(f"      {what}: {done}/{total}", highlight=False)
+
+
+@contextmanager
+def console_progress() -> Iterator[ConsoleProgress]:
+    """Show the progress the library reports while the block runs (rich bars or log lines)."""
+    from unlearnkit.runtime.progress import reporting  # deferred: the runtime package loads torch
+
+    bar = None
+    if console.is_terminal:
+        bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        bar.start()
+    receiver = ConsoleProgress(bar)
+    try:
+        with reporting(receiver):
+            yield receiver
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
 @contextmanager
 def progress_steps(total: int) -> Iterator[Callable[[str], None]]:
-    """A rich progress bar advanced by a ``step(message)`` callback; without a terminal (a log
-    file, CI) one line per step with the time so far, so a long run is never silent."""
-    if not console.is_terminal:
-        start = time.perf_counter()
-        done = [0]
+    """The command's steps, advanced by a ``step(message)`` callback, with the library's own
+    progress below them (``console_progress``): a rich bar in a terminal; without one a line
+    per step with the time so far."""
+    with console_progress() as shown:
+        if shown.bar is None:
+            start = time.perf_counter()
+            done = [0]
 
-        def line(message: str) -> None:
-            done[0] += 1
-            elapsed = time.perf_counter() - start
-            console.print(f"[{done[0]}/{total}] {elapsed:7.1f} s  {message}", highlight=False)
+            def line(message: str) -> None:
+                done[0] += 1
+                elapsed = time.perf_counter() - start
+                console.print(f"[{done[0]}/{total}] {elapsed:7.1f} s  {message}", highlight=False)
 
-        yield line
-        return
-    bar = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
-    with bar:
+            yield line
+            return
+        bar = shown.bar
         task = bar.add_task("starting", total=total)
 
         def step(message: str) -> None:

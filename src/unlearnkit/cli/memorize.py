@@ -5,11 +5,11 @@ Mounted on the main Typer app by ``mount(app)`` (see ``unlearnkit.cli.app.SUBCOM
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from unlearnkit.cli.common import (
     DeviceOpt,
@@ -17,6 +17,7 @@ from unlearnkit.cli.common import (
     SubsetOpt,
     ThreadsOpt,
     console,
+    console_progress,
     make_config,
     use_runtime,
     user_errors,
@@ -99,7 +100,8 @@ def memorize(
         if method == "fz":
             options = {"address": ray_address} if executor == "ray" else {}
             try:
-                with create_executor(executor, **options) as ex, _bar(k) as step:
+                with create_executor(executor, **options) as ex, console_progress() as shown:
+                    step = partial(shown, "subset models")  # (models done, models in total)
                     result = feldman_zhang_scores(cfg, bundle, fz, out / "cache", ex, step)
             except KeyboardInterrupt:
                 console.print(
@@ -114,7 +116,8 @@ def memorize(
                 f"{result.model_seconds:.1f}s of model training in total"
             )
         else:
-            with console.status(f"training once with the {method} proxy"):
+            console.print(f"training once with the {method} proxy")
+            with console_progress():
                 tables, run = proxy_scores(cfg, bundle, [method], seed)
             table = tables[method]
             console.print(
@@ -148,24 +151,6 @@ def with_label_noise(cfg: Any, share: float) -> Any:
     data = cfg.model_dump(mode="json")
     data.update(dataset="noisy", dataset_options=options)
     return make_config(data)
-
-
-class _bar:
-    """A rich progress bar fed with (models done, models in total)."""
-
-    def __init__(self, total: int) -> None:
-        self.progress = Progress(
-            "subset models", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-        )
-        self.total = total
-
-    def __enter__(self):  # returns the update callback
-        self.progress.__enter__()
-        self.task = self.progress.add_task("fz", total=self.total)
-        return lambda done, total: self.progress.update(self.task, completed=done, total=total)
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)
 
 
 def mount(app: typer.Typer) -> None:

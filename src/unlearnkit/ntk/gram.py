@@ -23,11 +23,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from unlearnkit.ntk.jacobian import Kernel, State, iter_jacobians, residuals
 from unlearnkit.ntk.params import ParamSpace
 from unlearnkit.runtime.device import current_runtime
+from unlearnkit.runtime.progress import report
 
 
 @dataclass
@@ -128,14 +128,13 @@ def accumulate_gram(
     device = current_runtime().device  # the accumulator sits beside the Jacobians
     columns = rhs_columns(kernel, num_classes)
     acc = GramAccumulator(space.numel, columns, dtype, product_dtype, device=device)
-    bar = tqdm(total=len(x), disable=not progress, desc="ntk gram", unit="sample", leave=False)
     for rows, jac, f0 in iter_jacobians(model, space, x, state, chunk_size, kernel):
         u, r = jacobian_rows(jac, residuals(y[rows], f0, num_classes))
         acc.add(u, r, rows.stop - rows.start)
-        bar.update(rows.stop - rows.start)
+        if progress:
+            report("ntk gram", rows.stop, len(x))
         if on_chunk is not None:
             on_chunk(rows.stop - rows.start)
-    bar.close()
     return acc.stats()
 
 

@@ -29,7 +29,6 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 from torch import nn
-from tqdm.auto import tqdm
 
 from unlearnkit.data.base import ArraySplit
 from unlearnkit.errors import UnlearnkitError
@@ -39,6 +38,7 @@ from unlearnkit.ntk.gram import GramStats, accumulate_gram, rhs_columns
 from unlearnkit.ntk.jacobian import Kernel, check_kernel
 from unlearnkit.ntk.params import ParamSpace, state_hash
 from unlearnkit.runtime import create_executor
+from unlearnkit.runtime.progress import report
 
 EXECUTORS = ("local", "ray")
 CACHE_FORMAT = "unlearnkit-ntk-shards/1"
@@ -326,14 +326,14 @@ def compute_gram(
         todo = todo[:max_shards]
     in_memory: dict[int, GramStats] = {}
     done = (total.count if total else 0) + sum(bounds[i][1] - bounds[i][0] for i in on_disk)
-    bar = tqdm(
-        total=n,
-        initial=done,
-        disable=not progress,
-        desc=f"ntk precompute ({kernel}, {workers} x {executor})",
-        unit="sample",
-        dynamic_ncols=True,
-    )
+    what = f"ntk precompute ({kernel}, {workers} x {executor})"
+    counted = [done]
+
+    def advance(samples: int) -> None:
+        counted[0] += samples
+        if progress:
+            report(what, counted[0], n)
+
     started = time.monotonic()
     saved = {"next": next_index, "at": started, "cost": 0.0}
     prefix_done_s = 0.0
@@ -381,10 +381,10 @@ def compute_gram(
             executor,
             threads_per_worker,
             ray_address,
-            on_chunk=bar.update if serial else None,
+            on_chunk=advance if serial else None,
         ):
             if not serial:
-                bar.update(part.count)
+                advance(part.count)
             late = time_budget_s is not None and time.monotonic() - started > time_budget_s
             if late:
                 if cache is not None:
@@ -399,7 +399,6 @@ def compute_gram(
             checkpoint(False)
     finally:
         checkpoint(True)  # keep everything finished so far, also on an error or Ctrl-C
-        bar.close()
     if next_index < len(bounds):
         summed = total.count if total else 0
         raise PrecomputeIncomplete(
