@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.registry import Registry
+from unlearnkit.runtime.lifeline import die_with_parent
 from unlearnkit.runtime.threads import available_cores, pin_worker_threads
 
 A = TypeVar("A")
@@ -87,8 +88,14 @@ _SHARED: Any = None  # a pool worker's copy of map_unordered's ``shared`` (set o
 
 def _init_shared(shared: Any, threads: int) -> None:
     global _SHARED
-    pin_worker_threads(threads)
+    _init_worker(threads)
     _SHARED = shared
+
+
+def _init_worker(threads: int) -> None:
+    """Each pool worker: dies with the process that owns the pool, few threads."""
+    die_with_parent()
+    pin_worker_threads(threads)
 
 
 def _call_shared(job: tuple[Callable[[Any, A], R], A]) -> R:
@@ -121,7 +128,7 @@ class ProcessExecutor(Executor):
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=pin_worker_threads,
+                initializer=_init_worker,
                 initargs=(self.threads_per_worker,),
             )
         return self._pool

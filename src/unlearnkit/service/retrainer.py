@@ -22,6 +22,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+from unlearnkit.runtime.lifeline import die_with_parent
 from unlearnkit.runtime.threads import pin_worker_threads
 from unlearnkit.service.applier import Applier
 from unlearnkit.service.config import ServiceConfig
@@ -33,7 +34,10 @@ SERVICE_CLIENT = "service"  # the ledger's client name for the service's own eve
 
 
 def _child_init(threads: int, niceness: int) -> None:
-    """The retrain child: few threads and a lower CPU priority, so serving keeps its share."""
+    """The retrain child: dies with the server (a crashed server leaves no retrain running
+    that nobody can commit), few threads and a lower CPU priority, so serving keeps its
+    share."""
+    die_with_parent()
     pin_worker_threads(threads)
     if niceness:
         os.nice(niceness)
