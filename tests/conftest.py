@@ -127,6 +127,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     lines = [f"  pid {pid}: {cmd[:200]}" for pid, cmd in sorted(left.items())]
     message = "the test session left processes behind (ended now):\n" + "\n".join(lines)
     if reporter is not None:
+        reporter.ensure_newline()
         reporter.write_line(message, red=True)
     for pid in left:
         with contextlib.suppress(OSError):

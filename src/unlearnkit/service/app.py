@@ -52,6 +52,14 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 429, 500, 503)
 }
+# the same errors on a route whose own responses are not JSON (/metrics): documented as JSON
+JSON_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {
+        "description": "error",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}},
+    }
+    for code in (401, 403, 429, 500, 503)
+}
 RETRY_AFTER = {"Retry-After": "5"}
 HTTP_KINDS = {404: "not_found", 405: "method_not_allowed"}
 # metric labels: a fixed set, whatever a client sends
@@ -156,7 +164,7 @@ class GuardMiddleware:
             return receive
         token = bearer_token(headers.get("authorization"))
         if token is None or self.tokens.identify(token) is None:
-            message = "missing Bearer token" if token is None else "invalid or expired token"
+            message = "missing Bearer token" if token is None else "invalid token"
             return problem(401, "unauthorized", message, {"WWW-Authenticate": "Bearer", **CLOSE})
         config = self.service.config
         limit = config.max_body_bytes
@@ -343,7 +351,7 @@ def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
                 raise HTTPProblem(401, "unauthorized", "missing Bearer token", challenge)
             who = tokens.identify(credentials.credentials.strip())
             if who is None:
-                raise HTTPProblem(401, "unauthorized", "invalid or expired token", challenge)
+                raise HTTPProblem(401, "unauthorized", "invalid token", challenge)
             if not who.allows(scope):  # before the rate limit: a refusal spends nothing
                 raise HTTPProblem(403, "forbidden", f"token {who.name!r} lacks the {scope!r} scope")
             wait_s = limiter.take(who.name)
@@ -367,7 +375,7 @@ def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
             return JSONResponse({"status": "failing"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
-    @app.get("/metrics", response_class=PlainTextResponse, responses=AUTH_ERRORS)
+    @app.get("/metrics", response_class=PlainTextResponse, responses=JSON_AUTH_ERRORS)
     def metrics(_: Annotated[Principal, Depends(require("admin"))]) -> PlainTextResponse:
         return PlainTextResponse(service.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
@@ -378,7 +386,8 @@ def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
         response: Response,
     ) -> PredictResponse:
         shape, cfg = service.model.input_shape, service.config
-        if body.images is not None:  # the decode budget, from the headers, before decoding
+        if body.images is not None and len(body.images) <= cfg.max_batch:  # the decode
+            # budget, from the images' headers, before any pixel is decoded
             check_images(body.images, cfg.max_decode_pixels, cfg.max_image_bytes)
         x = (
             array_batch(body.inputs, shape, cfg.max_batch)
