@@ -181,6 +181,13 @@ def test_rollback_to_an_older_copy_or_altered_event_is_refused(crashed, tmp_path
     db.close()
     with pytest.raises(UnlearnkitError, match="ends at event 5 but acknowledged"):
         start_service(older)
+    # the explicit override: accept the older ledger, the mark moves back to its end
+    service = start_service(older, background_retrain=False, reset_ledger_mark=True)
+    deleted = service.model.deleted_ids()
+    service.close()
+    again = start_service(older, background_retrain=False)  # and the next start is normal
+    again.close()
+    assert len(deleted) == 5
 
 
 def test_service_files_are_owner_only_or_group_readable(crashed, tmp_path):

@@ -107,6 +107,14 @@ def serve(
             "another volume it also catches a rollback of DIR"
         ),
     ] = None,
+    reset_ledger_mark: Annotated[
+        bool,
+        typer.Option(
+            "--reset-ledger-mark",
+            help="after restoring an OLDER backup on purpose: accept the ledger as complete "
+            "(deletions acknowledged since are lost; re-submit them)",
+        ),
+    ] = False,
     threads: ThreadsOpt = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "warning",
 ) -> None:
@@ -145,6 +153,7 @@ def serve(
             max_decode_pixels=max_decode_pixels,
             group_readable=group_readable,
             ledger_mark=ledger_mark,
+            reset_ledger_mark=reset_ledger_mark,
             torch_threads=apply_threads(threads),  # before torch's first parallel work
         )
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")

@@ -61,6 +61,12 @@ class ServiceConfig(BaseModel):
         description="where the ledger's high-water mark lives (default: service/ledger.mark "
         "in the model directory; elsewhere, it also catches a rollback of that directory)",
     )
+    reset_ledger_mark: bool = Field(
+        False,
+        description="after restoring an older backup on purpose: trust the (chain-verified) "
+        "ledger as complete and move the mark back to its end; deletions acknowledged after "
+        "the backup are lost and must be re-submitted",
+    )
     ntk_update: Literal["linearized", "paper"] = Field(
         "linearized",
         description="approximate mode: serve the linearized model or the paper's "

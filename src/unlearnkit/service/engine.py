@@ -68,6 +68,7 @@ class DeletionService:
             mark_path=self.config.ledger_mark,
             served=self.store.served_point(),
             group=self.config.group_readable,
+            reset_mark=self.config.reset_ledger_mark,
         )
         done = replay(self.model, self.ledger, snap.ledger_seq, self.metrics)
         self.replayed = done.events

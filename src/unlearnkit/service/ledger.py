@@ -159,16 +159,21 @@ class Ledger:
         mark_path: str | Path | None = None,
         served: tuple[int, str | None] | None = None,
         group: bool = False,
+        reset_mark: bool = False,
     ) -> None:
         """Open (or create) the ledger at ``path`` and its mark (default: ``ledger.mark``
         beside it). Refused, with nothing written: a corrupt file, one of another model
         (``identity`` is stored at creation and compared on every open), a broken chain, a
         ledger that ends before its mark, or before ``served`` (the sequence number and link of
-        the served snapshot; given when the service has run here, so the ledger must exist)."""
+        the served snapshot; given when the service has run here, so the ledger must exist).
+        ``reset_mark``: the operator's explicit override after restoring an older backup on
+        purpose: the mark is not compared (the chain and the snapshot still are) and is
+        rewritten at the ledger's end."""
         self.path = Path(path)
         self.mark_path = Path(mark_path) if mark_path is not None else mark_path_for(self.path)
         self.group = group
-        mark = read_mark(self.mark_path)
+        self._reset_mark = reset_mark
+        mark = None if reset_mark else read_mark(self.mark_path)
         wal, shm = Path(f"{self.path}-wal"), Path(f"{self.path}-shm")
         if self.path.exists():
             size = self.path.stat().st_size
@@ -272,7 +277,7 @@ class Ledger:
             raise UnlearnkitError(
                 f"{where} is corrupt or unreadable ({exc}); refusing to start"
             ) from None
-        if mark is None and (last > 0 or served is not None):
+        if mark is None and (last > 0 or served is not None) and not self._reset_mark:
             raise UnlearnkitError(
                 f"ledger mark {self.mark_path} is missing (the ledger cannot prove it is "
                 f"complete); {RESTORE_HINT}; refusing to start"

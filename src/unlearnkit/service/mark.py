@@ -66,14 +66,13 @@ class LedgerMark:
     """The open mark file of a running ledger."""
 
     def __init__(self, path: Path, seq: int, link: str, group: bool = False) -> None:
-        """Open ``path`` (created, both slots at (seq, link), if it does not exist)."""
+        """Open ``path`` at (seq, link): the ledger's verified end (both slots rewritten if the
+        file is missing or behind, or, after an explicit reset, ahead)."""
         self.path = Path(path)
-        if not self.path.exists():
-            write_private(self.path, _slot(seq, link) * 2, group)
+        if not self.path.exists() or read_mark(self.path) != (seq, link):
+            write_private(self.path, _slot(seq, link) * 2, group)  # both slots, atomically
         self._fd = os.open(self.path, os.O_RDWR)
         self.seq, self.link = seq, link
-        if read_mark(self.path) != (seq, link):
-            self.advance(seq, link)
 
     def advance(self, seq: int, link: str) -> None:
         """Durably record that the ledger holds events up to ``seq`` (fsynced on return)."""
