@@ -204,3 +204,22 @@ def test_service_files_are_owner_only_or_group_readable(crashed, tmp_path):
         for rel, (digest, mode) in modes.items():
             assert mode == (dmode if digest == "dir" else fmode), (rel, oct(mode))
         assert stat.S_IMODE((copy / "service").stat().st_mode) == dmode
+
+
+def test_a_ledger_older_than_the_served_snapshot_is_refused(crashed, tmp_path):
+    """Even with the mark overridden, a ledger that ends before the event the served snapshot
+    reflects is refused: the snapshot holds deletions the ledger no longer records."""
+    import sqlite3
+
+    from unlearnkit.errors import UnlearnkitError
+
+    model, _ = crashed
+    copy = shutil.copytree(model, tmp_path / "m")
+    start_service(copy, background_retrain=False).close()  # replays, snapshots at event 12
+    assert json.loads((copy / "service" / "SERVED.json").read_text())["ledger_seq"] == ACKED
+    db = sqlite3.connect(copy / "service" / "ledger.sqlite3")
+    db.execute("DELETE FROM events WHERE seq > 5")
+    db.commit()
+    db.close()
+    with pytest.raises(UnlearnkitError, match="ends at event 5 but the served model snapshot"):
+        start_service(copy, background_retrain=False, reset_ledger_mark=True)
