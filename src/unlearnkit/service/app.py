@@ -20,9 +20,10 @@ import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Request, Response
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -38,6 +39,8 @@ from unlearnkit.service.ledger import Event, LedgerWriteError
 from unlearnkit.service.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from unlearnkit.service.ratelimit import RateLimiter
 from unlearnkit.service.schemas import (
+    DeletionPage,
+    DeletionReceipt,
     DeletionRequest,
     DeletionView,
     ErrorResponse,
@@ -262,6 +265,21 @@ def idempotency_key_of(request: Request) -> str:
     return key
 
 
+def iso(t: float) -> str:
+    """A Unix time as ISO 8601 in UTC."""
+    return datetime.fromtimestamp(t, UTC).isoformat().replace("+00:00", "Z")
+
+
+def iso_times(receipt: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The receipt as stored, its ``*_at`` Unix times as ISO 8601."""
+    if receipt is None:
+        return None
+    return {
+        k: iso(v) if k.endswith("_at") and isinstance(v, int | float) else v
+        for k, v in receipt.items()
+    }
+
+
 def view(event: Event) -> DeletionView:
     return DeletionView(
         request_id=event.request_id,
@@ -269,9 +287,9 @@ def view(event: Event) -> DeletionView:
         sample_ids=event.payload["sample_ids"],
         idempotency_key=event.idempotency_key,
         reason=event.reason,
-        receipt=event.receipt,
-        accepted_at=event.accepted_at,
-        applied_at=event.applied_at,
+        receipt=iso_times(event.receipt),
+        accepted_at=iso(event.accepted_at),  # type: ignore[arg-type]
+        applied_at=iso(event.applied_at) if event.applied_at is not None else None,  # type: ignore[arg-type]
     )
 
 
@@ -429,6 +447,79 @@ def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
     ) -> DeletionView:
         """A request, for the client that made it or an admin (anyone else: 404)."""
         return view(service.get_deletion(request_id, who))
+
+    @app.get("/v1/deletions", response_model=DeletionPage, responses=ERRORS)
+    def deletions(
+        who: Annotated[Principal, Depends(require("delete"))],
+        status: Annotated[
+            str | None, Query(pattern="^(accepted|applied|failed)$", description="only these")
+        ] = None,
+        since: Annotated[
+            datetime | None, Query(description="accepted at or after (ISO 8601)")
+        ] = None,
+        until: Annotated[datetime | None, Query(description="accepted before (ISO 8601)")] = None,
+        client: Annotated[
+            str | None, Query(max_length=64, description="admin only: one client's requests")
+        ] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: Annotated[
+            str | None, Query(pattern="^[0-9]{1,18}$", description="next_cursor of a page")
+        ] = None,
+    ) -> DeletionPage:
+        """Deletion requests, oldest first, a page at a time: a client's own, or (admin)
+        everyone's or ``client``'s."""
+        if "admin" not in who.scopes:
+            if client not in (None, who.name):
+                raise HTTPProblem(403, "forbidden", "only an admin token may list other clients")
+            client = who.name
+
+        def stamp(t: datetime | None) -> float | None:
+            if t is None:
+                return None
+            return (t if t.tzinfo else t.replace(tzinfo=UTC)).timestamp()
+
+        events = service.ledger.page(
+            client=client,
+            status=status,
+            since=stamp(since),
+            until=stamp(until),
+            after_seq=int(cursor or 0),
+            limit=limit + 1,
+        )
+        more = len(events) > limit
+        events = events[:limit]
+        return DeletionPage(
+            items=[view(e) for e in events],
+            next_cursor=str(events[-1].seq) if more else None,
+        )
+
+    @app.get("/v1/deletions/{request_id}/receipt", response_model=DeletionReceipt, responses=ERRORS)
+    def receipt(
+        request_id: str, who: Annotated[Principal, Depends(require("delete"))]
+    ) -> DeletionReceipt:
+        """The archivable receipt of an applied deletion (409 while it is not applied yet)."""
+        event = service.get_deletion(request_id, who)
+        if event.status != "applied" or event.receipt is None or event.applied_at is None:
+            raise ConflictError(
+                f"deletion request {request_id!r} is {event.status}: no receipt "
+                + ("yet; retry shortly" if event.status == "accepted" else f"({event.reason})")
+            )
+        return DeletionReceipt(
+            request_id=event.request_id,
+            client=event.client,
+            idempotency_key=event.idempotency_key,
+            sample_ids=event.payload["sample_ids"],
+            status="applied",
+            mode=service.config.mode,
+            accepted_at=iso(event.accepted_at),  # type: ignore[arg-type]
+            applied_at=iso(event.applied_at),  # type: ignore[arg-type]
+            receipt=iso_times(event.receipt) or {},
+            ledger={  # type: ignore[arg-type]
+                "seq": event.seq,
+                "link": event.link,
+                "previous_link": service.ledger.link_at(event.seq - 1),
+            },
+        )
 
     @app.get("/v1/model", responses=AUTH_ERRORS)
     def model(_: Annotated[Principal, Depends(require("predict"))]) -> dict[str, Any]:

@@ -87,6 +87,7 @@ class Event:
     receipt: dict[str, Any] | None
     accepted_at: float
     applied_at: float | None
+    link: str = ""  # its hash-chain link
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Event:
@@ -103,6 +104,7 @@ class Event:
             receipt=json.loads(row["receipt"]) if row["receipt"] else None,
             accepted_at=row["accepted_at"],
             applied_at=row["applied_at"],
+            link=row["link"],
         )
 
 
@@ -449,6 +451,33 @@ class Ledger:
                 "SELECT * FROM events WHERE request_id = ?", (request_id,)
             ).fetchone()
         return None if row is None else Event.from_row(row)
+
+    def page(
+        self,
+        *,
+        client: str | None = None,
+        status: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        after_seq: int = 0,
+        limit: int = 50,
+    ) -> list[Event]:
+        """Deletion requests in sequence order after ``after_seq`` (a page cursor), at most
+        ``limit``, filtered by client, status and accept time (``since`` <= t < ``until``)."""
+        where, args = ["kind = 'deletion'", "seq > ?"], [after_seq]
+        for clause, value in (
+            ("client = ?", client),
+            ("status = ?", status),
+            ("ROUND(accepted_at, 6) >= ?", since),  # at the microseconds ISO 8601 shows
+            ("ROUND(accepted_at, 6) < ?", until),
+        ):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        query = f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?"
+        with self._lock, self._runtime("list requests"):
+            rows = self._db.execute(query, (*args, limit)).fetchall()
+        return [Event.from_row(r) for r in rows]
 
     def after(self, seq: int) -> list[Event]:
         """Events with a sequence number above ``seq``, in order (what a snapshot lacks)."""
