@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -73,3 +76,31 @@ def running_server(app: Any, **options: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(model_dir, token_file, port: int, log, *options: str) -> subprocess.Popen:
+    """`unlearnkit serve` as a child process, once healthy; ``options`` replace the defaults
+    (snapshots every 4 deletions, no background retraining)."""
+    import httpx
+
+    cmd = [sys.executable, "-m", "unlearnkit", "serve", "--from", str(model_dir)]
+    cmd += ["--port", str(port), "--tokens", str(token_file)]
+    cmd += list(options or ("--snapshot-every", "4", "--no-background-retrain"))
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    end = time.monotonic() + 120
+    while time.monotonic() < end:
+        assert proc.poll() is None, "server exited during start-up"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    proc.wait()
+    raise AssertionError("server did not start")

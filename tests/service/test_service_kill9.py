@@ -7,43 +7,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
-import time
 
 import httpx
 import torch
-from service_helpers import ADMIN, auth
+from service_helpers import ADMIN, auth, free_port, launch
 
 from unlearnkit.exact import S3TEnsemble
 from unlearnkit.service.ledger import Ledger
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def launch(model_dir, token_file, port: int, log, *options: str) -> subprocess.Popen:
-    """`unlearnkit serve` as a child process, once healthy; ``options`` replace the defaults
-    (snapshots every 4 deletions, no background retraining)."""
-    cmd = [sys.executable, "-m", "unlearnkit", "serve", "--from", str(model_dir)]
-    cmd += ["--port", str(port), "--tokens", str(token_file)]
-    cmd += list(options or ("--snapshot-every", "4", "--no-background-retrain"))
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    end = time.monotonic() + 120
-    while time.monotonic() < end:
-        assert proc.poll() is None, "server exited during start-up"
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("server did not start")
 
 
 def test_kill_9_mid_stream_loses_nothing_and_applies_nothing_twice(

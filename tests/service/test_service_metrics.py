@@ -18,6 +18,7 @@ NAMES = {
     "unlearnkit_retrains": "counter",
     "unlearnkit_snapshots": "counter",
     "unlearnkit_model_version": "gauge",
+    "unlearnkit_slow_requests": "counter",
     "unlearnkit_live_shards": "gauge",
     "unlearnkit_rate_limited": "counter",
     "unlearnkit_ledger_write_errors": "counter",

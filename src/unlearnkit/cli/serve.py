@@ -89,6 +89,45 @@ def serve(
     ssl_keyfile: Annotated[
         Path | None, typer.Option(help="private key of --ssl-certfile (PEM)")
     ] = None,
+    max_connections: Annotated[
+        int, typer.Option(help="open connections before new requests get a 503", min=1)
+    ] = 128,
+    header_timeout: Annotated[
+        float, typer.Option(help="seconds a client may take to send its request headers")
+    ] = 10.0,
+    body_timeout: Annotated[
+        float,
+        typer.Option(help="seconds a request body may take (plus its size at --min-body-rate)"),
+    ] = 10.0,
+    min_body_rate: Annotated[
+        float, typer.Option(help="bytes/s a request body must arrive at (slower: 408)")
+    ] = 64 * 1024.0,
+    max_decode_pixels: Annotated[
+        int,
+        typer.Option(help="most image pixels decoded per prediction request (more: 422)", min=1),
+    ] = 2**24,
+    group_readable: Annotated[
+        bool,
+        typer.Option(
+            "--group-readable/--owner-only",
+            help="service files 0640 / directories 0750 instead of 0600 / 0700",
+        ),
+    ] = False,
+    ledger_mark: Annotated[
+        Path | None,
+        typer.Option(
+            help="the ledger's high-water mark file (default: DIR/service/ledger.mark); on "
+            "another volume it also catches a rollback of DIR"
+        ),
+    ] = None,
+    reset_ledger_mark: Annotated[
+        bool,
+        typer.Option(
+            "--reset-ledger-mark",
+            help="after restoring an OLDER backup on purpose: accept the ledger as complete "
+            "(deletions acknowledged since are lost; re-submit them)",
+        ),
+    ] = False,
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
@@ -130,6 +169,14 @@ def serve(
             max_batch=max_predict_samples,
             rate_limit=rate_limit,
             rate_burst=rate_burst,
+            max_connections=max_connections,
+            header_timeout_s=header_timeout,
+            body_timeout_s=body_timeout,
+            min_body_rate=min_body_rate,
+            max_decode_pixels=max_decode_pixels,
+            group_readable=group_readable,
+            ledger_mark=ledger_mark,
+            reset_ledger_mark=reset_ledger_mark,
             torch_threads=apply_threads(threads),  # before torch's first parallel work
             **({"device": device} if device else {}),
             **({"precision": precision} if precision else {}),
@@ -167,6 +214,8 @@ def serve(
                 log_level=log_level,
                 ssl_certfile=ssl_certfile,
                 ssl_keyfile=ssl_keyfile,
+                limit_concurrency=config.max_connections,
+                header_timeout_s=config.header_timeout_s,
             )
         ).run()
     finally:

@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.registry import Registry
 from unlearnkit.runtime.device import Runtime, current_runtime, install_worker_runtime
+from unlearnkit.runtime.lifeline import die_with_parent
 from unlearnkit.runtime.threads import available_cores, pin_worker_threads
 
 A = TypeVar("A")
@@ -98,7 +99,9 @@ def call_pinned(job: tuple[Callable[[A], R], A, int] | tuple[Callable[[A], R], A
 
 
 def _init_worker(threads: int, runtime: Runtime | None, slots: Any) -> None:
-    """Pool initializer: pin threads and, on a GPU runtime, take the next free GPU index."""
+    """Pool initializer: die with the process that owns the pool, pin threads and, on a GPU
+    runtime, take the next free GPU index."""
+    die_with_parent()
     index = slots.get() if slots is not None else 0
     install_worker_runtime(runtime, threads, index)
 

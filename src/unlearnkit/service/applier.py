@@ -93,6 +93,11 @@ class Applier:
         event, _ = self._ledger.append(kind, client, payload, key, on_commit=enqueue)
         return event, applied
 
+    def pending(self, seq: int) -> Applied | None:
+        """The flag of event ``seq`` while it waits to be applied (None once applied)."""
+        with self._waiters_lock:
+            return self._waiters.get(seq)
+
     # -- the thread --------------------------------------------------------------------------
     def start(self) -> None:
         self._thread.start()

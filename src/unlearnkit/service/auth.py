@@ -1,6 +1,7 @@
 """Bearer tokens with scopes, from a YAML/JSON file or the UNLEARNKIT_TOKENS variable.
 
-A token grants scopes ``predict``, ``delete`` and/or ``admin`` (admin implies the other two).
+A token grants scopes ``predict``, ``delete`` and/or ``admin`` (admin implies the other two),
+until its optional ``expires_at`` (ISO 8601; without a zone: UTC), after which it is refused.
 Tokens are compared by their SHA-256 digests with ``hmac.compare_digest`` against every
 configured token, so the time taken says nothing about how much of a guess was right.
 
@@ -22,6 +23,8 @@ import os
 import re
 import signal
 import threading
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -46,6 +49,16 @@ class TokenSpec(BaseModel):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
     token: str = Field(min_length=16, max_length=512)
     scopes: list[Scope] = Field(min_length=1)
+    expires_at: datetime | None = Field(
+        None, description="ISO 8601 time after which the token is refused (no zone: UTC)"
+    )
+
+    def expiry(self) -> float | None:
+        """``expires_at`` as a Unix time (None: never)."""
+        if self.expires_at is None:
+            return None
+        at = self.expires_at
+        return (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp()
 
     @field_validator("token")
     @classmethod
@@ -78,6 +91,7 @@ class Principal(BaseModel):
 
     name: str
     scopes: frozenset[str]
+    expires_at: float | None = None  # Unix time; None: never
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes or "admin" in self.scopes
@@ -107,7 +121,7 @@ class TokenStore:
         if len(set(digests)) != len(specs):
             raise UnlearnkitError("two token entries share the same secret")
         return tuple(
-            (d, Principal(name=s.name, scopes=frozenset(s.scopes)))
+            (d, Principal(name=s.name, scopes=frozenset(s.scopes), expires_at=s.expiry()))
             for d, s in zip(digests, specs, strict=True)
         )
 
@@ -119,6 +133,8 @@ class TokenStore:
         for digest, principal in self._entries:  # no early exit: constant work per token
             if hmac.compare_digest(digest, wanted):
                 found = principal
+        if found is not None and found.expires_at is not None and time.time() >= found.expires_at:
+            return None  # expired: refused like an unknown token
         return found
 
     # -- following the file ------------------------------------------------------------------

@@ -22,6 +22,24 @@ class ServiceConfig(BaseModel):
     max_batch: int = Field(256, ge=1, le=100_000, description="most inputs per prediction")
     max_delete_ids: int = Field(1000, ge=1, le=1_000_000, description="most ids per deletion")
     max_image_bytes: int = Field(2**20, ge=64, description="largest decoded base64 image")
+    max_decode_pixels: int = Field(
+        2**24,
+        ge=1,
+        description="most pixels decoded per prediction request, all images together "
+        "(width x height as each image's header declares it)",
+    )
+    body_timeout_s: float = Field(
+        10.0, gt=0, description="grace seconds for a request body, then min_body_rate applies"
+    )
+    min_body_rate: float = Field(
+        64 * 1024, gt=0, description="bytes/s a request body must arrive at, beyond body_timeout_s"
+    )
+    header_timeout_s: float = Field(
+        10.0, gt=0, description="seconds a client may take to send a request's headers"
+    )
+    max_connections: int = Field(
+        128, ge=1, le=100_000, description="open connections before new requests get a 503"
+    )
     rate_limit: float = Field(
         0.0, ge=0, description="requests per second per token (token bucket); 0: no limit"
     )
@@ -41,6 +59,21 @@ class ServiceConfig(BaseModel):
     precision: Precision = Field("fp32", description="inference autocast: fp32 | bf16 | fp16")
     retrain_device: str | None = Field(
         None, description="the retrain child's device (default: the serving device)"
+    )
+    group_readable: bool = Field(
+        False,
+        description="service files 0640 / directories 0750 (group may read) instead of 0600 / 0700",
+    )
+    ledger_mark: Path | None = Field(
+        None,
+        description="where the ledger's high-water mark lives (default: service/ledger.mark "
+        "in the model directory; elsewhere, it also catches a rollback of that directory)",
+    )
+    reset_ledger_mark: bool = Field(
+        False,
+        description="after restoring an older backup on purpose: trust the (chain-verified) "
+        "ledger as complete and move the mark back to its end; deletions acknowledged after "
+        "the backup are lost and must be re-submitted",
     )
     ntk_update: Literal["linearized", "paper"] = Field(
         "linearized",

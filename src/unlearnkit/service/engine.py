@@ -50,7 +50,9 @@ class DeletionService:
     def __init__(self, config: ServiceConfig, metrics: MetricSet | None = None) -> None:
         self.config = config
         self.metrics = metrics or service_metrics()
-        self.store = SnapshotStore(config.model_dir, config.mode, {"config": config})
+        self.store = SnapshotStore(
+            config.model_dir, config.mode, {"config": config}, group=config.group_readable
+        )
         self.model_lock = ModelLock()
         self.replayed = 0  # ledger events applied at start-up on top of the snapshot
         self.started = False
@@ -61,11 +63,24 @@ class DeletionService:
         cfg = self.config  # one runtime for serving: device, autocast, threads
         Runtime.create(cfg.device, cfg.precision, cfg.torch_threads).activate()
         self.model, snap = self.store.load()
-        self.ledger = Ledger(self.store.root / LEDGER_FILE, self.model.identity())
+        self.ledger = Ledger(
+            self.store.root / LEDGER_FILE,
+            self.model.identity(),
+            mark_path=self.config.ledger_mark,
+            served=self.store.served_point(),
+            group=self.config.group_readable,
+            reset_mark=self.config.reset_ledger_mark,
+        )
         done = replay(self.model, self.ledger, snap.ledger_seq, self.metrics)
         self.replayed = done.events
         self.snapshotter = Snapshotter(
-            self.config, self.store, self.model, self.model_lock, self.metrics, snap.ledger_seq
+            self.config,
+            self.store,
+            self.model,
+            self.model_lock,
+            self.metrics,
+            snap.ledger_seq,
+            link_of=self.ledger.link_at,
         )
         if done.events or snap.name is None:
             self.snapshotter.write_now(done.applied_seq)
@@ -163,7 +178,12 @@ class DeletionService:
         event, applied = self.intake.accept(who, ids, key)
         if timings is not None:
             timings["accept"] = time.perf_counter() - started
-        if applied is None:
+        if applied is None:  # a repeat: answered as the original is (applied, with receipt)
+            if self.model.applies_immediately and event.status == "accepted":
+                applied = self.applier.pending(event.seq)
+                if applied is not None:
+                    applied.wait(self.config.apply_timeout_s)
+                event = self.ledger.get(event.request_id) or event
             return event, False
         self.metrics.inc("unlearnkit_deletions_accepted_total")
         if not self.model.applies_immediately:
@@ -178,14 +198,17 @@ class DeletionService:
             )
         return self.ledger.get(event.request_id) or event, True
 
-    def get_deletion(self, request_id: str) -> Event:
+    def get_deletion(self, request_id: str, who: Principal | None = None) -> Event:
+        """The deletion request ``request_id``, if ``who`` made it or is an admin (a request
+        of another client is "not found": its existence is not revealed either)."""
         event = self.ledger.get(request_id)
-        if event is None or event.kind != "deletion":
+        foreign = who is not None and event is not None and event.client != who.name
+        if event is None or event.kind != "deletion" or (foreign and "admin" not in who.scopes):
             raise NotFoundError(f"deletion request {request_id!r} does not exist")
         return event
 
     def model_status(self) -> dict[str, Any]:
-        return model_status(
+        return {"failure": self.failure} | model_status(
             self.config.mode,
             self.model,
             self.model_lock,

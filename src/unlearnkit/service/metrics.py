@@ -88,7 +88,8 @@ def service_metrics() -> MetricSet:
     reg.describe(
         "unlearnkit_http_requests_total",
         "counter",
-        "HTTP requests by route and status",
+        "HTTP requests by route and status (route: a route template or 'unmatched'; "
+        "method: a standard method or 'other')",
         labels=("route", "method", "status"),
     )
     reg.describe(
@@ -113,6 +114,11 @@ def service_metrics() -> MetricSet:
     reg.describe("unlearnkit_snapshots_total", "counter", "model snapshots written to disk")
     reg.describe(
         "unlearnkit_rate_limited_total", "counter", "requests refused by the rate limit (429)"
+    )
+    reg.describe(
+        "unlearnkit_slow_requests_total",
+        "counter",
+        "requests cut off because their body arrived too slowly (408)",
     )
     reg.describe(
         "unlearnkit_ledger_write_errors_total",

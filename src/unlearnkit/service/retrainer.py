@@ -23,6 +23,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from unlearnkit.runtime.device import Runtime, install_worker_runtime
+from unlearnkit.runtime.lifeline import die_with_parent
 from unlearnkit.service.applier import Applier
 from unlearnkit.service.config import ServiceConfig
 from unlearnkit.service.model_lock import ModelLock
@@ -33,8 +34,10 @@ SERVICE_CLIENT = "service"  # the ledger's client name for the service's own eve
 
 
 def _child_init(threads: int, niceness: int, runtime: Runtime | None = None) -> None:
-    """The retrain child: few threads and a lower CPU priority, so serving keeps its share;
+    """The retrain child: dies with the server (a crashed server leaves no retrain running
+    that nobody can commit), few threads and a lower CPU priority, so serving keeps its share;
     on the chosen device (``retrain_device``, else the serving one) with deterministic kernels."""
+    die_with_parent()
     install_worker_runtime(runtime, threads)
     if niceness:
         os.nice(niceness)

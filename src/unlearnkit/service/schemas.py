@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
@@ -36,14 +37,46 @@ class DeletionRequest(BaseModel):
 
 
 class DeletionView(BaseModel):
+    """A deletion request; times are ISO 8601 in UTC (the receipt's too)."""
+
     request_id: str
     status: Literal["accepted", "applied", "failed"]
     sample_ids: list[int]
     idempotency_key: str | None
     reason: str | None = None
     receipt: dict[str, Any] | None = None
-    accepted_at: float
-    applied_at: float | None = None
+    accepted_at: datetime
+    applied_at: datetime | None = None
+
+
+class DeletionPage(BaseModel):
+    """One page of ``GET /v1/deletions``; pass ``next_cursor`` as ``cursor`` for the next."""
+
+    items: list[DeletionView]
+    next_cursor: str | None = Field(None, description="null on the last page")
+
+
+class LedgerPosition(BaseModel):
+    seq: int = Field(description="the event's sequence number in the ledger")
+    link: str = Field(description="sha256 chain link of the event")
+    previous_link: str = Field(description="the link of the event before it")
+
+
+class DeletionReceipt(BaseModel):
+    """What an auditor archives: the request, what was done, and where it sits in the
+    ledger's hash chain (``link = sha256(previous_link + canonical event)``)."""
+
+    format: Literal["unlearnkit-deletion-receipt/1"] = "unlearnkit-deletion-receipt/1"
+    request_id: str
+    client: str
+    idempotency_key: str | None
+    sample_ids: list[int]
+    status: Literal["applied"]
+    mode: str
+    accepted_at: datetime
+    applied_at: datetime
+    receipt: dict[str, Any]
+    ledger: LedgerPosition
 
 
 class ErrorBody(BaseModel):

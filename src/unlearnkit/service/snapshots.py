@@ -2,10 +2,12 @@
 number it reflects.
 
 ``DIR/service/snapshots/snap-<seq>/`` holds what the adapter saves; ``DIR/service/SERVED.json``
-names the current one with its ledger sequence number and the SHA-256 of every file, and is
-replaced atomically, so a crash leaves the previous snapshot current. Unchanged files are
-hard-linked from the previous snapshot rather than copied. A file whose checksum no longer
-matches makes the service refuse to start.
+names the current one with its ledger sequence number, that event's hash-chain link and the
+SHA-256 of every file, and is replaced atomically, so a crash leaves the previous snapshot
+current. The ledger refuses to open if it does not reach that event with that link. Unchanged
+files are hard-linked from the previous snapshot rather than copied. A file whose checksum no
+longer matches makes the service refuse to start. Files are 0600 and directories 0700 (0640 /
+0750 with ``group``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.models.checkpoint import atomic_write_text
+from unlearnkit.service.files import private_dir, restrict_tree, write_private
 from unlearnkit.service.served import ServedModel, load_served
 
 FORMAT = "unlearnkit-served/1"
@@ -42,12 +44,27 @@ class Snapshot:
 
 
 class SnapshotStore:
-    def __init__(self, model_dir: Path, mode: str, options: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        model_dir: Path,
+        mode: str,
+        options: dict[str, Any] | None = None,
+        group: bool = False,
+    ) -> None:
         self.model_dir = Path(model_dir)
         self.root = self.model_dir / "service"
         self.dir = self.root / "snapshots"
         self.mode = mode
         self.options = dict(options or {})
+        self.group = group  # group-readable files (serve --group-readable)
+
+    def served_point(self) -> tuple[int, str | None] | None:
+        """(ledger seq, link) the served snapshot reflects; None if the service never ran here
+        (no SERVED.json), so a missing ledger is only acceptable then."""
+        data = self._pointer()
+        if data is None:
+            return None
+        return int(data["ledger_seq"]), data.get("ledger_link")
 
     def _pointer(self) -> dict[str, Any] | None:
         path = self.root / POINTER
@@ -87,27 +104,33 @@ class SnapshotStore:
         model = load_served(self.mode, self.model_dir, where, **self.options)
         return model, Snapshot(data["snapshot"], int(data["ledger_seq"]), model.version)
 
-    def write(self, model: ServedModel, ledger_seq: int) -> Snapshot:
-        """Save ``model`` as the state after ledger event ``ledger_seq`` and make it current."""
+    def write(
+        self, model: ServedModel, ledger_seq: int, ledger_link: str | None = None
+    ) -> Snapshot:
+        """Save ``model`` as the state after ledger event ``ledger_seq`` (whose chain link is
+        ``ledger_link``) and make it current."""
         previous = self._pointer()
         name = f"snap-{ledger_seq:010d}-v{model.version}"
         target = self.dir / name
         tmp = self.dir / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        private_dir(self.root, self.group)
+        private_dir(self.dir, self.group)
+        private_dir(tmp, self.group)
         if previous is not None:  # hard-link unchanged content-named files
             for rel in previous["files"]:
                 src = self.dir / previous["snapshot"] / rel
                 if src.suffix == ".safetensors" and src.is_file() and "/" not in rel:
                     os.link(src, tmp / rel)
         model.save(tmp)
+        restrict_tree(tmp, self.group)
         files = {p.name: file_digest(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         for p in tmp.iterdir():  # make the content durable before the pointer names it
             with p.open("rb") as fh:
                 os.fsync(fh.fileno())
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
-        atomic_write_text(
+        write_private(
             self.root / POINTER,
             json.dumps(
                 {
@@ -115,22 +138,15 @@ class SnapshotStore:
                     "mode": self.mode,
                     "snapshot": name,
                     "ledger_seq": ledger_seq,
+                    "ledger_link": ledger_link,
                     "version": model.version,
                     "files": files,
                 },
                 indent=1,
-            ),
+            ).encode(),
+            self.group,
         )
-        _fsync_dir(self.root)
         for old in self.dir.iterdir():
             if old.name != name:
                 shutil.rmtree(old, ignore_errors=True)
         return Snapshot(name, ledger_seq, model.version)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

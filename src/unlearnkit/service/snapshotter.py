@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from unlearnkit.service.config import ServiceConfig
 from unlearnkit.service.metrics import MetricSet
@@ -32,12 +33,18 @@ class Snapshotter:
         lock: ModelLock,
         metrics: MetricSet,
         snapshot_seq: int,
+        link_of: Callable[[int], str | None] = lambda seq: None,
     ) -> None:
+        """``link_of(seq)``: the ledger's chain link of event ``seq``, recorded with each
+        snapshot so that start-up can tell the ledger reaches it."""
         self._config, self._store, self._model = config, store, model
+        self._link_of = link_of
         self._lock, self._metrics = lock, metrics
         self.snapshot_seq = snapshot_seq  # the ledger event the newest snapshot reflects
         self._since, self._last = 0, time.monotonic()  # deletions / time since it was taken
-        self._slot: tuple[ServedModel, int] | None = None  # a copy waiting to be written
+        self._slot: tuple[ServedModel, int, str | None] | None = (
+            None  # a copy waiting to be written
+        )
         self._cv = threading.Condition()
         self._stopping = False
         self._thread = threading.Thread(
@@ -63,6 +70,7 @@ class Snapshotter:
         if not due:
             return
         try:
+            link = self._link_of(applied_seq)
             with self._lock.writing(in_place=False):  # a copy: forward passes go on
                 frozen = self._model.clone()
         except Exception:  # the ledger still holds everything: log, retry at the next chance
@@ -72,14 +80,14 @@ class Snapshotter:
         self.snapshot_seq = applied_seq
         self._since, self._last = 0, time.monotonic()
         with self._cv:
-            self._slot = (frozen, applied_seq)
+            self._slot = (frozen, applied_seq, link)
             self._cv.notify()
 
     # -- synchronous writes (start-up, shutdown) ---------------------------------------------
     def write_now(self, applied_seq: int) -> None:
         """Snapshot the model as it is (no other thread may change it meanwhile)."""
         with self._lock.writing():
-            self._store.write(self._model, applied_seq)
+            self._store.write(self._model, applied_seq, self._link_of(applied_seq))
         self.snapshot_seq = applied_seq
         self._metrics.inc("unlearnkit_snapshots_total")
 
