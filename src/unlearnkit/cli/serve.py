@@ -97,7 +97,7 @@ def serve(
     ] = 10.0,
     body_timeout: Annotated[
         float,
-        typer.Option(help="seconds a request body may take (plus its size at --min-body-rate)"),
+        typer.Option(help="grace seconds for a request body, then --min-body-rate applies"),
     ] = 10.0,
     min_body_rate: Annotated[
         float, typer.Option(help="bytes/s a request body must arrive at (slower: 408)")

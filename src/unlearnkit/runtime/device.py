@@ -237,10 +237,12 @@ class Runtime:
 
 def enable_deterministic() -> None:
     """Deterministic CUDA kernels: cuBLAS's fixed workspace (read when cuBLAS starts, and by
-    spawned workers from the environment), ``use_deterministic_algorithms`` (an op without a
-    deterministic kernel raises instead of silently varying) and cuDNN without autotuning."""
+    spawned workers from the environment), ``use_deterministic_algorithms`` and cuDNN without
+    autotuning. ``warn_only``: an op with no deterministic CUDA kernel (e.g. the backward of
+    ``AdaptiveAvgPool2d``, in smallcnn and ResNets) warns, naming itself, instead of stopping
+    the run; bit-exactness on the GPU is then checked by tests/gpu, not promised by torch."""
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
-    torch.use_deterministic_algorithms(True)
+    torch.use_deterministic_algorithms(True, warn_only=True)
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
 
