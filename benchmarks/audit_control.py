@@ -133,7 +133,7 @@ def n_study(args, cfg, bundle, cache, rng) -> dict[str, Any]:
     pool_models = _load_pool(cache, ids, ("retrain", REFERENCE))
     pool = np.stack([m["phi"] for m in pool_models.values()])  # (P, examples)
     rows = []
-    for n in args.ns:
+    for n in sorted({*args.ns, len(pool) // 2}):
         if 2 * n > len(pool):
             continue
         draws = [rng.permutation(len(pool))[: 2 * n] for _ in range(args.draws)]
@@ -255,17 +255,21 @@ def k_study(args, kind, rng) -> dict[str, Any]:
 
 
 def analyse(args: argparse.Namespace) -> None:
+    """The parts asked for; parts not asked for are kept from an earlier control.json."""
     rng = np.random.default_rng(args.seed)
-    cfg, bundle, _, cache = setup(args, "fixed")
-    out = {
-        "n_study": n_study(args, cfg, bundle, cache, rng),
-        "k_study": [k_study(args, kind, rng) for kind in KINDS],
-        "settings": {
-            k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"
-        },
+    path = args.out / "control.json"
+    out = json.loads(path.read_text()) if path.is_file() else {"k_study": {}}
+    if "n" in args.parts:
+        cfg, bundle, _, cache = setup(args, "fixed")
+        out["n_study"] = n_study(args, cfg, bundle, cache, rng)
+    for kind in KINDS:
+        if kind in args.parts:
+            out["k_study"][kind] = k_study(args, kind, rng)
+    out.setdefault("settings", {})[",".join(args.parts)] = {
+        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "func"
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "control.json").write_text(json.dumps(out, indent=2))
+    path.write_text(json.dumps(out, indent=2))
     (args.out / "report.md").write_text(render(out))
     print((args.out / "report.md").read_text())
 
@@ -277,7 +281,7 @@ def _ms(s: dict[str, float] | None) -> str:
 
 
 def render(out: dict[str, Any]) -> str:
-    n = out["n_study"]
+    n = out.get("n_study", {"pool_models": 0, "examples": 0, "rows": [], "as_audited": []})
     lines = [
         "# The audit's exact control on digits (smallcnn + bn, class 3)",
         "",
@@ -302,7 +306,7 @@ def render(out: dict[str, Any]) -> str:
     ]
     for r in n["as_audited"]:
         lines.append(f"| {r['method']} | {r['n']} | {r['official']:.3f} | {r['ours']:.3f} |")
-    for k in out["k_study"]:
+    for k in out["k_study"].values():
         lines += [
             "",
             f"## K study, forget `{k['forget']}` ({k['pairs_available']} pairs of "
@@ -351,6 +355,12 @@ def main() -> None:
     a.add_argument("--k-draws", type=int, default=200)
     a.add_argument("--n-boot", type=int, default=1000)
     a.add_argument("--seed", type=int, default=0)
+    a.add_argument(
+        "--parts",
+        type=lambda s: [p for p in s.split(",") if p],
+        default=["n", *KINDS],
+        help="n (the N study), fixed, random (the K study per kind)",
+    )
     a.add_argument("--out", type=Path, default=Path("results/audit/control"))
     args = parser.parse_args()
     apply_threads(args.threads)
