@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from unlearnkit.audit import audit_config, run_audit, write_audit
-from unlearnkit.audit.output import summary_table
+from unlearnkit.audit.output import control_lines, summary_table
 from unlearnkit.config import build_config
 from unlearnkit.methods import default_method_names
 from unlearnkit.recipe import load_bundle
@@ -48,6 +48,13 @@ def main() -> None:
     parser.add_argument("--peft", default="bn")
     parser.add_argument("--methods", default=None, help="comma-separated (default: all default)")
     parser.add_argument("--settings", default=",".join(SETTINGS), help="random10,class3")
+    parser.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        metavar="NAME=SPEC",
+        help="an extra setting: a name and its forget spec (indices:ids.json); repeatable",
+    )
     parser.add_argument("--start", type=int, default=16, help="first K = N")
     parser.add_argument("--max-k", type=int, default=256)
     parser.add_argument("--ci-width", type=float, default=0.05)
@@ -59,6 +66,12 @@ def main() -> None:
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--ensembles", default="s3t", help="exact ensembles audited too ('' none)")
     parser.add_argument(
+        "--ensemble-policies",
+        default="eager",
+        help="deletion policies each ensemble is audited under: eager and/or manual "
+        "(deactivation only; needs a forget set that leaves a shard alive)",
+    )
+    parser.add_argument(
         "--ensemble-shape",
         default="num_shards=4,num_slices=3,num_sequences=3,lora_rank=4",
         help="KEY=VALUE,... options of the ensembles",
@@ -66,6 +79,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("results/audit"))
     args = parser.parse_args()
     apply_threads(args.threads)
+    settings_by_name = dict(SETTINGS)
+    settings_by_name.update(item.split("=", 1) for item in args.setting)
+    policies = [p for p in args.ensemble_policies.split(",") if p]
     ensembles = [e for e in args.ensembles.split(",") if e]
     shape = {
         key: int(value)
@@ -76,7 +92,8 @@ def main() -> None:
     sections = []
     options = {"workers": args.workers} if args.executor == "processes" and args.workers else {}
     with create_executor(args.executor, **options) as executor:
-        for name in args.settings.split(","):
+        names = [n for n in args.settings.split(",") if n]
+        for name in names + [item.split("=", 1)[0] for item in args.setting]:
             overrides: dict[str, Any] = {}
             if args.epochs is not None:
                 overrides["train"] = {"epochs": args.epochs}
@@ -84,7 +101,7 @@ def main() -> None:
                 overrides["dataset_options"] = {"subset": args.subset}
             cfg = build_config(
                 overrides,
-                forget=SETTINGS[name],
+                forget=settings_by_name[name],
                 model=args.model,
                 peft=args.peft,
                 methods=methods,
@@ -94,7 +111,12 @@ def main() -> None:
             k = args.start
             while True:
                 settings = audit_config(
-                    k=k, n=k, n_boot=args.n_boot, ensembles=ensembles, ensemble_options=shape
+                    k=k,
+                    n=k,
+                    n_boot=args.n_boot,
+                    ensembles=ensembles,
+                    ensemble_options=shape,
+                    ensemble_policies=policies,
                 )
                 print(f"{name}: K = N = {k}", flush=True)
                 run = run_audit(
@@ -114,8 +136,9 @@ def main() -> None:
             met = "met" if width <= args.ci_width else "NOT met (raise --max-k)"
             cost = run.results["cost"]
             sections.append(
-                f"## forget `{SETTINGS[name]}` ({args.model} + {args.peft}, K = N = {k})\n\n"
-                f"{summary_table(run.results)}\n\nwidest AUC / F interval {width:.3f} "
+                f"## forget `{settings_by_name[name]}` ({args.model} + {args.peft}, "
+                f"K = N = {k})\n\n{summary_table(run.results)}\n\n"
+                f"{control_lines(run.results)}\n\nwidest AUC / F interval {width:.3f} "
                 f"(target {args.ci_width}: {met}); {cost['models']} models, "
                 f"{cost['model_seconds']:.0f} s of model time, {wall:.0f} s wall for this "
                 f"setting ({args.executor} executor)\n"

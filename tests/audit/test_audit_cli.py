@@ -64,6 +64,12 @@ def test_audit_writes_the_run_directory_and_resumes(tmp_path, tiny_config):
     assert results["methods"] == ["retrain", "neggrad"]
     assert results["machine"]["torch_threads"] == 1
     assert results["cost"]["models_trained_now"] == 9  # 3 pairs x (retrained, retrain, neggrad)
+    assert {"forgetting_quality_official", "final_score_official"} <= set(
+        results["summary"]["neggrad"]
+    )
+    assert results["control"]["method"] == "retrain"
+    assert "Floor of" in res.output  # the control's official F, printed as the run's floor
+    assert ("Control check passed" in res.output) == results["control"]["covers_chance"]
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert json.loads((out / "results.json").read_text())["cost"]["models_trained_now"] == 0
@@ -80,6 +86,7 @@ def test_audit_writes_the_run_directory_and_resumes(tmp_path, tiny_config):
         (["--methods", "nope"], "unknown method 'nope'"),
         (["--forget", "class:99"], "class:99"),
         (["--forget", "random:0.7"], "under half of D"),
+        (["--ensembles", "s3t", "--ensemble-policies", "lazy"], "ensemble_policies"),
     ],
 )
 def test_user_mistakes_are_one_line_and_write_nothing(tmp_path, tiny_config, flags, message):

@@ -11,6 +11,8 @@ import pytest
 import torch
 
 from unlearnkit.audit import FILES, audit_config, make_protocol, run_audit, write_audit
+from unlearnkit.audit.output import render_report
+from unlearnkit.audit.run import CONTROL_WARNING, control_check
 from unlearnkit.config import build_config
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.recipe import load_bundle
@@ -67,6 +69,15 @@ def test_retrain_scores_as_exact(class_audit):
     assert s["tpr_at_1pct_fpr"] < 0.1
     assert s["forgetting_quality"] >= 0.9
     assert s["n_unlearned_pairs"] == 8 * run.results["protocol"]["targets"]
+    # the organisers' F sits far below 1 even for the exact control at N = 8 (docs/audit.md)
+    assert 0 < s["forgetting_quality_official"] < s["forgetting_quality"]
+    assert s["final_score_official"] == pytest.approx(
+        s["forgetting_quality_official"] * s["score"] / s["forgetting_quality"]
+    )
+    control = run.results["control"]
+    assert control["method"] == "retrain" and control["covers_chance"] is True
+    assert control["warning"] is None
+    assert control["floor_forgetting_quality_official"] == s["forgetting_quality_official"]
 
 
 def test_a_method_that_keeps_the_class_is_caught(class_audit):
@@ -146,6 +157,60 @@ def test_s3t_ensemble_scores_as_exact(tmp_path):
     assert run.results["methods"] == ["retrain", "s3t"]
     again = run_audit(cfg, settings, tmp_path / "cache")
     assert again.results["cost"]["models_trained_now"] == 0
+
+
+def test_a_control_whose_interval_excludes_chance_is_flagged(class_audit):
+    _, _, run, _ = class_audit
+    failing = {
+        "auc": 0.584,
+        "auc_ci95": [0.519, 0.675],
+        "forgetting_quality_official": 0.152,
+        "forgetting_quality": 1.0,
+    }
+    control = control_check({"retrain": failing})
+    assert control["covers_chance"] is False and control["warning"] == CONTROL_WARNING
+    assert control_check({"retrain": {**failing, "auc_ci95": [0.45, 0.62]}})["warning"] is None
+    assert control_check({"finetune": failing})["method"] is None
+    report = render_report({**run.results, "control": control})
+    assert f"WARNING: {CONTROL_WARNING}" in report and "0.152" in report
+    assert "WARNING" not in render_report(run.results)
+    assert "Floor of this run" in render_report(run.results)
+
+
+def test_s3t_is_audited_under_both_deletion_policies(tmp_path):
+    """The eager policy (touched shards retrained) and deactivation only (manual: blocks
+    switched off, nothing retrained) are two rows, each against S3T trained without F, and
+    each row records its policy."""
+    ids = load_bundle(tiny_cfg()).train.ids[:3].tolist()
+    path = tmp_path / "forget.json"
+    path.write_text(json.dumps(ids))
+    cfg = tiny_cfg(forget=f"indices:{path}", methods=["retrain"], pretrain=True)
+    shape = {
+        "num_shards": 2,
+        "num_slices": 2,
+        "num_sequences": 2,
+        "lora_rank": 4,
+        "train": {"epochs": 2, "lr": 0.05, "batch_size": 32},
+    }
+    settings = audit_config(
+        k=3,
+        n=3,
+        n_boot=20,
+        ensembles=["s3t"],
+        ensemble_policies=["eager", "manual"],
+        ensemble_options=shape,
+    )
+    run = run_audit(cfg, settings, tmp_path / "cache")
+    s = run.results["summary"]
+    assert run.results["methods"] == ["retrain", "s3t", "s3t-deactivate"]
+    assert (s["s3t"]["policy"], s["s3t-deactivate"]["policy"]) == ("eager", "manual")
+    assert s["s3t"]["reference"] == s["s3t-deactivate"]["reference"] == "retrained-s3t"
+    # retrain + reference, then s3t deleted both ways + one s3t trained without F, per seed
+    assert run.results["cost"]["models"] == 3 * (2 + 3)
+    # switched-off blocks are not retrained: the served ensemble differs from the eager one
+    eager, off = run.arrays["s3t"]["phi_unlearned"], run.arrays["s3t-deactivate"]["phi_unlearned"]
+    assert not np.allclose(eager, off)
+    assert "s3t-deactivate (manual)" in render_report(run.results)
 
 
 def test_bad_ensemble_settings_fail_before_training(tmp_path):

@@ -43,6 +43,13 @@ class AuditConfig(BaseModel):
         description="exact ensembles audited too (s3t, sisa): trained on D, the forget set "
         "deleted (affected shards retrained), scored against the same scheme trained without it",
     )
+    ensemble_policies: list[Literal["eager", "manual"]] = Field(
+        default_factory=lambda: ["eager"],
+        description="deletion policies each ensemble is audited under: eager (every touched "
+        "shard retrained) and/or manual (blocks switched off only, no retrain; row "
+        "'<scheme>-deactivate')",
+        min_length=1,
+    )
     ensemble_options: dict[str, Any] = Field(
         default_factory=dict,
         description="the ensembles' shape and recipe (num_shards, num_slices, lora_rank, ...)",
@@ -55,6 +62,11 @@ class AuditConfig(BaseModel):
             if name not in ENSEMBLES.names():
                 raise ValueError(f"unknown ensemble {name!r}; choose from {ENSEMBLES.names()}")
         return list(dict.fromkeys(names))
+
+    @field_validator("ensemble_policies")
+    @classmethod
+    def _unique_policies(cls, policies: list[str]) -> list[str]:
+        return list(dict.fromkeys(policies))
 
 
 def audit_config(**values: Any) -> AuditConfig:

@@ -1,7 +1,9 @@
 """One audit job: train on D with one seed, unlearn a forget set with each method, retrain
 without it (an independent seed), and record every model's output on the forget set. Exact
 ensembles (S3T, SISA) are audited as themselves: one trained on D has the forget set deleted
-(its affected shards retrained), and its reference is the same scheme trained without it.
+under a deletion policy (``eager``: every touched shard retrained; ``manual``: blocks switched
+off only, the millisecond deletion the service performs), and its reference is the same scheme
+trained without it.
 
 A job is a plain picklable value and ``run_job`` a top-level function, so the same jobs run in
 this process, in worker processes or on Ray (``unlearnkit.runtime.create_executor``). Each
@@ -40,25 +42,37 @@ from unlearnkit.training import accuracy, predict_logits, train
 
 REFERENCE = "retrained"  # the role name of the model retrained without the forget set
 REFERENCE_SEED_OFFSET = 100_003  # the retrained model's seed: independent of the original's
+# an ensemble's deletion policies the audit knows, and the suffix of their row's name: eager
+# retrains every touched shard at once; manual only switches blocks off (no retrain)
+POLICY_SUFFIX = {"eager": "", "manual": "-deactivate"}
 
 
 def reference_role(role: str) -> str:
     """The model a role is scored against: ``retrained`` for a method, ``retrained-s3t`` for
-    the S3T ensemble (the same scheme trained without the forget set)."""
-    return f"{REFERENCE}-{role}" if role in ENSEMBLES.names() else REFERENCE
+    the S3T ensemble under any policy (the same scheme trained without the forget set)."""
+    for scheme in ENSEMBLES.names():
+        if role in (ensemble_role(scheme, policy) for policy in POLICY_SUFFIX):
+            return f"{REFERENCE}-{scheme}"
+    return REFERENCE
+
+
+def ensemble_role(scheme: str, policy: str) -> str:
+    """The row of ``scheme`` deleted under ``policy``: ``s3t`` (eager), ``s3t-deactivate``."""
+    return scheme + POLICY_SUFFIX[policy]
 
 
 def ensemble_config(
-    scheme: str, options: dict[str, Any], cfg: ExperimentConfig, seed: int
+    scheme: str, options: dict[str, Any], cfg: ExperimentConfig, seed: int, policy: str = "eager"
 ) -> ShardedConfig:
-    """The scheme's config: the recipe's model, ``options``, this seed, and the ``eager``
-    policy (a deletion retrains every shard it touched, so the ensemble never saw the data)."""
+    """The scheme's config: the recipe's model, ``options``, this seed, and the deletion
+    ``policy`` (``eager``: a deletion retrains every shard it touched, so the ensemble never saw
+    the data; ``manual``: the touched blocks are switched off and nothing is retrained)."""
     values = {
         "model": cfg.model,
         "model_options": dict(cfg.model_options),
         **options,
         "seed": seed,
-        "retrain_policy": "eager",
+        "retrain_policy": policy,
     }
     try:
         return ENSEMBLES.get(scheme).config_type(**values)  # type: ignore[attr-defined]
@@ -86,7 +100,7 @@ class AuditJob:
     cfg: ExperimentConfig
     bundle: DatasetBundle
     start_state: dict[str, torch.Tensor] | None = field(default=None, repr=False)
-    ensembles: list[str] = field(default_factory=list)  # trained on D, then deleted: to run
+    ensembles: list[tuple[str, str]] = field(default_factory=list)  # (scheme, policy) to run
     ensemble_references: list[str] = field(default_factory=list)  # trained without F: to run
     ensemble_options: dict[str, Any] = field(default_factory=dict)
 
@@ -197,15 +211,29 @@ def run_job(job: AuditJob) -> list[dict[str, Any]]:
                 }
             )
     options = job.ensemble_options
-    for scheme in job.ensembles:  # trained on D, the forget set deleted (shards retrained)
+    trained: dict[str, tuple[ShardedEnsemble, float]] = {}
+    for scheme, policy in job.ensembles:  # trained on D (once per scheme), then deleted
+        if scheme not in trained:
+            start = time.perf_counter()
+            trained[scheme] = (
+                _ensemble_on(job, scheme, train_split, job.seed),
+                time.perf_counter() - start,
+            )
         start = time.perf_counter()
-        ensemble = _ensemble_on(job, scheme, train_split, job.seed)
+        ensemble = copy.deepcopy(trained[scheme][0])
+        ensemble.config = ensemble.config.model_copy(update={"retrain_policy": policy})
         ensemble.delete(job.forget_ids.tolist())
+        if not ensemble.serving_plan():
+            raise UnlearnkitError(
+                f"audit: deleting the {len(forget)} forget samples from {scheme} with the "
+                f"{policy} policy left every shard dead; audit that policy on a smaller forget set"
+            )
+        role = ensemble_role(scheme, policy)
         results.append(
             {
-                "name": model_name(job.forget_ids, job.seed, scheme, options),
+                "name": model_name(job.forget_ids, job.seed, role, options),
                 **_ensemble_outputs(ensemble, forget, retain, job.bundle.test),
-                "seconds": time.perf_counter() - start,
+                "seconds": time.perf_counter() - start + trained[scheme][1],
             }
         )
     for scheme in job.ensemble_references:  # the same scheme, never shown the forget set

@@ -50,12 +50,19 @@ def _write_llr_csv(run: AuditRun, path: Path) -> None:
 def _write_epsilon_csv(run: AuditRun, path: Path) -> None:
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["method", "example_id", "epsilon", "score"])
+        writer.writerow(
+            ["method", "example_id", "epsilon", "score", "epsilon_official", "score_official"]
+        )
         for method, a in run.arrays.items():
-            for ex, eps, score in zip(
-                a["challenge_example_id"], a["epsilon"], a["epsilon_score"], strict=True
+            for row in zip(
+                a["challenge_example_id"],
+                a["epsilon"],
+                a["epsilon_score"],
+                a["epsilon_official"],
+                a["epsilon_score_official"],
+                strict=True,
             ):
-                writer.writerow([method, int(ex), f"{eps:.6g}", f"{score:.6g}"])
+                writer.writerow([method, int(row[0]), *(f"{v:.6g}" for v in row[1:])])
 
 
 def llr_figure(run: AuditRun, path: Path) -> None:
@@ -75,7 +82,11 @@ def llr_figure(run: AuditRun, path: Path) -> None:
         ax.hist(np.clip(a["llr_retrained"], low, high), bins, alpha=0.6, label="retrained")
         ax.hist(np.clip(a["llr_unlearned"], low, high), bins, alpha=0.6, label="unlearned")
         s = run.results["summary"][method]
-        ax.set_title(f"{method}: AUC {s['auc']:.3f}, F {s['forgetting_quality']:.3f}", fontsize=9)
+        ax.set_title(
+            f"{method}: AUC {s['auc']:.3f}, F ours {s['forgetting_quality']:.3f}, "
+            f"official {s['forgetting_quality_official']:.3f}",
+            fontsize=8,
+        )
         ax.set_xlabel("log-likelihood ratio (in vs out)")
         ax.legend(fontsize=7)
     for ax in axes.ravel()[len(methods) :]:
@@ -91,20 +102,50 @@ def _interval(ci: list[float] | None) -> str:
 
 def summary_table(results: dict[str, Any]) -> str:
     head = (
-        "| method | AUC [95% CI] | TPR@1% FPR [95% CI] | TPR@0.1% FPR | F [95% CI] | "
-        "RA_U / RA_R | TA_U / TA_R | score |"
+        "| method | AUC [95% CI] | TPR@1% FPR [95% CI] | TPR@0.1% FPR | F ours [95% CI] | "
+        "F official [95% CI] | RA_U / RA_R | TA_U / TA_R | score ours | score official |"
     )
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
     for method, s in results["summary"].items():
+        name = method if "policy" not in s else f"{method} ({s['policy']})"
         lines.append(
-            f"| {method} | {s['auc']:.3f} {_interval(s['auc_ci95'])} | "
+            f"| {name} | {s['auc']:.3f} {_interval(s['auc_ci95'])} | "
             f"{s['tpr_at_1pct_fpr']:.3f} {_interval(s['tpr_at_1pct_fpr_ci95'])} | "
             f"{s['tpr_at_0.1pct_fpr']:.3f} | "
             f"{s['forgetting_quality']:.3f} {_interval(s['forgetting_quality_ci95'])} | "
+            f"{s['forgetting_quality_official']:.3f} "
+            f"{_interval(s['forgetting_quality_official_ci95'])} | "
             f"{s['retain_acc_unlearned']:.1f} / {s['retain_acc_retrained']:.1f} | "
-            f"{s['test_acc_unlearned']:.1f} / {s['test_acc_retrained']:.1f} | {s['score']:.3f} |"
+            f"{s['test_acc_unlearned']:.1f} / {s['test_acc_retrained']:.1f} | {s['score']:.3f} | "
+            f"{s['final_score_official']:.3f} |"
         )
     return "\n".join(lines)
+
+
+def control_lines(results: dict[str, Any]) -> str:
+    """The control's verdict and the run's floor, for the report and the CLI."""
+    c = results.get("control") or {}
+    if c.get("method") is None:
+        return "No exact control in this run: nothing says how far chance alone moves it."
+    floor = (
+        f"Floor of this run: {c['method']}, the exact control, scores F official "
+        f"{c['floor_forgetting_quality_official']:.3f} "
+        f"(F ours {c['floor_forgetting_quality']:.3f}); "
+        "a method at or above the floor is as indistinguishable from retraining as this run "
+        "can show, whatever its distance from 1."
+    )
+    if c["covers_chance"]:
+        verdict = (
+            f"Control check passed: {c['method']} AUC {c['auc']:.3f} "
+            f"{_interval(c['auc_ci95'])} covers 0.5."
+        )
+    else:
+        verdict = (
+            f"WARNING: {c['warning']}: the exact control {c['method']} scores AUC "
+            f"{c['auc']:.3f} {_interval(c['auc_ci95'])}, an interval that excludes 0.5 "
+            "(raise --k; docs/audit.md, the K study)."
+        )
+    return f"{verdict}\n\n{floor}"
 
 
 def render_report(results: dict[str, Any]) -> str:
@@ -120,6 +161,13 @@ retrained models on the {p["forget_size"]} forget examples (delta {a["delta"]}, 
 F 1. See docs/audit.md for the definitions.
 
 {summary_table(results)}
+
+{control_lines(results)}
+
+F ours: Clopper-Pearson rates, every threshold and interval between the pooled outputs, no
+bucket ceiling. F official: the organisers' definition (plain rates, their grid of thresholds
+and intervals, epsilon capped at 50, buckets up to ceil(log(N - 1))). Score = F x RA_U / RA_R x
+TA_U / TA_R for each.
 
 ![per-example log-likelihood ratios](llr_hist.png)
 

@@ -31,6 +31,7 @@ from unlearnkit.audit.jobs import (
     AuditJob,
     OutputCache,
     ensemble_config,
+    ensemble_role,
     ids_hash,
     model_name,
     reference_role,
@@ -47,6 +48,7 @@ from unlearnkit.metrics.audit_stats import (
     forgetting_quality,
     loo_llr,
     mean_bootstrap_ci,
+    official_forgetting_quality,
     roc_auc,
     tpr_at_fpr,
 )
@@ -54,6 +56,8 @@ from unlearnkit.recipe import load_bundle, starting_model
 from unlearnkit.runtime import Executor, create_executor, thread_report
 
 ModelProgress = Callable[[int, int], None]  # (models done, models in total)
+CONTROL = "retrain"  # the exact control every audit scores (ExperimentConfig puts it first)
+CONTROL_WARNING = "this audit cannot tell exact from inexact at these settings"
 FPR_LEVELS = {"1pct": 0.01, "0.1pct": 0.001}
 RAY_WAVE = 32  # jobs handed to Ray at once (the cache and the progress bar advance per batch)
 
@@ -158,15 +162,19 @@ def run_audit(
     ensembles, options = list(audit.ensembles), dict(audit.ensemble_options)
     for scheme in ensembles:
         ensemble_config(scheme, options, cfg, audit.seed)  # a bad shape fails before training
+    # (scheme, policy, row name): each deleted ensemble the audit scores
+    deleted = [(e, p, ensemble_role(e, p)) for e in ensembles for p in audit.ensemble_policies]
     cache = OutputCache(Path(cache_dir) / settings_key(cfg, bundle, audit))
     plan = _plan(protocol, audit)
-    total = len(plan) * (len(methods) + 1 + 2 * len(ensembles))
+    total = len(plan) * (len(methods) + 1 + len(deleted) + len(ensembles))
     start_state = None
     jobs = []
     for ids, seed in plan:
         todo = [(m, p) for m, p in methods if not cache.has(model_name(ids, seed, m, p))]
         ref = not cache.has(model_name(ids, seed, REFERENCE, {}))
-        ens = [e for e in ensembles if not cache.has(model_name(ids, seed, e, options))]
+        ens = [
+            (e, p) for e, p, row in deleted if not cache.has(model_name(ids, seed, row, options))
+        ]
         ens_refs = [
             e for e in ensembles if not cache.has(model_name(ids, seed, reference_role(e), options))
         ]
@@ -194,17 +202,20 @@ def run_audit(
 
     summary: dict[str, dict[str, Any]] = {}
     arrays: dict[str, dict[str, np.ndarray]] = {}
-    roles = [*methods, *((e, options) for e in ensembles)]  # each scored against its reference
-    for name, params in roles:
-        ref_params = options if name in ensembles else {}
+    rows = [(m, p, {}, None) for m, p in methods]  # (row, params, reference params, policy)
+    rows += [(row, options, options, policy) for _, policy, row in deleted]
+    for name, params, ref_params, policy in rows:  # each scored against its reference
         summary[name], arrays[name] = _score_method(
             protocol, audit, cache, name, params, reference_role(name), ref_params
         )
         summary[name]["reference"] = reference_role(name)
+        if policy is not None:
+            summary[name]["policy"] = policy
     every = [
         (REFERENCE, {}),
         *methods,
-        *((role, options) for e in ensembles for role in (e, reference_role(e))),
+        *((row, options) for _, _, row in deleted),
+        *((reference_role(e), options) for e in ensembles),
     ]
     model_seconds = sum(
         cache.load(model_name(ids, seed, role, p))["seconds"]
@@ -217,7 +228,7 @@ def run_audit(
         "model": cfg.model,
         "peft": cfg.peft,
         "forget": cfg.forget,
-        "methods": [m for m, _ in methods] + ensembles,
+        "methods": [m for m, _ in methods] + [row for _, _, row in deleted],
         "config": cfg.model_dump(mode="json"),
         "audit": audit.model_dump(mode="json"),
         "protocol": {
@@ -237,9 +248,30 @@ def run_audit(
             "executor": getattr(executor, "name", "?"),
         },
         "machine": machine,
+        "control": control_check(summary),
         "summary": summary,
     }
     return AuditRun(results, arrays)
+
+
+def control_check(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Does the exact control pass its own audit? Its U-LiRA AUC interval must cover 0.5;
+    otherwise chance alone separates exact from exact and no verdict of the run can be trusted.
+    Its official F is the run's floor: no method can be read below it as "worse than exact"."""
+    s = summary.get(CONTROL)
+    if s is None:
+        return {"method": None, "covers_chance": None, "warning": None}
+    ci = s["auc_ci95"]
+    covers = ci is not None and ci[0] <= 0.5 <= ci[1]
+    return {
+        "method": CONTROL,
+        "auc": s["auc"],
+        "auc_ci95": ci,
+        "covers_chance": covers,
+        "warning": None if covers else CONTROL_WARNING,
+        "floor_forgetting_quality_official": s["forgetting_quality_official"],
+        "floor_forgetting_quality": s["forgetting_quality"],
+    }
 
 
 def _ci(pair: tuple[float, float]) -> list[float] | None:
@@ -309,7 +341,11 @@ def _score_method(
         cap=audit.epsilon_cap,
         double=audit.thresholds == "single_and_double",
     )
+    official, eps_official, scores_official = official_forgetting_quality(
+        np.stack(u_rows), np.stack(r_rows), delta=audit.delta
+    )
     means = {key: float(np.mean(v)) for key, v in acc.items()}
+    ratios = (means["ru"], means["rr"], means["tu"], means["tr"])
     entry.update(
         {
             "forgetting_quality": quality,
@@ -322,7 +358,13 @@ def _score_method(
             "retain_acc_retrained": means["rr"],
             "test_acc_unlearned": means["tu"],
             "test_acc_retrained": means["tr"],
-            "score": challenge_score(quality, means["ru"], means["rr"], means["tu"], means["tr"]),
+            "score": challenge_score(quality, *ratios),
+            "forgetting_quality_official": official,
+            "forgetting_quality_official_ci95": _ci(
+                mean_bootstrap_ci(scores_official, n_boot=audit.n_boot, seed=audit.seed)
+            ),
+            "epsilon_mean_official": float(eps_official.mean()),
+            "final_score_official": challenge_score(official, *ratios),
         }
     )
     arrays = {
@@ -335,5 +377,7 @@ def _score_method(
         "challenge_example_id": protocol.challenge_forget.numpy(),
         "epsilon": eps,
         "epsilon_score": scores,
+        "epsilon_official": eps_official,
+        "epsilon_score_official": scores_official,
     }
     return entry, arrays

@@ -48,6 +48,14 @@ def audit(
             "scheme trained without the forget set"
         ),
     ] = None,
+    ensemble_policies: Annotated[
+        str | None,
+        typer.Option(
+            help="deletion policies each ensemble is audited under, comma-separated: eager "
+            "(touched shards retrained) and/or manual (blocks switched off only, row "
+            "'<scheme>-deactivate')"
+        ),
+    ] = None,
     ensemble_param: Annotated[
         list[str] | None,
         typer.Option(
@@ -116,6 +124,9 @@ def audit(
             n_boot=n_boot,
             ensembles=[e.strip() for e in ensembles.split(",") if e.strip()] if ensembles else None,
             ensemble_options=parse_params(ensemble_param) if ensemble_param else None,
+            ensemble_policies=[p.strip() for p in ensemble_policies.split(",") if p.strip()]
+            if ensemble_policies
+            else None,
         )
         cfg = make_config(
             config,
@@ -161,23 +172,29 @@ def audit(
 
 
 def print_summary(results: dict[str, Any]) -> None:
+    from unlearnkit.audit.output import control_lines  # deferred with the engines
+
     table = Table(
         title=f"audit: {results['dataset']} / {results['model']} - forget {results['forget']}"
     )
-    for col in ("method", "AUC", "95% CI", "TPR@1%", "TPR@0.1%", "F", "score"):
+    columns = ("method", "AUC", "95% CI", "TPR@1%", "TPR@0.1%", "F ours", "F official")
+    for col in (*columns, "score ours", "score official"):
         table.add_column(col, justify="left" if col == "method" else "right")
     for method, s in results["summary"].items():
         ci = s["auc_ci95"]
         table.add_row(
-            method,
+            method if "policy" not in s else f"{method} ({s['policy']})",
             f"{s['auc']:.3f}",
             "-" if ci is None else f"[{ci[0]:.3f}, {ci[1]:.3f}]",
             f"{s['tpr_at_1pct_fpr']:.3f}",
             f"{s['tpr_at_0.1pct_fpr']:.3f}",
             f"{s['forgetting_quality']:.3f}",
+            f"{s['forgetting_quality_official']:.3f}",
             f"{s['score']:.3f}",
+            f"{s['final_score_official']:.3f}",
         )
     Console().print(table)
+    Console().print(control_lines(results), markup=False, highlight=False)
 
 
 class _bar:

@@ -293,6 +293,135 @@ def challenge_score(
     return float(forgetting * (retain_u / retain_r) * (test_u / test_r))
 
 
+# -- NeurIPS 2023 challenge, the organisers' definition ------------------------------------------
+# Written from the description of the published evaluation (issue 27; Triantafillou et al. 2024),
+# not from its code. Empirical rates, a grid of single thresholds and of intervals, rules with
+# exactly one zero rate discarded, epsilon capped at 50 and buckets with a ceiling that depends
+# on N. Beside it the functions above are our variant (Clopper-Pearson rates, every rule between
+# the pooled outputs, no ceiling); docs/audit.md compares the two.
+OFFICIAL_CAP = 50.0  # epsilon of a perfectly separating rule, of the 1% range rule
+OFFICIAL_GRID_PER_UNIT = 100  # threshold / right-edge grid density
+OFFICIAL_LEFT_EDGES = 400  # left edges per right edge
+OFFICIAL_MARGIN = 2.0  # how far the interval edges reach beyond the peakier distribution
+OFFICIAL_RANGE_RULE = 0.01  # smaller range under 1% of the larger: epsilon is the cap
+
+
+def _unit_grid(low: float, high: float) -> Array:
+    """Points from ``low`` to ``high`` (both included) at OFFICIAL_GRID_PER_UNIT per unit."""
+    count = math.ceil((high - low) * OFFICIAL_GRID_PER_UNIT - 1e-9) + 1
+    return np.linspace(low, high, max(count, 1))
+
+
+def official_epsilon_from_rates(fpr: Array, fnr: Array, delta: float = 1e-5) -> float:
+    """The largest epsilon over decision rules given their plain error rates.
+
+    FPR = FNR = 0 (a rule that separates perfectly) is infinite; a rule with exactly one zero
+    rate is discarded; otherwise max(0, log(1 - delta - FPR) - log FNR,
+    log(1 - delta - FNR) - log FPR), a term with a non-positive argument counting as -inf.
+    No surviving rule (every rule discarded) is 0: nothing tells the two apart.
+    """
+    fpr, fnr = np.asarray(fpr, float).ravel(), np.asarray(fnr, float).ravel()
+    if np.any((fpr == 0) & (fnr == 0)):
+        return math.inf
+    keep = (fpr > 0) & (fnr > 0)
+    if not keep.any():
+        return 0.0
+    f, n = fpr[keep], fnr[keep]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        a = np.log(np.where(1 - delta - f > 0, 1 - delta - f, 0.0)) - np.log(n)
+        b = np.log(np.where(1 - delta - n > 0, 1 - delta - n, 0.0)) - np.log(f)
+    return float(max(0.0, a.max(), b.max()))
+
+
+def _share_at_least(sorted_values: Array, edges: Array) -> Array:
+    """Fraction of ``sorted_values`` >= each edge."""
+    return 1 - np.searchsorted(sorted_values, edges, side="left") / sorted_values.size
+
+
+def _share_inside(sorted_values: Array, left: Array, right: Array) -> Array:
+    """Fraction of ``sorted_values`` in [left, right] (0 where left > right)."""
+    inside = np.searchsorted(sorted_values, right, side="right") - np.searchsorted(
+        sorted_values, left, side="left"
+    )
+    return np.maximum(inside, 0) / sorted_values.size
+
+
+def official_example_epsilon(
+    unlearned: Array, retrained: Array, *, delta: float = 1e-5, cap: float = OFFICIAL_CAP
+) -> float:
+    """epsilon of one forget example by the organisers' rules, clipped to [0, cap].
+
+    * Positive side: the distribution with the larger median (ties: the unlearned one).
+    * Smaller range under 1% of the larger: ``cap``.
+    * Single thresholds on a grid over the pooled range at 100 per unit: "positive iff x >= t".
+    * Intervals [a, b] as wide as the peakier distribution (the smaller range; ties: the positive
+      side), calling the inside the peakier one: right edges b on a grid from (its min + width
+      - 2) to (its max + 2) at 100 per unit, for each 400 left edges a evenly within
+      +-2 of (b - width).
+    * Plain empirical rates; ``official_epsilon_from_rates`` turns them into epsilon.
+    """
+    u, r = np.sort(np.asarray(unlearned, float)), np.sort(np.asarray(retrained, float))
+    if u.size == 0 or r.size == 0:
+        return math.nan
+    pos, neg = (u, r) if np.median(u) >= np.median(r) else (r, u)
+    pos_range, neg_range = pos[-1] - pos[0], neg[-1] - neg[0]
+    if min(pos_range, neg_range) < OFFICIAL_RANGE_RULE * max(pos_range, neg_range):
+        return float(cap)
+    thresholds = _unit_grid(min(u[0], r[0]), max(u[-1], r[-1]))
+    fpr = [_share_at_least(neg, thresholds)]
+    fnr = [1 - _share_at_least(pos, thresholds)]
+    peaky, other = (pos, neg) if pos_range <= neg_range else (neg, pos)
+    width = peaky[-1] - peaky[0]
+    right = _unit_grid(peaky[0] + width - OFFICIAL_MARGIN, peaky[-1] + OFFICIAL_MARGIN)
+    offsets = np.linspace(-OFFICIAL_MARGIN, OFFICIAL_MARGIN, OFFICIAL_LEFT_EDGES)
+    left = (right - width)[:, None] + offsets[None, :]
+    right = np.broadcast_to(right[:, None], left.shape)
+    fnr.append(1 - _share_inside(peaky, left, right).ravel())
+    fpr.append(_share_inside(other, left, right).ravel())
+    eps = official_epsilon_from_rates(np.concatenate(fpr), np.concatenate(fnr), delta)
+    return float(min(max(eps, 0.0), cap))
+
+
+def official_last_edge(n_models: int) -> float:
+    """The bucket ceiling ceil(log(N - 1)): epsilon at or beyond it scores 0."""
+    if n_models < 2:
+        raise ValueError(f"the official buckets need N >= 2 models per side, got {n_models}")
+    return float(math.ceil(math.log(n_models - 1))) if n_models > 2 else 0.0
+
+
+def official_epsilon_scores(epsilons: Array, n_models: int, width: float = 0.5) -> Array:
+    """2^-k for epsilon in bucket k = floor(epsilon / width) below the ceiling, 0 at or beyond."""
+    eps = np.asarray(epsilons, float)
+    last = official_last_edge(n_models)
+    return np.where(eps >= last, 0.0, np.power(2.0, -np.floor(eps / width)))
+
+
+def official_forgetting_quality(
+    unlearned: Array,
+    retrained: Array,
+    *,
+    delta: float = 1e-5,
+    width: float = 0.5,
+    cap: float = OFFICIAL_CAP,
+) -> tuple[float, Array, Array]:
+    """The organisers' F: mean over forget examples of the bucket score of their epsilon.
+
+    ``unlearned`` (N_u, n) and ``retrained`` (N_r, n); the bucket ceiling uses
+    N = min(N_u, N_r). Returns (F, epsilon per example, score per example).
+    """
+    u, r = np.asarray(unlearned, float), np.asarray(retrained, float)
+    if u.ndim != 2 or r.ndim != 2 or u.shape[1] != r.shape[1]:
+        raise ValueError(f"unlearned and retrained must be (N, n) alike: {u.shape}, {r.shape}")
+    eps = np.array(
+        [
+            official_example_epsilon(u[:, j], r[:, j], delta=delta, cap=cap)
+            for j in range(u.shape[1])
+        ]
+    )
+    scores = official_epsilon_scores(eps, min(u.shape[0], r.shape[0]), width)
+    return float(scores.mean()), eps, scores
+
+
 def mean_bootstrap_ci(
     values: Array, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
@@ -308,6 +437,7 @@ def mean_bootstrap_ci(
 
 
 __all__ = [
+    "OFFICIAL_CAP",
     "bootstrap_ci",
     "challenge_score",
     "clopper_pearson_upper",
@@ -318,6 +448,11 @@ __all__ = [
     "logit_confidence",
     "loo_llr",
     "mean_bootstrap_ci",
+    "official_epsilon_from_rates",
+    "official_epsilon_scores",
+    "official_example_epsilon",
+    "official_forgetting_quality",
+    "official_last_edge",
     "roc_auc",
     "rule_counts",
     "tpr_at_fpr",
