@@ -5,12 +5,12 @@ Mounted on the main Typer app by ``mount(app)`` (see ``unlearnkit.cli.app.SUBCOM
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from unlearnkit.cli.common import (
@@ -28,6 +28,7 @@ from unlearnkit.cli.common import (
     ThreadsOpt,
     WeightsOpt,
     console,
+    console_progress,
     make_config,
     parse_params,
     use_runtime,
@@ -153,7 +154,8 @@ def audit(
         if executor == "ray":
             options["address"] = ray_address
         try:
-            with create_executor(executor, **options) as ex, _bar() as step:
+            with create_executor(executor, **options) as ex, console_progress() as shown:
+                step = partial(shown, "shadow models")  # (models done, models in total)
                 run = run_audit(cfg, settings, cache_dir, ex, step, bundle=bundle)
         except KeyboardInterrupt:
             console.print(
@@ -195,21 +197,6 @@ def print_summary(results: dict[str, Any]) -> None:
         )
     Console().print(table)
     Console().print(control_lines(results), markup=False, highlight=False)
-
-
-class _bar:
-    """A rich progress bar fed with (models done, models in total)."""
-
-    def __enter__(self):  # returns the update callback
-        self.progress = Progress(
-            "shadow models", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
-        )
-        self.progress.__enter__()
-        self.task = self.progress.add_task("audit", total=None)
-        return lambda done, total: self.progress.update(self.task, completed=done, total=total)
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)
 
 
 def mount(app: typer.Typer) -> None:
