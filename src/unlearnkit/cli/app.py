@@ -1,4 +1,5 @@
-"""The ``unlearnkit`` command line (Typer): demo, train, unlearn, evaluate, report, methods.
+"""The ``unlearnkit`` command line (Typer): demo, train, unlearn, evaluate, report, methods,
+models, datasets.
 
 User mistakes end with one line on stderr and exit code 2, never a traceback, and nothing is
 written before every input has been validated.
@@ -22,7 +23,9 @@ from unlearnkit.cli.common import (
     DatasetOpt,
     EpochsOpt,
     ForgetOpt,
+    HeadOpt,
     ModelOpt,
+    ModelOptionOpt,
     OutOpt,
     PeftOpt,
     PretrainOpt,
@@ -30,6 +33,7 @@ from unlearnkit.cli.common import (
     SubsetOpt,
     ThreadsOpt,
     WeightsOpt,
+    WeightsSkipHeadOpt,
     console,
     make_config,
     parse_params,
@@ -111,6 +115,9 @@ def demo(
     peft: PeftOpt = None,
     pretrain: PretrainOpt = None,
     weights: WeightsOpt = None,
+    weights_skip_head: WeightsSkipHeadOpt = None,
+    model_option: ModelOptionOpt = None,
+    head: HeadOpt = None,
     epochs: EpochsOpt = None,
     config: ConfigOpt = None,
     mlflow: MlflowOpt = None,
@@ -132,6 +139,9 @@ def demo(
             peft=peft,
             pretrain=pretrain,
             weights=weights,
+            weights_skip_head=weights_skip_head,
+            model_option=model_option,
+            head=head,
             epochs=epochs,
         )
         run_and_write(cfg, out, mlflow_experiment=mlflow)
@@ -146,6 +156,9 @@ def train_cmd(
     peft: PeftOpt = None,
     pretrain: PretrainOpt = None,
     weights: WeightsOpt = None,
+    weights_skip_head: WeightsSkipHeadOpt = None,
+    model_option: ModelOptionOpt = None,
+    head: HeadOpt = None,
     epochs: EpochsOpt = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     config: ConfigOpt = None,
@@ -167,6 +180,9 @@ def train_cmd(
             peft=peft,
             pretrain=pretrain,
             weights=weights,
+            weights_skip_head=weights_skip_head,
+            model_option=model_option,
+            head=head,
             epochs=epochs,
             seeds=None,
         )
@@ -196,6 +212,9 @@ def unlearn(
     peft: PeftOpt = None,
     pretrain: PretrainOpt = None,
     weights: WeightsOpt = None,
+    weights_skip_head: WeightsSkipHeadOpt = None,
+    model_option: ModelOptionOpt = None,
+    head: HeadOpt = None,
     epochs: EpochsOpt = None,
     config: ConfigOpt = None,
     param: Annotated[
@@ -228,6 +247,9 @@ def unlearn(
                 peft=peft,
                 pretrain=pretrain,
                 weights=weights,
+                weights_skip_head=weights_skip_head,
+                model_option=model_option,
+                head=head,
                 epochs=epochs,
                 method_params=method_params,
             )
@@ -242,6 +264,9 @@ def unlearn(
             peft=peft,
             pretrain=pretrain,
             weights=weights,
+            weights_skip_head=weights_skip_head,
+            model_option=model_option,
+            head=head,
             epochs=epochs,
             config=config,
             subset=subset,
@@ -317,7 +342,22 @@ def methods() -> None:
         cls = METHODS.get(name)
         defaults = ", ".join(f"{k}={v}" for k, v in cls.Params().model_dump().items())
         note = "" if cls.in_default_run else " (run only when named in --methods)"
+        provider = METHODS.provider(name)
+        note += f" [plugin: {provider}]" if provider else ""
         table.add_row(name, cls.summary + note, defaults or "-")
+    Console(width=160).print(table)
+
+
+@app.command()
+def models() -> None:
+    """List the registered models (built in and from plugins) and the other ways to name one."""
+    from unlearnkit.models import catalogue
+
+    table = Table(title="models (--model)")
+    for col in ("name", "what it is"):
+        table.add_column(col)
+    for name, summary in catalogue():
+        table.add_row(name, summary)
     Console(width=160).print(table)
 
 
