@@ -343,7 +343,7 @@ def methods() -> None:
         defaults = ", ".join(f"{k}={v}" for k, v in cls.Params().model_dump().items())
         note = "" if cls.in_default_run else " (run only when named in --methods)"
         provider = METHODS.provider(name)
-        note += f" [plugin: {provider}]" if provider else ""
+        note += f" (plugin: {provider})" if provider else ""
         table.add_row(name, cls.summary + note, defaults or "-")
     Console(width=160).print(table)
 
@@ -351,13 +351,15 @@ def methods() -> None:
 @app.command()
 def models() -> None:
     """List the registered models (built in and from plugins) and the other ways to name one."""
+    from rich.markup import escape
+
     from unlearnkit.models import catalogue
 
     table = Table(title="models (--model)")
     for col in ("name", "what it is"):
         table.add_column(col)
     for name, summary in catalogue():
-        table.add_row(name, summary)
+        table.add_row(escape(name), escape(summary))
     Console(width=160).print(table)
 
 

@@ -16,6 +16,7 @@ import io
 import json
 import os
 import pickle
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -123,12 +124,15 @@ def _read_tensors(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only load failed" not in str(exc).lower():
-            raise ValueError(str(exc)) from None
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if found is None:
+            _, _, detail = str(exc).partition("WeightsUnpickler error:")
+            reason = next((line for line in detail.splitlines() if line.strip()), str(exc))
+            raise ValueError(f"not a torch weights file ({reason.strip()})") from None
         raise UnlearnkitError(
-            f"checkpoint {path} holds pickled Python objects (a torch.save(model) file?), not "
-            "only weights; they are not loaded because unpickling runs code: save the weights "
-            "with torch.save(model.state_dict(), PATH)"
+            f"checkpoint {path} holds pickled Python objects ({found.group(1)}: a "
+            "torch.save(model) file?), not only weights; they are not loaded because unpickling "
+            "runs code: save the weights with torch.save(model.state_dict(), PATH)"
         ) from None
 
 

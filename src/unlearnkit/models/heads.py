@@ -1,5 +1,6 @@
-"""Where a classifier's head is: named by the user, timm's ``get_classifier``, or torchvision's
-``fc`` / ``classifier`` / ``heads`` (then the last ``nn.Linear`` inside).
+"""Where a classifier's head is: named by the user, timm's ``get_classifier``, torchvision's
+``fc`` / ``classifier`` / ``heads`` (then the last ``nn.Linear`` inside), or the last layer of
+a plain ``nn.Sequential``.
 
 Every part of unlearnkit that needs the head (PEFT selection, a new head for the private task,
 a checkpoint loaded without its head, S3T's blocks) asks :func:`find_head`, so a model from any
@@ -63,7 +64,19 @@ def _conventional(model: nn.Module) -> str | None:
     return None
 
 
-FINDERS: tuple[Callable[[nn.Module], str | None], ...] = (_named, _get_classifier, _conventional)
+def _sequential_tail(model: nn.Module) -> str | None:
+    """A plain ``nn.Sequential`` that ends in a Linear layer: that layer."""
+    if isinstance(model, nn.Sequential) and len(model) and isinstance(model[-1], nn.Linear):
+        return str(len(model) - 1)
+    return None
+
+
+FINDERS: tuple[Callable[[nn.Module], str | None], ...] = (
+    _named,
+    _get_classifier,
+    _conventional,
+    _sequential_tail,
+)
 """Tried in order; the first that answers decides (a named head always wins)."""
 
 

@@ -283,7 +283,7 @@ def catalogue() -> list[tuple[str, str]]:
     for name in MODELS.names():
         provider = MODELS.provider(name)
         doc = (inspect.getdoc(MODELS.get(name)) or "").split("\n\n")[0].replace("\n", " ")
-        rows.append((name, f"[{provider}] {doc}" if provider else doc))
+        rows.append((name, f"{doc} (plugin: {provider})" if provider else doc))
     for prefix in SOURCES.names():
         source = SOURCES.get(prefix)
         rows.append((source.pattern, source.summary))
