@@ -227,8 +227,7 @@ def run_experiment(
             cfg.model, bundle.num_classes, bundle.in_chans, bundle.image_size, **cfg.model_options
         )
     else:
-        head = cfg.model_options.get("head")
-        probe = prepare_model(copy.deepcopy(model), bundle.num_classes, head=head)
+        probe = prepare_model(copy.deepcopy(model), bundle.num_classes)
     trainable, total = count_parameters(probe, select_trainable(probe, cfg.peft))
     runs = [
         row

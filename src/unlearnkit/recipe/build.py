@@ -42,7 +42,7 @@ def starting_model(
     """w0: a backbone pretrained on public data (or loaded from ``weights``) with a new head.
 
     ``model``: the user's own network instead of ``cfg.model`` (a copy is used; its head is
-    found, or named with ``name_head`` / ``model_options["head"]``, and always re-initialised).
+    found by convention or named with ``models.name_head``, and always re-initialised).
     """
     torch.manual_seed(seed)
     given = model is not None
@@ -60,7 +60,6 @@ def starting_model(
         model = prepare_model(
             copy.deepcopy(model),
             bundle.num_classes,
-            head=cfg.model_options.get("head"),
             weights=cfg.weights,
             weights_skip_head=cfg.weights_skip_head,
         )
