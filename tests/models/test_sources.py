@@ -155,10 +155,10 @@ def test_spawned_worker_rebuilds_the_same_models(user_code):
     import uk_test_helper  # the worker imports it by name too
     import uk_user_models  # noqa: F401 - registers uk_test_registered_net in this process
 
-    archs = [
+    archs = [  # the run-time registered name first: nothing has imported its module there yet
+        Architecture("uk_test_registered_net", 5, 1, 8),
         Architecture("timm:convnext_atto", 5, 3, 32),
         Architecture("module:uk_user_models:make", 5, 1, 16, {"width": 6, "head": "out"}),
-        Architecture("uk_test_registered_net", 5, 1, 8),
     ]
     here = [uk_test_helper.build_seeded(a) for a in archs]
     with ProcessExecutor(workers=1) as pool:
