@@ -238,7 +238,7 @@ def resolve(name: str) -> tuple[ModelSource, str]:
     return SOURCES.get(prefix)(), rest
 
 
-def _candidates(source: ModelSource, bare: str) -> list[tuple[str, str]]:
+def _candidates(source: ModelSource) -> list[tuple[str, str]]:
     """(name within a source, full name) pairs to suggest from for an unknown name."""
     if isinstance(source, RegisteredSource):
         pairs = [(n, n) for n in source.names()]
@@ -252,7 +252,7 @@ def _candidates(source: ModelSource, bare: str) -> list[tuple[str, str]]:
 def closest_names(name: str, limit: int = 5) -> list[str]:
     """Full model names closest to ``name`` (difflib), registered names first."""
     source, bare = resolve(name)
-    pairs = _candidates(source, bare)
+    pairs = _candidates(source)
     close = difflib.get_close_matches(bare, list(dict.fromkeys(b for b, _ in pairs)), n=limit)
     return [full for b in close for inner, full in pairs if inner == b][:limit]
 
