@@ -30,7 +30,13 @@ from unlearnkit.metrics import (
     tow,
     tow_mia,
 )
-from unlearnkit.models import count_parameters, create_model, head_parameter_names, select_trainable
+from unlearnkit.models import (
+    count_parameters,
+    create_model,
+    head_parameter_names,
+    prepare_model,
+    select_trainable,
+)
 from unlearnkit.recipe import TrainedModel, load_bundle, train_original
 from unlearnkit.runtime import current_runtime, thread_report
 from unlearnkit.training import channels_last
@@ -99,8 +105,10 @@ def run_seed(
     original: TrainedModel | None = None,
     stages: list[dict[str, Any]] | None = None,
     on_unlearned: UnlearnedCallback | None = None,
+    model: nn.Module | None = None,
 ) -> list[dict[str, Any]]:
-    """Every method on one seed; ``original`` skips training when a trained model is given.
+    """Every method on one seed; ``original`` skips training when a trained model is given,
+    ``model`` is the user's own network to start from (see ``recipe.starting_model``).
 
     ``stages`` receives the wall time and peak extra memory of each stage (training the
     original, each method with its evaluation)."""
@@ -108,7 +116,7 @@ def run_seed(
     if original is None:
         progress(f"seed {seed}: training the original model on D ({len(bundle.train)} samples)")
         with measure_cost() as cost:
-            original = train_original(cfg, bundle, seed)
+            original = train_original(cfg, bundle, seed, model)
         stages.append(stage_record(f"seed {seed}: pretrain + train the original", cost))
     forget_ids = select_forget(bundle.train, cfg.forget, seed)
     base_ctx = unlearning_context(cfg, bundle, original, forget_ids, seed)
@@ -206,8 +214,12 @@ def run_experiment(
     original: TrainedModel | None = None,
     originals: Mapping[int, TrainedModel] | None = None,
     on_unlearned: UnlearnedCallback | None = None,
+    model: nn.Module | None = None,
 ) -> dict[str, Any]:
     """All seeds, all methods; returns the ``results.json`` document.
+
+    ``model``: any ``nn.Module`` to start from instead of ``cfg.model`` (its head found by
+    convention or named with ``unlearnkit.models.name_head``); every seed starts from a copy.
 
     ``original`` (a model already trained on D, single seed) or ``originals`` (by seed) skip
     the training step for those seeds: a benchmark of several forget settings trains once.
@@ -220,9 +232,12 @@ def run_experiment(
         bundle = bundle or load_bundle(cfg)
     stages = [stage_record("load data", cost)]
     select_forget(bundle.train, cfg.forget, cfg.seeds[0])  # fail fast on a bad spec
-    probe = create_model(
-        cfg.model, bundle.num_classes, bundle.in_chans, bundle.image_size, **cfg.model_options
-    )
+    if model is None:
+        probe = create_model(
+            cfg.model, bundle.num_classes, bundle.in_chans, bundle.image_size, **cfg.model_options
+        )
+    else:
+        probe = prepare_model(copy.deepcopy(model), bundle.num_classes)
     trainable, total = count_parameters(probe, select_trainable(probe, cfg.peft))
     runs = [
         row
@@ -235,11 +250,12 @@ def run_experiment(
             given.get(seed),
             stages,
             on_unlearned,
+            model,
         )
     ]
     return {
         "dataset": cfg.dataset,
-        "model": cfg.model,
+        "model": cfg.model if model is None else type(model).__name__,
         "forget": cfg.forget,
         "seeds": cfg.seeds,
         "peft": cfg.peft,

@@ -1,4 +1,5 @@
-"""The ``unlearnkit`` command line (Typer): demo, train, unlearn, evaluate, report, methods.
+"""The ``unlearnkit`` command line (Typer): demo, train, unlearn, evaluate, report, methods,
+models, datasets.
 
 User mistakes end with one line on stderr and exit code 2, never a traceback, and nothing is
 written before every input has been validated.
@@ -23,7 +24,9 @@ from unlearnkit.cli.common import (
     DeviceOpt,
     EpochsOpt,
     ForgetOpt,
+    HeadOpt,
     ModelOpt,
+    ModelOptionOpt,
     OutOpt,
     PeftOpt,
     PrecisionOpt,
@@ -32,6 +35,7 @@ from unlearnkit.cli.common import (
     SubsetOpt,
     ThreadsOpt,
     WeightsOpt,
+    WeightsSkipHeadOpt,
     console,
     console_progress,
     make_config,
@@ -161,6 +165,9 @@ def demo(
     peft: PeftOpt = None,
     pretrain: PretrainOpt = None,
     weights: WeightsOpt = None,
+    weights_skip_head: WeightsSkipHeadOpt = None,
+    model_option: ModelOptionOpt = None,
+    head: HeadOpt = None,
     epochs: EpochsOpt = None,
     config: ConfigOpt = None,
     mlflow: MlflowOpt = None,
@@ -183,6 +190,9 @@ def demo(
             peft=peft,
             pretrain=pretrain,
             weights=weights,
+            weights_skip_head=weights_skip_head,
+            model_option=model_option,
+            head=head,
             epochs=epochs,
             device=device,
             precision=precision,
@@ -200,6 +210,9 @@ def train_cmd(
     peft: PeftOpt = None,
     pretrain: PretrainOpt = None,
     weights: WeightsOpt = None,
+    weights_skip_head: WeightsSkipHeadOpt = None,
+    model_option: ModelOptionOpt = None,
+    head: HeadOpt = None,
     epochs: EpochsOpt = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
     config: ConfigOpt = None,
@@ -222,6 +235,9 @@ def train_cmd(
             peft=peft,
             pretrain=pretrain,
             weights=weights,
+            weights_skip_head=weights_skip_head,
+            model_option=model_option,
+            head=head,
             epochs=epochs,
             seeds=None,
             device=device,
@@ -255,6 +271,9 @@ def unlearn(
     peft: PeftOpt = None,
     pretrain: PretrainOpt = None,
     weights: WeightsOpt = None,
+    weights_skip_head: WeightsSkipHeadOpt = None,
+    model_option: ModelOptionOpt = None,
+    head: HeadOpt = None,
     epochs: EpochsOpt = None,
     config: ConfigOpt = None,
     param: Annotated[
@@ -292,6 +311,9 @@ def unlearn(
                 peft=peft,
                 pretrain=pretrain,
                 weights=weights,
+                weights_skip_head=weights_skip_head,
+                model_option=model_option,
+                head=head,
                 epochs=epochs,
                 method_params=method_params,
                 device=device,
@@ -309,6 +331,9 @@ def unlearn(
             peft=peft,
             pretrain=pretrain,
             weights=weights,
+            weights_skip_head=weights_skip_head,
+            model_option=model_option,
+            head=head,
             epochs=epochs,
             config=config,
             subset=subset,
@@ -413,7 +438,24 @@ def methods() -> None:
         cls = METHODS.get(name)
         defaults = ", ".join(f"{k}={v}" for k, v in cls.Params().model_dump().items())
         note = "" if cls.in_default_run else " (run only when named in --methods)"
+        provider = METHODS.provider(name)
+        note += f" (plugin: {provider})" if provider else ""
         table.add_row(name, cls.summary + note, defaults or "-")
+    Console(width=160).print(table)
+
+
+@app.command()
+def models() -> None:
+    """List the registered models (built in and from plugins) and the other ways to name one."""
+    from rich.markup import escape
+
+    from unlearnkit.models import catalogue
+
+    table = Table(title="models (--model)")
+    for col in ("name", "what it is"):
+        table.add_column(col)
+    for name, summary in catalogue():
+        table.add_row(escape(name), escape(summary))
     Console(width=160).print(table)
 
 

@@ -26,7 +26,30 @@ console = Console(stderr=True)
 # -- option types shared by several commands ------------------------------------------------------
 DatasetOpt = Annotated[str | None, typer.Option(help="dataset name (see `unlearnkit datasets`)")]
 DataDirOpt = Annotated[str | None, typer.Option(help="local folder with the data files")]
-ModelOpt = Annotated[str | None, typer.Option(help="smallcnn | resnet18 | vit_tiny")]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="smallcnn | resnet18 | vit_tiny | timm:NAME | torchvision:NAME | "
+        "module:package.module:factory (see `unlearnkit models`)"
+    ),
+]
+ModelOptionOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model-option", help="the model's argument KEY=VALUE, a YAML scalar (repeatable)"
+    ),
+]
+HeadOpt = Annotated[
+    str | None,
+    typer.Option(help="the classifier head's module path, when it is not found by convention"),
+]
+WeightsSkipHeadOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--weights-skip-head",
+        help="load --weights without its head (a backbone for a new label set)",
+    ),
+]
 PeftOpt = Annotated[str | None, typer.Option(help="trainable parameters: full | bn | ...")]
 ForgetOpt = Annotated[
     str | None, typer.Option(help="class:K | random:N | random:0.1 | indices:PATH")
@@ -43,7 +66,10 @@ PretrainOpt = Annotated[
 ]
 WeightsOpt = Annotated[
     str | None,
-    typer.Option(help="local backbone checkpoint (.safetensors or .pth) to start from instead"),
+    typer.Option(
+        help="local checkpoint to start from (.safetensors, .pt, .pth; DDP / torch.compile / "
+        "training-script containers are unwrapped)"
+    ),
 ]
 # Every command that reads a model directory names it the same way.
 ModelDirOpt = Annotated[
@@ -136,6 +162,14 @@ def make_config(config: Path | dict[str, Any] | None, **overrides: Any) -> Any:
     methods = overrides.pop("methods", None)
     epochs = overrides.pop("epochs", None)
     subset = overrides.pop("subset", None)
+    model_option = overrides.pop("model_option", None)
+    head = overrides.pop("head", None)
+    if model_option or head is not None:
+        options = {
+            **base.get("model_options", {}),
+            **parse_params(model_option or [], "model-option"),
+        }
+        overrides["model_options"] = {**options, **({"head": head} if head is not None else {})}
     if subset is not None:
         overrides["dataset_options"] = {**base.get("dataset_options", {}), "subset": subset}
     if seeds is not None:
@@ -147,14 +181,17 @@ def make_config(config: Path | dict[str, Any] | None, **overrides: Any) -> Any:
     return build_config(base, **overrides)
 
 
-def parse_params(pairs: list[str]) -> dict[str, Any]:
+def parse_params(pairs: list[str], flag: str = "param") -> dict[str, Any]:
     """KEY=VALUE pairs; values parsed as YAML scalars (numbers, booleans, strings)."""
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise UnlearnkitError(f"--param {pair!r} must look like KEY=VALUE")
-        params[key.strip()] = yaml.safe_load(value)
+            raise UnlearnkitError(f"--{flag} {pair!r} must look like KEY=VALUE")
+        try:
+            params[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise UnlearnkitError(f"--{flag} {pair!r}: the value is not a YAML scalar") from None
     return params
 
 

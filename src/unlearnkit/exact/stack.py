@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.models import Architecture
+from unlearnkit.models import Architecture, find_head
 from unlearnkit.models.lora import (
     DEFAULT_LAYER_TYPES,
     adapter_parameter_names,
@@ -117,13 +117,12 @@ def build_backbone(
     model = spec.build()
     model.load_state_dict(state)
     split_qkv(model)
-    head = model.get_classifier()
-    for prefix, module in model.named_modules():
-        if module is head and prefix:
-            parent_name, _, child = prefix.rpartition(".")
-            parent = model.get_submodule(parent_name) if parent_name else model
-            setattr(parent, child, nn.Identity())
-            break
+    found = find_head(model)
+    head = found.module
+    if found.path:
+        parent_name, _, child = found.path.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, nn.Identity())
     return model, head
 
 

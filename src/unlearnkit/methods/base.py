@@ -128,7 +128,14 @@ class UnlearningMethod(ABC):
         )
 
 
-METHODS: Registry[UnlearningMethod] = Registry("method")
+def _is_method_class(obj: object) -> str | None:
+    if isinstance(obj, type) and issubclass(obj, UnlearningMethod):
+        return None
+    return f"{obj!r} is not an UnlearningMethod subclass"
+
+
+METHODS: Registry[UnlearningMethod] = Registry("method", "unlearnkit.methods", _is_method_class)
+"""Built-in methods, plus third-party ones from the ``unlearnkit.methods`` entry-point group."""
 
 
 def register_method(cls: type[UnlearningMethod]) -> type[UnlearningMethod]:

@@ -1,8 +1,13 @@
-"""Build a registered backbone by name, and check a trainable mode fits it before any work."""
+"""Build a model by name (any source), or make a user's module ready; check a trainable mode.
+
+``create_model`` and ``prepare_model`` take unlearnkit's own model options next to the
+source's: ``head`` (the head's module path, when it cannot be found by convention),
+``weights`` (a local checkpoint) and ``weights_skip_head``. So ``head`` can travel inside a
+config's ``model_options`` (the CLI's ``--head``) and reach every process that rebuilds it.
+"""
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +16,29 @@ from torch import nn
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.models.checkpoint import load_checkpoint
+from unlearnkit.models.heads import name_head, replace_head
 from unlearnkit.models.peft import select_trainable
-from unlearnkit.models.registry import MODELS
+from unlearnkit.models.sources import build_from_source
+
+
+def prepare_model(
+    model: nn.Module,
+    num_classes: int,
+    head: str | None = None,
+    weights: str | Path | None = None,
+    weights_skip_head: bool = False,
+) -> nn.Module:
+    """Any ``nn.Module`` made ready for unlearnkit: its head named (or found: timm's
+    ``get_classifier``, torchvision's ``fc`` / ``classifier`` / ``heads``), replaced by a new
+    Linear when its number of classes differs, then a local checkpoint loaded."""
+    if head is not None:
+        name_head(model, head)
+    replace_head(model, num_classes)
+    if weights is not None:
+        load_checkpoint(weights, model, skip_head=weights_skip_head)
+    elif weights_skip_head:
+        raise UnlearnkitError("weights_skip_head needs weights (a checkpoint file)")
+    return model
 
 
 def create_model(
@@ -21,25 +47,15 @@ def create_model(
     in_chans: int,
     image_size: int,
     weights: str | Path | None = None,
-    **kwargs: object,
+    head: str | None = None,
+    weights_skip_head: bool = False,
+    **options: Any,
 ) -> nn.Module:
-    """Build a registered backbone; ``weights`` is a local safetensors/.pth file (never a hub)."""
-    factory = MODELS.get(name)
-    accepted = set(inspect.signature(factory).parameters) - {
-        "num_classes",
-        "in_chans",
-        "image_size",
-    }
-    unknown = sorted(set(kwargs) - accepted)
-    if unknown:
-        raise UnlearnkitError(
-            f"model {name!r} has no option {', '.join(map(repr, unknown))}; "
-            f"its options: {', '.join(sorted(accepted)) or 'none'}"
-        )
-    model = factory(num_classes=num_classes, in_chans=in_chans, image_size=image_size, **kwargs)
-    if weights is not None:
-        load_checkpoint(weights, model)
-    return model
+    """Build ``name`` (``smallcnn``, ``timm:NAME``, ``torchvision:NAME``,
+    ``module:pkg.mod:factory``) with random init; ``weights`` is a local .safetensors / .pt /
+    .pth file (never a hub)."""
+    model = build_from_source(name, num_classes, in_chans, image_size, options)
+    return prepare_model(model, num_classes, head, weights, weights_skip_head)
 
 
 def check_trainable_mode(model: str, mode: str, model_options: dict[str, Any]) -> None:

@@ -13,6 +13,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _NormBase
 
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.models.heads import find_head
 from unlearnkit.registry import Registry
 
 Selector = Callable[[nn.Module], list[str]]
@@ -20,12 +21,8 @@ TRAINABLE: Registry[list[str]] = Registry("trainable-parameter mode")
 
 
 def head_parameter_names(model: nn.Module) -> list[str]:
-    """Names of the classifier head's parameters (timm's ``get_classifier`` convention)."""
-    head = model.get_classifier()
-    for prefix, module in model.named_modules():
-        if module is head:
-            return [f"{prefix}.{n}" if prefix else n for n, _ in module.named_parameters()]
-    raise UnlearnkitError("model has no classifier head")
+    """Names of the classifier head's parameters (found by ``models.heads.find_head``)."""
+    return find_head(model).parameter_names()
 
 
 @TRAINABLE.register("full")

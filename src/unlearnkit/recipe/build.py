@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from unlearnkit.data import DatasetBundle, load_dataset
-from unlearnkit.models import create_model, reset_head, select_trainable
+from unlearnkit.models import create_model, prepare_model, reset_head, select_trainable
 from unlearnkit.recipe.config import RecipeConfig
 from unlearnkit.training import channels_last, train
 
@@ -36,30 +36,49 @@ def load_bundle(cfg: RecipeConfig) -> DatasetBundle:
     )
 
 
-def starting_model(cfg: RecipeConfig, bundle: DatasetBundle, seed: int) -> nn.Module:
-    """w0: a backbone pretrained on public data (or loaded from ``weights``) with a new head."""
+def starting_model(
+    cfg: RecipeConfig, bundle: DatasetBundle, seed: int, model: nn.Module | None = None
+) -> nn.Module:
+    """w0: a backbone pretrained on public data (or loaded from ``weights``) with a new head.
+
+    ``model``: the user's own network instead of ``cfg.model`` (a copy is used; its head is
+    found by convention or named with ``models.name_head``, and always re-initialised).
+    """
     torch.manual_seed(seed)
-    model = create_model(
-        cfg.model,
-        bundle.num_classes,
-        bundle.in_chans,
-        bundle.image_size,
-        weights=cfg.weights,
-        **cfg.model_options,
-    )
+    given = model is not None
+    if model is None:
+        model = create_model(
+            cfg.model,
+            bundle.num_classes,
+            bundle.in_chans,
+            bundle.image_size,
+            weights=cfg.weights,
+            weights_skip_head=cfg.weights_skip_head,
+            **cfg.model_options,
+        )
+    else:
+        model = prepare_model(
+            copy.deepcopy(model),
+            bundle.num_classes,
+            weights=cfg.weights,
+            weights_skip_head=cfg.weights_skip_head,
+        )
     if cfg.pretrain and bundle.public is not None:
         select_trainable(model, "full")
         pre = cfg.pretrain_config.model_copy(update={"seed": seed})
         with channels_last(model):
             train(model, bundle.public, pre)
-    if cfg.pretrain or cfg.weights is not None:
+    if cfg.pretrain or cfg.weights is not None or given:
         reset_head(model, seed)
     return model
 
 
-def train_original(cfg: RecipeConfig, bundle: DatasetBundle, seed: int) -> TrainedModel:
-    """w0, then the PEFT parameters trained on D: the model every method unlearns from."""
-    model = starting_model(cfg, bundle, seed)
+def train_original(
+    cfg: RecipeConfig, bundle: DatasetBundle, seed: int, model: nn.Module | None = None
+) -> TrainedModel:
+    """w0, then the PEFT parameters trained on D: the model every method unlearns from
+    (``model``: the user's own network, see ``starting_model``)."""
+    model = starting_model(cfg, bundle, seed, model)
     trainable = select_trainable(model, cfg.peft)
     initial = copy.deepcopy(model.state_dict())
     with channels_last(model):  # the layout the experiment loop's retrain reference uses too

@@ -22,7 +22,7 @@ from pydantic import (
 
 from unlearnkit.data import DATASETS
 from unlearnkit.errors import UnlearnkitError, validation_message
-from unlearnkit.models import MODELS, TRAINABLE, check_trainable_mode
+from unlearnkit.models import TRAINABLE, check_model_name, check_trainable_mode
 from unlearnkit.registry import Registry
 from unlearnkit.training import TrainConfig
 
@@ -38,9 +38,20 @@ class RecipeConfig(BaseModel):
     dataset: str = "digits"
     data_dir: str | None = None
     dataset_options: dict[str, Any] = Field(default_factory=dict)
-    model: str = "smallcnn"
-    model_options: dict[str, Any] = Field(default_factory=dict)
-    weights: str | None = Field(None, description="local backbone checkpoint (no hub downloads)")
+    model: str = Field(
+        "smallcnn",
+        description="a registered name, timm:NAME, torchvision:NAME or module:pkg.mod:fn",
+    )
+    model_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="the model's arguments; 'head' names its classifier module (--head)",
+    )
+    weights: str | None = Field(
+        None, description="local checkpoint, .safetensors / .pt / .pth (no hub downloads)"
+    )
+    weights_skip_head: bool = Field(
+        False, description="load all of weights but the head (a backbone for a new label set)"
+    )
     peft: str = Field("bn", validate_default=True)  # checked against the model even if left out
     pretrain: bool = Field(True, description="pretrain on a disjoint public split first")
     public_fraction: float = Field(0.3, ge=0, lt=1)
@@ -57,7 +68,7 @@ class RecipeConfig(BaseModel):
     @field_validator("model")
     @classmethod
     def _model(cls, v: str) -> str:
-        return check_name(MODELS, v)
+        return check_model_name(v)
 
     @field_validator("peft")
     @classmethod
@@ -66,6 +77,12 @@ class RecipeConfig(BaseModel):
         if "model" in info.data:  # absent when the model name itself was invalid
             check_trainable_mode(info.data["model"], v, info.data.get("model_options", {}))
         return v
+
+    @model_validator(mode="after")
+    def _skip_head_needs_weights(self) -> RecipeConfig:
+        if self.weights_skip_head and self.weights is None:
+            raise ValueError("weights_skip_head needs weights (a checkpoint file)")
+        return self
 
     @model_validator(mode="after")
     def _nothing_public(self) -> RecipeConfig:
