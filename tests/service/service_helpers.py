@@ -73,3 +73,10 @@ def running_server(app: Any, **options: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+
+
+def pixel_inputs(prep: Any, x: Any) -> tuple[Any, list]:
+    """Model inputs ``x`` as 8-bit pixels: (the exact model inputs those pixels give, the
+    ``inputs`` array a client sends for them: [0, 1] = value / 255)."""
+    pixels = prep.to_uint8(x)
+    return prep.from_uint8(pixels), (pixels.float() / 255.0).tolist()

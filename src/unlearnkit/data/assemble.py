@@ -1,33 +1,38 @@
-"""Turn raw arrays into a DatasetBundle: subsample, normalise, carve out the public part."""
+"""Turn raw arrays into a DatasetBundle: subsample, carve out the public part, normalise."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import torch
 
 from unlearnkit.data.base import (
+    ArraySplit,
     DatasetBundle,
     channel_stats,
     make_split,
     seeded_permutation,
     stratified_sample,
 )
+from unlearnkit.data.preprocess import PixelSource, Preprocessing
 from unlearnkit.errors import UnlearnkitError
 
 
-def _float_rows(x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
-    """Rows ``index`` of ``x`` (all rows if None) as a new float32 tensor, never a view of ``x``.
+def _units(x: torch.Tensor, index: torch.Tensor | None, pixel_max: float) -> torch.Tensor:
+    """Rows ``index`` of ``x`` (all rows if None) as a new float32 tensor in pixel units, never
+    a view of ``x``.
 
-    Raw images may arrive as uint8 (4x smaller); only the rows a part needs are converted, so
-    the pool is never held as float32 next to its parts.
+    Raw images may arrive as uint8 (4x smaller; 8-bit values, converted to the data set's
+    pixel units here); only the rows a part needs are converted, so the pool is never held as
+    float32 next to its parts.
     """
-    if index is None:
-        return x.to(torch.float32, copy=True)
-    return x[index].to(torch.float32)  # indexing by a tensor copies already
+    rows = x if index is None else x[index]
+    if x.dtype == torch.uint8:
+        return rows.to(torch.float32).div_(255.0 / pixel_max)
+    return rows.to(torch.float32, copy=True)
 
 
-def _standardise_(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """In place; the same arithmetic, bit for bit, as ``(x - mean) / std``."""
-    return x.sub_(mean).div_(std)
+NO_SOURCE = PixelSource(mean=(0.0,), std=(1.0,), note="fixed constants: none (mean 0, std 1)")
 
 
 def assemble(
@@ -38,6 +43,9 @@ def assemble(
     seed: int,
     public_fraction: float,
     subset: int | None = None,
+    *,
+    source: PixelSource = NO_SOURCE,
+    exclude_ids: Iterable[int] | None = None,
 ) -> DatasetBundle:
     """``public_fraction`` of the training pool becomes public (pretraining) data, disjoint from D.
 
@@ -45,6 +53,12 @@ def assemble(
     pool, drawn before the public part is carved out (so public and D shrink together and the
     test set stays whole). Only D (the private part) is deletable, and its ids run 0..|D|-1:
     positions in D, as without a subset; the same options give the same D and fingerprint.
+
+    Normalisation constants never depend on D: they are the public part's statistics, or,
+    without a public part, the loader's fixed constants (``source``). ``exclude_ids`` leaves
+    those ids of D out before anything else is computed, as if they had never been in the
+    pool (the retrain-from-scratch reference; the other ids keep their values), so a test can
+    check that nothing about the remaining data depends on the deleted samples.
     """
     if not 0.0 <= public_fraction < 1.0:
         raise UnlearnkitError(f"public_fraction must be in [0, 1), got {public_fraction}")
@@ -57,32 +71,44 @@ def assemble(
     if subset is not None:
         keep = stratified_sample(y_train, subset, seed)
         x_train, y_train = x_train[keep], y_train[keep]
+    size = int(x_train.shape[-1])
+    geometry = {
+        "resize": source.resize,
+        "pixel_max": source.pixel_max,
+        "interpolation": source.interpolation,
+    }
     public = None
     if public_fraction > 0:
         perm = seeded_permutation(len(y_train), seed + 7919)
         n_pub = round(len(y_train) * public_fraction)
         pub_idx, priv_idx = perm[:n_pub].sort().values, perm[n_pub:].sort().values
-        # Statistics from the public part only: then no preprocessing constant depends on D,
-        # and deleting a sample cannot leave a trace in the normalisation.
-        x_pub = _float_rows(x_train, pub_idx)
+        x_pub = _units(x_train, pub_idx, source.pixel_max)
         mean, std = channel_stats(x_pub)
-        public = make_split(_standardise_(x_pub, mean, std), y_train[pub_idx])
+        prep = Preprocessing.from_stats(mean, std, size, "public split", **geometry)
+        public = make_split(prep.normalise_(x_pub), y_train[pub_idx])
         del x_pub
-        x_priv = _standardise_(_float_rows(x_train, priv_idx), mean, std)
-        y_priv = y_train[priv_idx]
-    else:  # no public data: statistics of the whole pool (a deletion shifts them by O(1/N))
-        x_priv = _float_rows(x_train)
-        mean, std = channel_stats(x_priv)
-        _standardise_(x_priv, mean, std)
-        y_priv = y_train
+    else:
+        priv_idx = torch.arange(len(y_train))
+        channels = int(x_train.shape[1])
+        mean, std = source.mean, source.std
+        if len(mean) == 1 and channels > 1:
+            mean, std = mean * channels, std * channels
+        prep = Preprocessing.from_stats(mean, std, size, source.note, **geometry)
+    ids = torch.arange(len(priv_idx))
+    if exclude_ids is not None:
+        kept = ~torch.isin(ids, torch.as_tensor(list(exclude_ids), dtype=torch.long))
+        priv_idx, ids = priv_idx[kept], ids[kept]
+    x_priv = prep.normalise_(_units(x_train, priv_idx, source.pixel_max))
+    y_priv = y_train[priv_idx]
     del x_train
-    x_test = _standardise_(_float_rows(x_test), mean, std)
+    x_test = prep.normalise_(_units(x_test, None, source.pixel_max))
     return DatasetBundle(
         name=name,
-        train=make_split(x_priv, y_priv),
+        train=ArraySplit(x_priv.contiguous(), y_priv.long().contiguous(), ids),
         test=make_split(x_test, y_test),
         num_classes=num_classes,
         in_chans=int(x_priv.shape[1]),
-        image_size=int(x_priv.shape[-1]),
+        image_size=size,
         public=public,
+        preprocessing=prep,
     )

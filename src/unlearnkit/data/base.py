@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from unlearnkit.data.preprocess import Preprocessing
 from unlearnkit.errors import NotFoundError, UnlearnkitError
 
 
@@ -74,6 +75,9 @@ class DatasetBundle:
     in_chans: int
     image_size: int
     public: ArraySplit | None = None
+    # how pixels became ``x`` (saved with every model; None only for a bundle built by hand)
+    preprocessing: Preprocessing | None = None
+    skipped: tuple[str, ...] = ()  # unreadable files left out (ImageFolder's skip_bad_images)
 
     @property
     def fingerprint(self) -> str:
@@ -106,15 +110,6 @@ def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     mean = x.mean(dim=(0, 2, 3), keepdim=True)
     std = x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
     return mean, std
-
-
-def normalise(
-    x: torch.Tensor, mean: torch.Tensor | None = None, std: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-channel standardisation; returns the statistics so test data uses the train ones."""
-    if mean is None or std is None:
-        mean, std = channel_stats(x)
-    return (x - mean) / std, mean, std
 
 
 def stratified_sample(y: torch.Tensor, n: int, seed: int) -> torch.Tensor:

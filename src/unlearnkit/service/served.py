@@ -26,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from unlearnkit.data.preprocess import Preprocessing
 from unlearnkit.registry import Registry
 
 
@@ -66,6 +67,9 @@ class ServedModel(Protocol):
 
     @property
     def input_shape(self) -> tuple[int, int, int]: ...  # (C, H, W)
+
+    # how pixels become this model's inputs (its saved record): applied to every request
+    preprocessing: Preprocessing
 
     @property
     def num_classes(self) -> int: ...
