@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 
@@ -32,6 +34,33 @@ def _units(x: torch.Tensor, index: torch.Tensor | None, pixel_max: float) -> tor
     return rows.to(torch.float32, copy=True)
 
 
+_LEAVE_OUT: ContextVar[frozenset[int]] = ContextVar("leave_out", default=frozenset())
+
+
+@contextmanager
+def leaving_out(ids: Iterable[int]) -> Iterator[None]:
+    """Every data set assembled inside leaves these ids of D out, as if they had never been in
+    the pool: ``load_dataset(..., leave_out=ids)`` builds the retrain-from-scratch data this way,
+    through the loader's own code."""
+    token = _LEAVE_OUT.set(frozenset(int(i) for i in ids))
+    try:
+        yield
+    finally:
+        _LEAVE_OUT.reset(token)
+
+
+def statistics_rows(
+    public_rows: torch.Tensor | None, private_rows: torch.Tensor
+) -> torch.Tensor | None:
+    """The pool rows the normalisation statistics are computed from: the public part, or none
+    (then the loader's fixed constants apply). Never rows of D, which may be deleted: a
+    constant computed on D would change with every deletion, and a model trained with it
+    would keep a trace of the deleted samples (tests replace this function to show that
+    such a dependence is caught)."""
+    del private_rows  # never used: that is the point
+    return public_rows
+
+
 NO_SOURCE = PixelSource(mean=(0.0,), std=(1.0,), note="fixed constants: none (mean 0, std 1)")
 
 
@@ -57,8 +86,9 @@ def assemble(
     Normalisation constants never depend on D: they are the public part's statistics, or,
     without a public part, the loader's fixed constants (``source``). ``exclude_ids`` leaves
     those ids of D out before anything else is computed, as if they had never been in the
-    pool (the retrain-from-scratch reference; the other ids keep their values), so a test can
-    check that nothing about the remaining data depends on the deleted samples.
+    pool (the retrain-from-scratch reference; the other ids keep their values; see also
+    :func:`leaving_out`), so a test can check that nothing about the remaining data depends
+    on the deleted samples.
     """
     if not 0.0 <= public_fraction < 1.0:
         raise UnlearnkitError(f"public_fraction must be in [0, 1), got {public_fraction}")
@@ -77,27 +107,34 @@ def assemble(
         "pixel_max": source.pixel_max,
         "interpolation": source.interpolation,
     }
-    public = None
+    pub_idx = None
+    priv_idx = torch.arange(len(y_train))
     if public_fraction > 0:
         perm = seeded_permutation(len(y_train), seed + 7919)
         n_pub = round(len(y_train) * public_fraction)
         pub_idx, priv_idx = perm[:n_pub].sort().values, perm[n_pub:].sort().values
-        x_pub = _units(x_train, pub_idx, source.pixel_max)
-        mean, std = channel_stats(x_pub)
-        prep = Preprocessing.from_stats(mean, std, size, "public split", **geometry)
-        public = make_split(prep.normalise_(x_pub), y_train[pub_idx])
-        del x_pub
+    ids = torch.arange(len(priv_idx))
+    leave_out = set(_LEAVE_OUT.get()) | set(exclude_ids or ())
+    if leave_out:
+        kept = ~torch.isin(ids, torch.tensor(sorted(leave_out), dtype=torch.long))
+        priv_idx, ids = priv_idx[kept], ids[kept]
+    rows = statistics_rows(pub_idx, priv_idx)
+    if rows is not None:
+        x_stats = _units(x_train, rows, source.pixel_max)
+        mean, std = channel_stats(x_stats)
+        note = "public split" if rows is pub_idx else "rows of the pool"
+        prep = Preprocessing.from_stats(mean, std, size, note, **geometry)
+        del x_stats
     else:
-        priv_idx = torch.arange(len(y_train))
         channels = int(x_train.shape[1])
         mean, std = source.mean, source.std
         if len(mean) == 1 and channels > 1:
             mean, std = mean * channels, std * channels
         prep = Preprocessing.from_stats(mean, std, size, source.note, **geometry)
-    ids = torch.arange(len(priv_idx))
-    if exclude_ids is not None:
-        kept = ~torch.isin(ids, torch.as_tensor(list(exclude_ids), dtype=torch.long))
-        priv_idx, ids = priv_idx[kept], ids[kept]
+    public = None
+    if pub_idx is not None:
+        x_pub = prep.normalise_(_units(x_train, pub_idx, source.pixel_max))
+        public = make_split(x_pub, y_train[pub_idx])
     x_priv = prep.normalise_(_units(x_train, priv_idx, source.pixel_max))
     y_priv = y_train[priv_idx]
     del x_train
