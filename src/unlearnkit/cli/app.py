@@ -22,11 +22,13 @@ from unlearnkit.cli.common import (
     DatasetOpt,
     EpochsOpt,
     ForgetOpt,
+    ImageSizeOpt,
     ModelOpt,
     OutOpt,
     PeftOpt,
     PretrainOpt,
     SeedsOpt,
+    SkipBadOpt,
     SubsetOpt,
     ThreadsOpt,
     WeightsOpt,
@@ -37,6 +39,7 @@ from unlearnkit.cli.common import (
     refuse_given,
     use_threads,
     user_errors,
+    warn_skipped,
 )
 
 MlflowOpt = Annotated[
@@ -151,6 +154,8 @@ def train_cmd(
     config: ConfigOpt = None,
     threads: ThreadsOpt = None,
     subset: SubsetOpt = None,
+    image_size: ImageSizeOpt = None,
+    skip_bad_images: SkipBadOpt = None,
 ) -> None:
     """Pretrain on the public split, train on D, save the model (safetensors + metadata)."""
     from unlearnkit.recipe import load_bundle, save_trained, train_original
@@ -161,6 +166,8 @@ def train_cmd(
         cfg = make_config(
             config,
             subset=subset,
+            image_size=image_size,
+            skip_bad_images=skip_bad_images,
             dataset=dataset,
             data_dir=data_dir,
             model=model,
@@ -171,6 +178,7 @@ def train_cmd(
             seeds=None,
         )
         bundle = load_bundle(cfg)
+        warn_skipped(bundle.skipped)
         with console.status(f"training {cfg.model} on {cfg.dataset} ({len(bundle.train)} samples)"):
             trained = train_original(cfg, bundle, seed)
         save_trained(out, trained, cfg, bundle)

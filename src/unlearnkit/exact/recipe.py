@@ -142,6 +142,7 @@ def recipe_meta(recipe: EnsembleRecipe, bundle: DatasetBundle) -> dict[str, Any]
         "train_fingerprint": bundle.train.fingerprint(),
         "backbone": recipe.weights if recipe.backbone == "file" else recipe.backbone,
         "dataset_options": dict(recipe.dataset_options),
+        "skipped_images": len(bundle.skipped),
         "preprocessing": bundle.preprocessing.to_json() if bundle.preprocessing else None,
     }
 

@@ -42,6 +42,7 @@ def save_trained(
             "in_chans": bundle.in_chans,
             "image_size": bundle.image_size,
             "preprocessing": preprocessing_of(bundle).to_json(),
+            "skipped_images": len(bundle.skipped),
         },
     )
 
