@@ -131,3 +131,55 @@ def test_s3t_train_image_size_flag_is_saved_with_the_ensemble(tmp_path):
     meta = S3TEnsemble.load(out).meta
     assert meta["dataset_options"] == {"image_size": 12}
     assert meta["preprocessing"]["size"] == 12 and meta["preprocessing"]["resize"] == 12
+
+
+def test_manifest_names_every_file_and_deletion_by_path(tmp_path):
+    from unlearnkit.data.forget import select_forget
+
+    root = make_folder(tmp_path / "data", n=5)
+    bundle = load_dataset("imagefolder", str(root), image_size=8, public_fraction=0.3)
+    rows = bundle.manifest.entries
+    assert [e.path for e in rows] == sorted(e.path for e in rows) and len(rows) == 10
+    in_d = {e.id: e.path for e in rows if e.part == "train"}
+    assert sorted(in_d) == bundle.train.ids.tolist()
+    assert {e.part for e in rows} == {"train", "public", "test"}
+    assert bundle.train.paths == tuple(in_d[i] for i in bundle.train.ids.tolist())
+    victim = in_d[int(bundle.train.ids[1])]
+    listing = tmp_path / "forget.txt"
+    listing.write_text(f"{victim}\n")
+    assert select_forget(bundle.train, f"paths:{listing}").tolist() == [int(bundle.train.ids[1])]
+    assert bundle.manifest.ids_of([victim]) == [int(bundle.train.ids[1])]
+    listing.write_text("cat/nope.png\n")
+    with pytest.raises(UnlearnkitError, match=r"cat/nope\.png is not in the training set D"):
+        select_forget(bundle.train, f"paths:{listing}")
+    with pytest.raises(UnlearnkitError, match="not read from files"):
+        select_forget(load_dataset("digits").train, f"paths:{listing}")
+
+
+def test_a_folder_changed_since_training_is_one_line_naming_the_file(tmp_path):
+    import shutil
+
+    root = make_folder(tmp_path / "data")
+    out = tmp_path / "model"
+    proc = cli("train", "--dataset", "imagefolder", "--data-dir", str(root), "--out", str(out),
+               "--image-size", "8", *TRAIN)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "manifest.csv").read_text().startswith("id,part,path,label,size,mtime_ns")
+    # a copy of the folder (new mtimes, same bytes) is the same data
+    copy = Path(shutil.copytree(root, tmp_path / "copy"))
+    ok = cli("evaluate", "--from", str(out), "--data-dir", str(copy))
+    assert ok.returncode == 0, ok.stderr
+
+    def refused(expected: str) -> None:
+        proc = cli("evaluate", "--from", str(out), "--data-dir", str(copy))
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and expected in proc.stderr
+
+    Image.fromarray(np.zeros((20, 40, 3), dtype=np.uint8)).save(copy / "cat" / "99.png")
+    refused("99.png was added since training")
+    (copy / "cat" / "99.png").unlink()
+    (copy / "dog" / "02.png").unlink()
+    refused("02.png was removed since training")
+    shutil.copy(root / "dog" / "02.png", copy / "dog" / "02.png")
+    shutil.copy(root / "cat" / "01.png", copy / "dog" / "03.png")  # other bytes, same name
+    refused("03.png changed since training")

@@ -98,9 +98,10 @@ def assemble(
         raise UnlearnkitError(
             f"dataset {name!r} has too few samples ({len(y_train)} train, {len(y_test)} test)"
         )
+    pool = torch.arange(len(y_train))  # pool rows as given, for loaders that name files
     if subset is not None:
         keep = stratified_sample(y_train, subset, seed)
-        x_train, y_train = x_train[keep], y_train[keep]
+        x_train, y_train, pool = x_train[keep], y_train[keep], pool[keep]
     size = int(x_train.shape[-1])
     geometry = {
         "resize": source.resize,
@@ -148,4 +149,8 @@ def assemble(
         image_size=size,
         public=public,
         preprocessing=prep,
+        pool_rows={
+            "train": pool[priv_idx],
+            "public": pool[pub_idx] if pub_idx is not None else None,
+        },
     )

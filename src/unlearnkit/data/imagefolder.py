@@ -3,18 +3,22 @@
 Every image goes through :func:`unlearnkit.data.preprocess.image_pixels`: the shorter side is
 resized to ``image_size`` and the centre square cropped (never squashed), kept as uint8; the
 service decodes the images it is sent the same way. Samples are ordered by sorted relative
-path, so ids do not depend on the file system's listing order.
+path, so ids do not depend on the file system's listing order, and the bundle's manifest
+(``unlearnkit.data.manifest``) names the file behind every id.
 """
 
 from __future__ import annotations
 
+import io
 import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from unlearnkit.data.assemble import assemble
 from unlearnkit.data.base import DatasetBundle, split_train_test
+from unlearnkit.data.manifest import FileEntry, Manifest, file_entry
 from unlearnkit.data.preprocess import PixelSource, image_pixels
 from unlearnkit.data.registry import DATASETS
 from unlearnkit.errors import UnlearnkitError
@@ -61,39 +65,86 @@ def scan_folder(root: Path) -> tuple[list[tuple[Path, int]], list[str]]:
     return samples, classes
 
 
-def _decode(path: Path, image_size: int) -> torch.Tensor:
+def _decode(path: Path, data: bytes, image_size: int) -> torch.Tensor:
     from PIL import Image, UnidentifiedImageError  # deferred: only image folders need PIL
 
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(data)) as img:
             img.load()  # a truncated file fails here, not later
             return image_pixels(img, CHANNELS, image_size, image_size)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise UnlearnkitError(f"imagefolder: cannot decode {path}: {exc}") from None
 
 
+@dataclass
+class _Part:
+    images: torch.Tensor  # uint8 (N, C, S, S)
+    labels: torch.Tensor
+    files: list[FileEntry]  # one per image, in order
+    skipped: list[FileEntry]
+
+
 def _load_folder(
-    root: Path, image_size: int, skip_bad: bool, classes: list[str] | None = None
-) -> tuple[torch.Tensor, torch.Tensor, list[str], list[str]]:
-    """uint8 images, labels, class names and the files skipped as unreadable."""
+    data_root: Path,
+    root: Path,
+    image_size: int,
+    skip_bad: bool,
+    classes: list[str] | None = None,
+) -> tuple[_Part, list[str]]:
+    """The images of ``root`` (paths relative to ``data_root``) and its class names."""
     samples, found = scan_folder(root)
     if classes is not None and found != classes:
         raise UnlearnkitError(
             f"imagefolder: classes in {root} {found} differ from the train classes {classes}"
         )
-    images, labels, skipped = [], [], []
+    images, labels, files, skipped = [], [], [], []
     for path, label in samples:
         try:
-            images.append(_decode(path, image_size))
+            data = path.read_bytes()
+        except OSError as exc:
+            raise UnlearnkitError(f"imagefolder: cannot read {path}: {exc}") from None
+        entry = file_entry(data_root, path, label, data)
+        try:
+            images.append(_decode(path, data, image_size))
         except UnlearnkitError:
             if not skip_bad:
                 raise
-            skipped.append(str(path))
+            skipped.append(replace(entry, part="skipped"))
             continue
         labels.append(label)
+        files.append(entry)
     if not images:
         raise UnlearnkitError(f"imagefolder: no readable image in {root}")
-    return torch.stack(images), torch.tensor(labels, dtype=torch.long), found, skipped
+    part = _Part(torch.stack(images), torch.tensor(labels, dtype=torch.long), files, skipped)
+    return part, found
+
+
+def folder_files(root: Path) -> list[tuple[Path, int]]:
+    """Every (file, label) an ImageFolder data set at ``root`` reads (both parts if split)."""
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        train, _ = scan_folder(root / "train")
+        test, _ = scan_folder(root / "test")
+        return train + test
+    return scan_folder(root)[0]
+
+
+def check_folder(root: Path, manifest: Manifest) -> None:
+    """A file added, removed or changed since ``manifest`` was made: one line naming it."""
+    if not root.is_dir():
+        raise UnlearnkitError(f"imagefolder: data dir {root} does not exist")
+    manifest.check_folder(root, folder_files(root))
+
+
+def _manifest(bundle: DatasetBundle, pool: list[FileEntry], test: list[FileEntry],
+              skipped: list[FileEntry]) -> Manifest:  # fmt: skip
+    """Which file became which sample: D rows get their ids, the rest their part."""
+    rows = bundle.pool_rows or {}
+    entries = [replace(e, part="test") for e in test] + skipped
+    for i, row in zip(bundle.train.ids.tolist(), rows["train"].tolist(), strict=True):
+        entries.append(replace(pool[row], part="train", id=i))
+    if rows.get("public") is not None:
+        entries += [replace(pool[row], part="public") for row in rows["public"].tolist()]
+    return Manifest(tuple(sorted(entries, key=lambda e: e.path)))
 
 
 @DATASETS.register("imagefolder")
@@ -109,7 +160,8 @@ def imagefolder(
     """Uses ``root/train`` and ``root/test`` when both exist, else a seeded split of ``root``.
 
     ``skip_bad_images``: leave unreadable or truncated files out (a warning gives the count;
-    the bundle lists them in ``skipped``) instead of stopping at the first one.
+    the bundle lists them in ``skipped``) instead of stopping at the first one. The bundle's
+    ``manifest`` names the file behind every sample.
     """
     if not data_dir:
         raise UnlearnkitError(
@@ -123,15 +175,23 @@ def imagefolder(
     if not root.is_dir():
         raise UnlearnkitError(f"imagefolder: data dir {root} does not exist")
     if (root / "train").is_dir() and (root / "test").is_dir():
-        x_tr, y_tr, classes, bad = _load_folder(root / "train", image_size, skip_bad_images)
-        x_te, y_te, _, bad_te = _load_folder(root / "test", image_size, skip_bad_images, classes)
-        train, test, bad = (x_tr, y_tr), (x_te, y_te), bad + bad_te
+        tr, classes = _load_folder(root, root / "train", image_size, skip_bad_images)
+        te, _ = _load_folder(root, root / "test", image_size, skip_bad_images, classes)
+        train, test = (tr.images, tr.labels), (te.images, te.labels)
+        pool, test_files, bad = tr.files, te.files, tr.skipped + te.skipped
     else:
-        x, y, classes, bad = _load_folder(root, image_size, skip_bad_images)
-        train, test = split_train_test(x, y, test_fraction, seed)
+        part, classes = _load_folder(root, root, image_size, skip_bad_images)
+        (tr_rows, y_tr), (te_rows, y_te) = split_train_test(
+            torch.arange(len(part.labels)), part.labels, test_fraction, seed
+        )
+        train, test = (part.images[tr_rows], y_tr), (part.images[te_rows], y_te)
+        pool = [part.files[i] for i in tr_rows.tolist()]
+        test_files = [part.files[i] for i in te_rows.tolist()]
+        bad = part.skipped
     if bad:
         warnings.warn(
-            f"imagefolder: skipped {len(bad)} unreadable image(s), first {bad[0]}", stacklevel=2
+            f"imagefolder: skipped {len(bad)} unreadable image(s), first {root / bad[0].path}",
+            stacklevel=2,
         )
     bundle = assemble(
         "imagefolder",
@@ -143,5 +203,7 @@ def imagefolder(
         subset,
         source=imagefolder_source(image_size),
     )
-    bundle.skipped = tuple(bad)
+    bundle.skipped = tuple(str(root / e.path) for e in bad)
+    bundle.manifest = _manifest(bundle, pool, test_files, bad)
+    bundle.train.paths = tuple(pool[r].path for r in bundle.pool_rows["train"].tolist())
     return bundle

@@ -2,9 +2,10 @@
 
 ``DIR/model.safetensors`` (weights after training on D), ``DIR/initial.safetensors`` (w0, needed
 by retrain and by NTK linearisation) and ``DIR/model.safetensors.json`` (recipe, trainable
-names, data fingerprint, the preprocessing record, versions). ``open_trained`` loads the model
-*and* its data and checks the fingerprint, so a model is never unlearned against data it was
-not trained on.
+names, data fingerprint, the preprocessing record, versions); for an image folder also
+``DIR/manifest.csv`` (every file, its id or part, size, mtime, content hash). ``open_trained``
+loads the model *and* its data and checks the fingerprint (a changed image folder: the file
+named first), so a model is never unlearned against data it was not trained on.
 """
 
 from __future__ import annotations
@@ -14,10 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from unlearnkit.data import DatasetBundle
+from unlearnkit.data.imagefolder import check_folder
+from unlearnkit.data.manifest import MANIFEST_FILE, Manifest
 from unlearnkit.data.preprocess import Preprocessing
 from unlearnkit.errors import ConflictError, UnlearnkitError
 from unlearnkit.models import create_model, select_trainable
-from unlearnkit.models.checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
+from unlearnkit.models.checkpoint import (
+    atomic_write_text,
+    load_checkpoint,
+    load_state,
+    save_checkpoint,
+    save_state,
+)
 from unlearnkit.recipe.build import TrainedModel, load_bundle
 from unlearnkit.recipe.config import RecipeConfig, recipe_of
 
@@ -30,6 +39,8 @@ def save_trained(
     directory = Path(directory)
     recipe = cfg.model_dump(mode="json", include=set(RecipeConfig.model_fields))
     save_state(directory / INITIAL_FILE, trained.initial_state, {"role": "initial"})
+    if bundle.manifest is not None:  # which file is which sample, checked when reopened
+        atomic_write_text(directory / MANIFEST_FILE, bundle.manifest.to_csv())
     save_checkpoint(
         directory / MODEL_FILE,
         trained.model,
@@ -133,6 +144,9 @@ def open_trained(directory: Path, data_dir: str | None = None) -> OpenedModel:
     trained, cfg, meta = load_trained(directory)
     if data_dir is not None:
         cfg = cfg.model_copy(update={"data_dir": data_dir})
+    manifest = Path(directory) / MANIFEST_FILE
+    if manifest.is_file() and cfg.data_dir:  # a changed folder is named before any decoding
+        check_folder(Path(cfg.data_dir).expanduser(), Manifest.read(manifest))
     bundle = load_bundle(cfg)
     check_fingerprint(meta, bundle, Path(directory))
     return OpenedModel(trained, cfg, bundle, meta)
