@@ -8,6 +8,7 @@ import torch
 
 import unlearnkit.exact.jobs as jobs
 import unlearnkit.training as training
+from unlearnkit.data import load_dataset
 from unlearnkit.errors import ConflictError, NotFoundError
 from unlearnkit.exact import ENSEMBLES, S3TEnsemble, SISAEnsemble, load_ensemble
 from unlearnkit.exact.stack import StackSpec, block_name
@@ -17,6 +18,17 @@ from unlearnkit.training import TrainConfig
 
 def _sample_in(ens, shard: int, slice_: int) -> int:
     return ens.partition.members(shard, slice_)[0]
+
+
+def _loaded_without(train, x: int):
+    """D without ``x`` as a retrain from scratch sees it: loaded afresh with ``x`` never in the
+    pool (normalisation included), not ``train`` with a row dropped; ``train`` is the first
+    ids of D (conftest's ``small``). A preprocessing constant that depended on D would make
+    this differ from ``train.drop_ids([x])``, and the bit-identity checks below would fail."""
+    fresh = load_dataset("digits", public_fraction=0.3, leave_out=[x]).train
+    fresh = fresh.subset(fresh.ids <= int(train.ids.max()))
+    assert torch.equal(fresh.x, train.drop_ids([x]).x)
+    return fresh
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +131,7 @@ def test_s3t_deletion_is_exact(small, backbone, s3t_config, trained, where) -> N
     plan = ens.serving_plan()
     served = ens.predict_logits(test.x)
     ref = S3TEnsemble.train(
-        train.drop_ids([x]), s3t_config(), num_classes=10, backbone_state=backbone
+        _loaded_without(train, x), s3t_config(), num_classes=10, backbone_state=backbone
     )
     assert torch.equal(served, ref.predict_logits(test.x, plan=plan))
     # the check has teeth: the full ensemble on D and the full one on D \ x differ
@@ -143,7 +155,7 @@ def test_sisa_eager_deletion_is_exact(small, backbone, sisa_config) -> None:
     after = ens.stack.block_state([block_name(1, 0, 0)])
     assert all(torch.equal(kept[k], after[k]) for k in kept)  # checkpoint p-1 reused
     ref = SISAEnsemble.train(
-        train.drop_ids([x]), sisa_config(), num_classes=10, backbone_state=backbone
+        _loaded_without(train, x), sisa_config(), num_classes=10, backbone_state=backbone
     )
     assert torch.equal(ens.predict_logits(test.x), ref.predict_logits(test.x))
 

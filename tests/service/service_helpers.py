@@ -104,3 +104,10 @@ def launch(model_dir, token_file, port: int, log, *options: str) -> subprocess.P
     proc.kill()
     proc.wait()
     raise AssertionError("server did not start")
+
+
+def pixel_inputs(prep: Any, x: Any) -> tuple[Any, list]:
+    """Model inputs ``x`` as 8-bit pixels: (the exact model inputs those pixels give, the
+    ``inputs`` array a client sends for them: [0, 1] = value / 255)."""
+    pixels = prep.to_uint8(x)
+    return prep.from_uint8(pixels), (pixels.float() / 255.0).tolist()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from service_helpers import DELETE, auth, start_service, wait_for
+from service_helpers import DELETE, auth, pixel_inputs, start_service, wait_for
 
 from unlearnkit.errors import NotFoundError
 from unlearnkit.recipe import load_bundle, load_trained
@@ -39,10 +39,10 @@ def retrained_probs(ntk_parts, deleted: list[int], x: torch.Tensor) -> torch.Ten
 
 def test_deletion_is_queued_then_applied_and_equals_retraining(serve, ntk_dir, ntk_parts):
     _, bundle = ntk_parts
-    x = bundle.test.x[:12]
+    x, sent = pixel_inputs(bundle.preprocessing, bundle.test.x[:12])  # inputs are pixels
     victims = bundle.train.ids[[3, 50, 77]].tolist()
     with serve(ntk_dir, mode="approximate") as client:
-        before = client.post("/v1/predict", json={"inputs": x.tolist()}, headers=auth()).json()
+        before = client.post("/v1/predict", json={"inputs": sent}, headers=auth()).json()
         assert before["model_version"] == 0
         r = client.post("/v1/deletions", json={"sample_ids": victims}, headers=auth(DELETE, "a"))
         assert r.status_code == 202 and r.json()["status"] in ("accepted", "applied")
@@ -54,7 +54,7 @@ def test_deletion_is_queued_then_applied_and_equals_retraining(serve, ntk_dir, n
 
         wait_for(applied)
         status = client.get(f"/v1/deletions/{rid}", headers=auth(DELETE)).json()
-        after = client.post("/v1/predict", json={"inputs": x.tolist()}, headers=auth()).json()
+        after = client.post("/v1/predict", json={"inputs": sent}, headers=auth()).json()
         model = client.get("/v1/model", headers=auth()).json()
     change = status["receipt"]["change"]
     assert change["kind"] == "ntk_downdate" and change["samples"] == 3 and change["rank"] == 30
@@ -114,9 +114,9 @@ def test_approximate_restart_replays_the_ledger(ntk_dir, ntk_parts):
 
 def test_paper_update_mode_serves_and_deletes(serve, ntk_dir, ntk_parts):
     _, bundle = ntk_parts
-    x = bundle.test.x[:6]
+    x, sent = pixel_inputs(bundle.preprocessing, bundle.test.x[:6])  # inputs are pixels
     with serve(ntk_dir, mode="approximate", ntk_update="paper") as client:
-        first = client.post("/v1/predict", json={"inputs": x.tolist()}, headers=auth()).json()
+        first = client.post("/v1/predict", json={"inputs": sent}, headers=auth()).json()
         trained, _ = ntk_parts
         with torch.no_grad():
             plain = torch.softmax(trained.model.eval()(x), dim=1)
@@ -135,7 +135,7 @@ def test_paper_update_mode_serves_and_deletes(serve, ntk_dir, ntk_parts):
                 == "applied"
             )
         )
-        second = client.post("/v1/predict", json={"inputs": x.tolist()}, headers=auth()).json()
+        second = client.post("/v1/predict", json={"inputs": sent}, headers=auth()).json()
         assert client.get("/v1/model", headers=auth()).json()["update"] == "paper"
     assert second["model_version"] == 1 and second["probabilities"] != first["probabilities"]
 

@@ -25,6 +25,7 @@ from unlearnkit.cli.common import (
     EpochsOpt,
     ForgetOpt,
     HeadOpt,
+    ImageSizeOpt,
     ModelOpt,
     ModelOptionOpt,
     OutOpt,
@@ -32,6 +33,7 @@ from unlearnkit.cli.common import (
     PrecisionOpt,
     PretrainOpt,
     SeedsOpt,
+    SkipBadOpt,
     SubsetOpt,
     ThreadsOpt,
     WeightsOpt,
@@ -44,6 +46,7 @@ from unlearnkit.cli.common import (
     refuse_given,
     use_runtime,
     user_errors,
+    warn_skipped,
 )
 from unlearnkit.cli.export import export
 
@@ -220,6 +223,8 @@ def train_cmd(
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
     subset: SubsetOpt = None,
+    image_size: ImageSizeOpt = None,
+    skip_bad_images: SkipBadOpt = None,
 ) -> None:
     """Pretrain on the public split, train on D, save the model (safetensors + metadata)."""
     from unlearnkit.recipe import load_bundle, save_trained, train_original
@@ -229,6 +234,8 @@ def train_cmd(
         cfg = make_config(
             config,
             subset=subset,
+            image_size=image_size,
+            skip_bad_images=skip_bad_images,
             dataset=dataset,
             data_dir=data_dir,
             model=model,
@@ -245,6 +252,7 @@ def train_cmd(
         )
         use_runtime(threads, cfg.device, cfg.precision)
         bundle = load_bundle(cfg)
+        warn_skipped(bundle.skipped)
         console.print(f"training {cfg.model} on {cfg.dataset} ({len(bundle.train)} samples)")
         with console_progress():
             trained = train_original(cfg, bundle, seed)

@@ -83,6 +83,22 @@ SubsetOpt = Annotated[
         min=2,
     ),
 ]
+ImageSizeOpt = Annotated[
+    int | None,
+    typer.Option(
+        help="model input size in pixels for image folders (and synthetic): the shorter side "
+        "is resized to it and the centre square cropped; saved with the model (default 32)",
+        min=1,
+    ),
+]
+SkipBadOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--skip-bad-images/--no-skip-bad-images",
+        help="image folders: leave unreadable or truncated files out (a warning gives the count) "
+        "instead of stopping at the first one",
+    ),
+]
 ThreadsOpt = Annotated[
     int | None,
     typer.Option(
@@ -123,6 +139,17 @@ def user_errors(interrupted: str = "interrupted; nothing partial was written") -
         raise typer.Exit(code=130) from None
 
 
+def warn_skipped(skipped: tuple[str, ...] | list[str]) -> None:
+    """The count of unreadable images ``--skip-bad-images`` left out (and the first one)."""
+    if skipped:
+        console.print(
+            f"[yellow]warning:[/yellow] skipped {len(skipped)} unreadable image(s), "
+            f"first {skipped[0]}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 def use_threads(threads: int | None) -> int:
     """Apply ``--threads`` (``None``: the default) once, before any heavy work."""
     from unlearnkit.runtime.threads import apply_threads  # deferred: torch, so --help stays fast
@@ -161,7 +188,6 @@ def make_config(config: Path | dict[str, Any] | None, **overrides: Any) -> Any:
     seeds = overrides.pop("seeds", None)
     methods = overrides.pop("methods", None)
     epochs = overrides.pop("epochs", None)
-    subset = overrides.pop("subset", None)
     model_option = overrides.pop("model_option", None)
     head = overrides.pop("head", None)
     if model_option or head is not None:
@@ -170,8 +196,13 @@ def make_config(config: Path | dict[str, Any] | None, **overrides: Any) -> Any:
             **parse_params(model_option or [], "model-option"),
         }
         overrides["model_options"] = {**options, **({"head": head} if head is not None else {})}
-    if subset is not None:
-        overrides["dataset_options"] = {**base.get("dataset_options", {}), "subset": subset}
+    data_flags = dataset_flags(
+        subset=overrides.pop("subset", None),
+        image_size=overrides.pop("image_size", None),
+        skip_bad_images=overrides.pop("skip_bad_images", None),
+    )
+    if data_flags:
+        overrides["dataset_options"] = {**base.get("dataset_options", {}), **data_flags}
     if seeds is not None:
         overrides["seeds"] = list(range(seeds))
     if methods is not None:
@@ -179,6 +210,12 @@ def make_config(config: Path | dict[str, Any] | None, **overrides: Any) -> Any:
     if epochs is not None:
         overrides["train"] = {**base.get("train", {}), "epochs": epochs}
     return build_config(base, **overrides)
+
+
+def dataset_flags(**flags: Any) -> dict[str, Any]:
+    """The data set options given as flags (``--subset``, ``--image-size``, ...); a data set
+    that has no such option refuses it by name when it is loaded, before any training."""
+    return {name: value for name, value in flags.items() if value is not None}
 
 
 def parse_params(pairs: list[str], flag: str = "param") -> dict[str, Any]:

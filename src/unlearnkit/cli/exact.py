@@ -28,12 +28,16 @@ import typer
 from unlearnkit.cli.common import (
     DeviceOpt,
     IdsOpt,
+    ImageSizeOpt,
     ModelDirOpt,
     PrecisionOpt,
+    SkipBadOpt,
     ThreadsOpt,
     console,
+    dataset_flags,
     use_runtime,
     user_errors,
+    warn_skipped,
 )
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.id_lists import parse_ids
@@ -125,6 +129,9 @@ def _train(scheme: str, out: Path, overwrite: bool, opts: dict[str, Any], extra:
         pretrain=opts["pretrain"],
         public_fraction=opts["public_fraction"],
         weights=None if opts["weights"] is None else str(opts["weights"]),
+        dataset_options=dataset_flags(
+            image_size=opts["image_size"], skip_bad_images=opts["skip_bad_images"]
+        ),
     )
     given = {k: opts[k] for k in ("epochs", "lr", "batch_size") if opts[k] is not None}
     train = {**_STAGE_DEFAULTS, **ensemble_preset(opts["dataset"], "train"), **given}
@@ -139,6 +146,7 @@ def _train(scheme: str, out: Path, overwrite: bool, opts: dict[str, Any], extra:
         **extra,
     )
     bundle = load_data(recipe)
+    warn_skipped(bundle.skipped)
     check_ensemble(config, bundle)  # every bad shape or model fails here, before any work
     executor = create_executor(
         opts["executor"], **({"address": opts["ray_address"]} if opts["executor"] == "ray" else {})
@@ -337,6 +345,8 @@ def s3t_train(
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
+    image_size: ImageSizeOpt = None,
+    skip_bad_images: SkipBadOpt = None,
 ) -> None:
     """Shard, slice and train B sequences of L LoRA blocks per shard."""
     opts = dict(locals())
@@ -372,6 +382,8 @@ def sisa_train(
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
+    image_size: ImageSizeOpt = None,
+    skip_bad_images: SkipBadOpt = None,
 ) -> None:
     """Shard, slice and train one LoRA model per shard with a checkpoint after every slice."""
     opts = dict(locals())

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from unlearnkit.data.manifest import Manifest
+from unlearnkit.data.preprocess import Preprocessing
 from unlearnkit.errors import NotFoundError, UnlearnkitError
 
 
@@ -18,6 +20,8 @@ class ArraySplit:
     x: torch.Tensor
     y: torch.Tensor
     ids: torch.Tensor
+    # the file behind each row (relative to the data folder), for data read from files
+    paths: tuple[str, ...] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         n = self.x.shape[0]
@@ -25,13 +29,19 @@ class ArraySplit:
             raise ValueError(
                 f"x, y, ids disagree in length: {n}, {tuple(self.y.shape)}, {tuple(self.ids.shape)}"
             )
+        if self.paths is not None and len(self.paths) != n:
+            raise ValueError(f"{len(self.paths)} paths for {n} rows")
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
     def subset(self, index: torch.Tensor) -> ArraySplit:
         """Rows by position (int tensor) or by boolean mask."""
-        return ArraySplit(self.x[index], self.y[index], self.ids[index])
+        paths = None
+        if self.paths is not None:
+            rows = torch.arange(len(self))[index].reshape(-1).tolist()
+            paths = tuple(self.paths[i] for i in rows)
+        return ArraySplit(self.x[index], self.y[index], self.ids[index], paths)
 
     def id_mask(self, ids: Iterable[int] | torch.Tensor) -> torch.Tensor:
         wanted = torch.as_tensor(
@@ -74,9 +84,21 @@ class DatasetBundle:
     in_chans: int
     image_size: int
     public: ArraySplit | None = None
+    # how pixels became ``x`` (saved with every model; None only for a bundle built by hand)
+    preprocessing: Preprocessing | None = None
+    skipped: tuple[str, ...] = ()  # unreadable files left out (ImageFolder's skip_bad_images)
+    # rows of the training pool the loader gave ``assemble`` that became D (in id order) and
+    # the public part: lets a loader name the file behind each id
+    pool_rows: dict[str, torch.Tensor | None] | None = None
+    manifest: Manifest | None = None  # ImageFolder: every file, its part and id
 
     @property
     def fingerprint(self) -> str:
+        """Content hash of D (a manifest's, for a folder of files: no pixels are hashed)."""
+        if self.manifest is not None:
+            prep = self.preprocessing.model_dump_json() if self.preprocessing else ""
+            digest = hashlib.sha256((self.manifest.digest() + prep).encode()).hexdigest()[:16]
+            return f"{self.name}-m{digest}"
         return f"{self.name}-{self.train.fingerprint()}"
 
 
@@ -106,15 +128,6 @@ def channel_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     mean = x.mean(dim=(0, 2, 3), keepdim=True)
     std = x.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
     return mean, std
-
-
-def normalise(
-    x: torch.Tensor, mean: torch.Tensor | None = None, std: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-channel standardisation; returns the statistics so test data uses the train ones."""
-    if mean is None or std is None:
-        mean, std = channel_stats(x)
-    return (x - mean) / std, mean, std
 
 
 def stratified_sample(y: torch.Tensor, n: int, seed: int) -> torch.Tensor:

@@ -10,8 +10,24 @@ import torch
 
 from unlearnkit.data.assemble import assemble
 from unlearnkit.data.base import DatasetBundle
+from unlearnkit.data.preprocess import PixelSource
 from unlearnkit.data.registry import DATASETS
 from unlearnkit.errors import UnlearnkitError
+
+# Without a public split: the published per-channel constants of each training set (fixed, so
+# no deletion can move them).
+_FIXED = {
+    "cifar10": PixelSource(
+        mean=(0.4914, 0.4822, 0.4465),
+        std=(0.2470, 0.2435, 0.2616),
+        note="fixed constants for cifar10",
+    ),
+    "cifar100": PixelSource(
+        mean=(0.5071, 0.4865, 0.4409),
+        std=(0.2673, 0.2564, 0.2762),
+        note="fixed constants for cifar100",
+    ),
+}
 
 _LAYOUT = {
     "cifar10": (
@@ -51,7 +67,7 @@ def _read_batches(
             labels = np.asarray(batch[label_key], dtype=np.int64)
         except (OSError, KeyError, ValueError, pickle.UnpicklingError, EOFError) as exc:
             raise UnlearnkitError(f"cannot read CIFAR batch {path}: {exc}") from None
-        xs.append(torch.from_numpy(data.astype(np.float32) / 255.0))
+        xs.append(torch.from_numpy(data.copy()))  # uint8: assemble converts the rows it keeps
         ys.append(torch.from_numpy(labels))
     return torch.cat(xs), torch.cat(ys)
 
@@ -63,7 +79,7 @@ def _cifar(
     root = _resolve_root(data_dir, subdir, train_files[0], name)
     train = _read_batches(root, train_files, label_key)
     test = _read_batches(root, test_files, label_key)
-    return assemble(name, train, test, classes, seed, public_fraction, subset)
+    return assemble(name, train, test, classes, seed, public_fraction, subset, source=_FIXED[name])
 
 
 @DATASETS.register("cifar10")

@@ -7,7 +7,12 @@ from sklearn.datasets import load_digits
 
 from unlearnkit.data.assemble import assemble
 from unlearnkit.data.base import DatasetBundle, split_train_test
+from unlearnkit.data.preprocess import PixelSource
 from unlearnkit.data.registry import DATASETS
+
+# Without a public split: fixed constants (mean and std of all 1,797 images, computed once and
+# written down), so no deletion can move them.
+DIGITS = PixelSource(mean=(0.3053,), std=(0.3761,), note="fixed constants for digits")
 
 
 @DATASETS.register("digits")
@@ -23,4 +28,4 @@ def digits(
     x = torch.tensor(raw.images, dtype=torch.float32).unsqueeze(1) / 16.0
     y = torch.tensor(raw.target, dtype=torch.long)
     train, test = split_train_test(x, y, test_fraction, seed=seed)
-    return assemble("digits", train, test, 10, seed, public_fraction, subset)
+    return assemble("digits", train, test, 10, seed, public_fraction, subset, source=DIGITS)

@@ -1,4 +1,5 @@
-"""Forget-set specs: ``class:K``, ``random:N`` / ``random:0.1``, ``indices:PATH``, and more.
+"""Forget-set specs: ``class:K``, ``random:N`` / ``random:0.1``, ``indices:PATH``,
+``paths:PATH`` (image files, for data read from a folder), and more.
 
 A spec is ``kind:argument``; each kind is a registered selector that maps (D, argument, seed) to
 the sample ids to forget. ``memorization:LEVEL:N[:PATH]`` picks by a per-sample score file from
@@ -100,6 +101,28 @@ def from_file(train: ArraySplit, argument: str, seed: int) -> torch.Tensor:
             f"indices:{argument} - id {bad[0]} is out of range (valid: 0..{len(train) - 1})"
         )
     return torch.tensor(ids, dtype=torch.long)
+
+
+@FORGET_SELECTORS.register("paths")
+def from_paths(train: ArraySplit, argument: str, seed: int) -> torch.Tensor:
+    """Deletion by file: a file listing image paths (relative to the data folder, as in the
+    model's ``manifest.csv``), one per line."""
+    if train.paths is None:
+        raise UnlearnkitError(f"paths:{argument} - this data set is not read from files")
+    try:
+        wanted = [line.strip() for line in Path(argument).expanduser().read_text().splitlines()]
+    except OSError as exc:
+        raise UnlearnkitError(
+            f"paths:{argument} - cannot read the file: {exc.strerror or exc}"
+        ) from None
+    row_of = {p: i for i, p in enumerate(train.paths)}
+    rows = []
+    for path in filter(None, wanted):
+        row = row_of.get(Path(path).as_posix())
+        if row is None:
+            raise UnlearnkitError(f"paths:{argument} - {path} is not in the training set D")
+        rows.append(row)
+    return train.ids[torch.tensor(rows, dtype=torch.long)]
 
 
 DEFAULT_SCORES = Path("runs/memorize/scores.csv")

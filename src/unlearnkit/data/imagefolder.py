@@ -1,43 +1,150 @@
-"""A local folder of images, one sub-folder per class (torchvision's ImageFolder layout)."""
+"""A local folder of images, one sub-folder per class (torchvision's ImageFolder layout).
+
+Every image goes through :func:`unlearnkit.data.preprocess.image_pixels`: the shorter side is
+resized to ``image_size`` and the centre square cropped (never squashed), kept as uint8; the
+service decodes the images it is sent the same way. Samples are ordered by sorted relative
+path, so ids do not depend on the file system's listing order, and the bundle's manifest
+(``unlearnkit.data.manifest``) names the file behind every id.
+"""
 
 from __future__ import annotations
 
+import io
+import warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
 from unlearnkit.data.assemble import assemble
 from unlearnkit.data.base import DatasetBundle, split_train_test
+from unlearnkit.data.manifest import FileEntry, Manifest, file_entry
+from unlearnkit.data.preprocess import PixelSource, image_pixels
 from unlearnkit.data.registry import DATASETS
 from unlearnkit.errors import UnlearnkitError
 
+# the file types torchvision's ImageFolder reads
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+CHANNELS = 3
+
+
+def imagefolder_source(image_size: int) -> PixelSource:
+    """Without a public split: ImageNet's per-channel constants (fixed, never D's)."""
+    return PixelSource(
+        mean=(0.485, 0.456, 0.406),
+        std=(0.229, 0.224, 0.225),
+        note="fixed constants for imagefolder (ImageNet's)",
+        resize=image_size,
+    )
+
+
+def scan_folder(root: Path) -> tuple[list[tuple[Path, int]], list[str]]:
+    """(file, label) by sorted relative path, and the sorted class names; a folder that cannot
+    make a classification set (no classes, one class, an empty class) is a clear error."""
+    try:
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    except OSError as exc:
+        raise UnlearnkitError(f"imagefolder: cannot read {root}: {exc}") from None
+    if not classes:
+        raise UnlearnkitError(f"imagefolder: {root} has no class sub-folders")
+    if len(classes) == 1:
+        raise UnlearnkitError(
+            f"imagefolder: {root} has one class folder ({classes[0]!r}); a classifier needs "
+            "at least two"
+        )
+    samples: list[tuple[Path, int]] = []
+    for label, name in enumerate(classes):
+        files = sorted(
+            p for p in (root / name).rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file()
+        )
+        if not files:
+            raise UnlearnkitError(
+                f"imagefolder: class folder {root / name} holds no images ({', '.join(EXTENSIONS)})"
+            )
+        samples += [(p, label) for p in files]
+    return samples, classes
+
+
+def _decode(path: Path, data: bytes, image_size: int) -> torch.Tensor:
+    from PIL import Image, UnidentifiedImageError  # deferred: only image folders need PIL
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()  # a truncated file fails here, not later
+            return image_pixels(img, CHANNELS, image_size, image_size)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise UnlearnkitError(f"imagefolder: cannot decode {path}: {exc}") from None
+
+
+@dataclass
+class _Part:
+    images: torch.Tensor  # uint8 (N, C, S, S)
+    labels: torch.Tensor
+    files: list[FileEntry]  # one per image, in order
+    skipped: list[FileEntry]
+
 
 def _load_folder(
-    root: Path, image_size: int, classes: list[str] | None = None
-) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    from torchvision import datasets, transforms  # deferred: torchvision costs ~1.5 s
-
-    tf = transforms.Compose([transforms.Resize((image_size, image_size)), transforms.ToTensor()])
-    try:
-        folder = datasets.ImageFolder(str(root), transform=tf)
-    except (FileNotFoundError, OSError) as exc:
-        raise UnlearnkitError(f"imagefolder: cannot read {root}: {exc}") from None
-    if classes is not None and folder.classes != classes:
+    data_root: Path,
+    root: Path,
+    image_size: int,
+    skip_bad: bool,
+    classes: list[str] | None = None,
+) -> tuple[_Part, list[str]]:
+    """The images of ``root`` (paths relative to ``data_root``) and its class names."""
+    samples, found = scan_folder(root)
+    if classes is not None and found != classes:
         raise UnlearnkitError(
-            f"imagefolder: classes in {root} {folder.classes} differ from the "
-            f"train classes {classes}"
+            f"imagefolder: classes in {root} {found} differ from the train classes {classes}"
         )
-    images, labels = [], []
-    for i in range(len(folder)):
+    images, labels, files, skipped = [], [], [], []
+    for path, label in samples:
         try:
-            img, label = folder[i]
+            data = path.read_bytes()
         except OSError as exc:
-            raise UnlearnkitError(
-                f"imagefolder: cannot decode {folder.samples[i][0]}: {exc}"
-            ) from None
-        images.append(img)
+            raise UnlearnkitError(f"imagefolder: cannot read {path}: {exc}") from None
+        entry = file_entry(data_root, path, label, data)
+        try:
+            images.append(_decode(path, data, image_size))
+        except UnlearnkitError:
+            if not skip_bad:
+                raise
+            skipped.append(replace(entry, part="skipped"))
+            continue
         labels.append(label)
-    return torch.stack(images), torch.tensor(labels, dtype=torch.long), folder.classes
+        files.append(entry)
+    if not images:
+        raise UnlearnkitError(f"imagefolder: no readable image in {root}")
+    part = _Part(torch.stack(images), torch.tensor(labels, dtype=torch.long), files, skipped)
+    return part, found
+
+
+def folder_files(root: Path) -> list[tuple[Path, int]]:
+    """Every (file, label) an ImageFolder data set at ``root`` reads (both parts if split)."""
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        train, _ = scan_folder(root / "train")
+        test, _ = scan_folder(root / "test")
+        return train + test
+    return scan_folder(root)[0]
+
+
+def check_folder(root: Path, manifest: Manifest) -> None:
+    """A file added, removed or changed since ``manifest`` was made: one line naming it."""
+    if not root.is_dir():
+        raise UnlearnkitError(f"imagefolder: data dir {root} does not exist")
+    manifest.check_folder(root, folder_files(root))
+
+
+def _manifest(bundle: DatasetBundle, pool: list[FileEntry], test: list[FileEntry],
+              skipped: list[FileEntry]) -> Manifest:  # fmt: skip
+    """Which file became which sample: D rows get their ids, the rest their part."""
+    rows = bundle.pool_rows or {}
+    entries = [replace(e, part="test") for e in test] + skipped
+    for i, row in zip(bundle.train.ids.tolist(), rows["train"].tolist(), strict=True):
+        entries.append(replace(pool[row], part="train", id=i))
+    if rows.get("public") is not None:
+        entries += [replace(pool[row], part="public") for row in rows["public"].tolist()]
+    return Manifest(tuple(sorted(entries, key=lambda e: e.path)))
 
 
 @DATASETS.register("imagefolder")
@@ -48,20 +155,55 @@ def imagefolder(
     test_fraction: float = 0.2,
     public_fraction: float = 0.0,
     subset: int | None = None,
+    skip_bad_images: bool = False,
 ) -> DatasetBundle:
-    """Uses ``root/train`` and ``root/test`` when both exist, else a seeded split of ``root``."""
+    """Uses ``root/train`` and ``root/test`` when both exist, else a seeded split of ``root``.
+
+    ``skip_bad_images``: leave unreadable or truncated files out (a warning gives the count;
+    the bundle lists them in ``skipped``) instead of stopping at the first one. The bundle's
+    ``manifest`` names the file behind every sample.
+    """
     if not data_dir:
         raise UnlearnkitError(
             "imagefolder needs --data-dir (a folder with one sub-folder per class)"
+        )
+    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+        raise UnlearnkitError(
+            f"imagefolder: image_size must be a positive integer, got {image_size!r}"
         )
     root = Path(data_dir).expanduser()
     if not root.is_dir():
         raise UnlearnkitError(f"imagefolder: data dir {root} does not exist")
     if (root / "train").is_dir() and (root / "test").is_dir():
-        x_tr, y_tr, classes = _load_folder(root / "train", image_size)
-        x_te, y_te, _ = _load_folder(root / "test", image_size, classes)
-        train, test = (x_tr, y_tr), (x_te, y_te)
+        tr, classes = _load_folder(root, root / "train", image_size, skip_bad_images)
+        te, _ = _load_folder(root, root / "test", image_size, skip_bad_images, classes)
+        train, test = (tr.images, tr.labels), (te.images, te.labels)
+        pool, test_files, bad = tr.files, te.files, tr.skipped + te.skipped
     else:
-        x, y, classes = _load_folder(root, image_size)
-        train, test = split_train_test(x, y, test_fraction, seed)
-    return assemble("imagefolder", train, test, len(classes), seed, public_fraction, subset)
+        part, classes = _load_folder(root, root, image_size, skip_bad_images)
+        (tr_rows, y_tr), (te_rows, y_te) = split_train_test(
+            torch.arange(len(part.labels)), part.labels, test_fraction, seed
+        )
+        train, test = (part.images[tr_rows], y_tr), (part.images[te_rows], y_te)
+        pool = [part.files[i] for i in tr_rows.tolist()]
+        test_files = [part.files[i] for i in te_rows.tolist()]
+        bad = part.skipped
+    if bad:
+        warnings.warn(
+            f"imagefolder: skipped {len(bad)} unreadable image(s), first {root / bad[0].path}",
+            stacklevel=2,
+        )
+    bundle = assemble(
+        "imagefolder",
+        train,
+        test,
+        len(classes),
+        seed,
+        public_fraction,
+        subset,
+        source=imagefolder_source(image_size),
+    )
+    bundle.skipped = tuple(str(root / e.path) for e in bad)
+    bundle.manifest = _manifest(bundle, pool, test_files, bad)
+    bundle.train.paths = tuple(pool[r].path for r in bundle.pool_rows["train"].tolist())
+    return bundle

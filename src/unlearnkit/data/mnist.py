@@ -19,6 +19,7 @@ import torch
 
 from unlearnkit.data.assemble import assemble
 from unlearnkit.data.base import DatasetBundle
+from unlearnkit.data.preprocess import PixelSource
 from unlearnkit.data.registry import DATASETS
 from unlearnkit.errors import UnlearnkitError
 
@@ -31,6 +32,20 @@ PARTS = {
 }
 IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049  # 0x0803: uint8, 3 dims; 0x0801: uint8, 1 dim
 SIDE, CLASSES = 28, 10
+# Pixels stay in byte units (0..255, as stored) so that models trained before the preprocessing
+# record keep their fingerprints. Without a public split: the published constants of each set
+# (fixed, so no deletion can move them).
+_FIXED = {
+    "fashion_mnist": PixelSource(
+        mean=(0.2860 * 255,),
+        std=(0.3530 * 255,),
+        note="fixed constants for fashion_mnist",
+        pixel_max=255.0,
+    ),
+    "mnist": PixelSource(
+        mean=(0.1307 * 255,), std=(0.3081 * 255,), note="fixed constants for mnist", pixel_max=255.0
+    ),
+}
 # torchvision's download layout, so a folder it filled can be used as it is
 _TORCHVISION_FOLDER = {"fashion_mnist": "FashionMNIST", "mnist": "MNIST"}
 
@@ -147,7 +162,7 @@ def _load(
     folder = _resolve_folder(name, data_dir)
     train = _read_part(folder, "train")
     test = _read_part(folder, "test")
-    return assemble(name, train, test, CLASSES, seed, public_fraction, subset)
+    return assemble(name, train, test, CLASSES, seed, public_fraction, subset, source=_FIXED[name])
 
 
 @DATASETS.register("fashion_mnist")

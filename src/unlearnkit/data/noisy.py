@@ -40,10 +40,11 @@ def add_label_noise(
     shift = torch.randint(1, bundle.num_classes, (count,), generator=gen)
     y = train.y.clone()
     y[chosen] = (y[chosen] + shift) % bundle.num_classes
-    noisy = ArraySplit(train.x, y, train.ids)
+    noisy = ArraySplit(train.x, y, train.ids, train.paths)
     name = f"{bundle.name}+noise{fraction:g}"
     return (
-        dataclasses.replace(bundle, name=name, train=noisy),
+        # no manifest: its labels are the files' own; the fingerprint then hashes the new ones
+        dataclasses.replace(bundle, name=name, train=noisy, manifest=None),
         torch.sort(train.ids[chosen]).values,
     )
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from unlearnkit.data import DATASETS, DatasetBundle, load_dataset
+from unlearnkit.data.preprocess import Preprocessing
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.exact.backbone import file_backbone, pretrained_backbone, random_backbone
 from unlearnkit.exact.config import ShardedConfig
@@ -40,6 +41,9 @@ class EnsembleRecipe(BaseModel):
     pretrain: bool = Field(True, description="pretrain the backbone on the public split")
     public_fraction: float = Field(0.3, ge=0, lt=1, description="share of the pool kept public")
     weights: str | None = Field(None, description="local backbone checkpoint (no pretraining)")
+    dataset_options: dict[str, Any] = Field(
+        default_factory=dict, description="the data set's own options (e.g. image_size)"
+    )
     pretrain_config: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=20))
 
     @model_validator(mode="before")
@@ -84,7 +88,9 @@ def ensemble_class(config: ShardedConfig) -> type[ShardedEnsemble]:
 def load_data(recipe: EnsembleRecipe) -> DatasetBundle:
     """The data set, with the public split carved out only when the backbone pretrains on it."""
     public = recipe.public_fraction if recipe.backbone == "public" else 0.0
-    return load_dataset(recipe.dataset, recipe.data_dir, seed=0, public_fraction=public)
+    return load_dataset(
+        recipe.dataset, recipe.data_dir, seed=0, public_fraction=public, **recipe.dataset_options
+    )
 
 
 def stack_spec(config: ShardedConfig, bundle: DatasetBundle) -> StackSpec:
@@ -137,6 +143,9 @@ def recipe_meta(recipe: EnsembleRecipe, bundle: DatasetBundle) -> dict[str, Any]
         "public_fraction": recipe.public_fraction if recipe.backbone == "public" else 0.0,
         "train_fingerprint": bundle.train.fingerprint(),
         "backbone": recipe.weights if recipe.backbone == "file" else recipe.backbone,
+        "dataset_options": dict(recipe.dataset_options),
+        "skipped_images": len(bundle.skipped),
+        "preprocessing": bundle.preprocessing.to_json() if bundle.preprocessing else None,
     }
 
 
@@ -170,11 +179,35 @@ def ensemble_data(meta: dict[str, Any]) -> DatasetBundle:
     if "dataset" not in meta:
         raise UnlearnkitError("this ensemble records no data set; evaluate it from Python")
     bundle = load_dataset(
-        meta["dataset"], meta.get("data_dir"), seed=0, public_fraction=meta["public_fraction"]
+        meta["dataset"],
+        meta.get("data_dir"),
+        seed=0,
+        public_fraction=meta["public_fraction"],
+        **meta.get("dataset_options", {}),
     )
     if bundle.train.fingerprint() != meta.get("train_fingerprint"):
+        if "preprocessing" not in meta and bundle.public is None:
+            raise UnlearnkitError(
+                "this ensemble was saved before ensembles recorded their preprocessing, and "
+                "its normalisation came from all of D (no public split), which this version "
+                "never does; train it again"
+            )
         raise UnlearnkitError(
             f"data set {meta['dataset']!r} differs from the one this ensemble was trained on "
             "(fingerprint mismatch)"
         )
     return bundle
+
+
+def ensemble_preprocessing(meta: dict[str, Any], spec: StackSpec) -> Preprocessing:
+    """How pixels become an ensemble's inputs: its saved record; for one saved before records
+    existed, derived the old way from its (fingerprint-checked) data; for one trained from
+    Python on arrays with no data set named, none: its inputs are used as given."""
+    record = meta.get("preprocessing")
+    if record is not None:
+        return Preprocessing.from_json(record, "ensemble preprocessing record")
+    if "dataset" in meta:
+        bundle = ensemble_data(meta)
+        if bundle.preprocessing is not None:
+            return bundle.preprocessing
+    return Preprocessing.identity(int(spec.in_chans), int(spec.image_size))

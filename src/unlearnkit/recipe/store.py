@@ -2,8 +2,10 @@
 
 ``DIR/model.safetensors`` (weights after training on D), ``DIR/initial.safetensors`` (w0, needed
 by retrain and by NTK linearisation) and ``DIR/model.safetensors.json`` (recipe, trainable
-names, data fingerprint, versions). ``open_trained`` loads the model *and* its data and checks
-the fingerprint, so a model is never unlearned against data it was not trained on.
+names, data fingerprint, the preprocessing record, versions); for an image folder also
+``DIR/manifest.csv`` (every file, its id or part, size, mtime, content hash). ``open_trained``
+loads the model *and* its data and checks the fingerprint (a changed image folder: the file
+named first), so a model is never unlearned against data it was not trained on.
 """
 
 from __future__ import annotations
@@ -13,9 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from unlearnkit.data import DatasetBundle
+from unlearnkit.data.imagefolder import check_folder
+from unlearnkit.data.manifest import MANIFEST_FILE, Manifest
+from unlearnkit.data.preprocess import Preprocessing
 from unlearnkit.errors import ConflictError, UnlearnkitError
 from unlearnkit.models import create_model, select_trainable
-from unlearnkit.models.checkpoint import load_checkpoint, load_state, save_checkpoint, save_state
+from unlearnkit.models.checkpoint import (
+    atomic_write_text,
+    load_checkpoint,
+    load_state,
+    save_checkpoint,
+    save_state,
+)
 from unlearnkit.recipe.build import TrainedModel, load_bundle
 from unlearnkit.recipe.config import RecipeConfig, recipe_of
 
@@ -28,6 +39,8 @@ def save_trained(
     directory = Path(directory)
     recipe = cfg.model_dump(mode="json", include=set(RecipeConfig.model_fields))
     save_state(directory / INITIAL_FILE, trained.initial_state, {"role": "initial"})
+    if bundle.manifest is not None:  # which file is which sample, checked when reopened
+        atomic_write_text(directory / MANIFEST_FILE, bundle.manifest.to_csv())
     save_checkpoint(
         directory / MODEL_FILE,
         trained.model,
@@ -39,8 +52,24 @@ def save_trained(
             "num_classes": bundle.num_classes,
             "in_chans": bundle.in_chans,
             "image_size": bundle.image_size,
+            "preprocessing": preprocessing_of(bundle).to_json(),
+            "skipped_images": len(bundle.skipped),
         },
     )
+
+
+def preprocessing_of(bundle: DatasetBundle) -> Preprocessing:
+    """The bundle's record (a hand-built bundle without one: its inputs are used as given)."""
+    if bundle.preprocessing is not None:
+        return bundle.preprocessing
+    return Preprocessing.identity(bundle.in_chans, bundle.image_size)
+
+
+def saved_preprocessing(meta: dict[str, Any], where: Path) -> Preprocessing | None:
+    """The record a model directory carries; None for one saved before records existed."""
+    if "preprocessing" not in meta:
+        return None
+    return Preprocessing.from_json(meta["preprocessing"], f"{where}: preprocessing record")
 
 
 def load_trained(directory: Path) -> tuple[TrainedModel, RecipeConfig, dict[str, Any]]:
@@ -73,9 +102,21 @@ def load_trained(directory: Path) -> tuple[TrainedModel, RecipeConfig, dict[str,
 
 def check_fingerprint(meta: dict[str, Any], bundle: DatasetBundle, directory: Path) -> None:
     if meta.get("data_fingerprint") != bundle.fingerprint:
+        if "preprocessing" not in meta and bundle.public is None:
+            raise ConflictError(
+                f"{directory} was saved before models recorded their preprocessing, and its "
+                "normalisation came from all of D (no public split), which this version never "
+                "does; retrain it (`unlearnkit train`)"
+            )
         raise ConflictError(
             f"{directory} was trained on other data (fingerprint "
             f"{meta.get('data_fingerprint')} != {bundle.fingerprint})"
+        )
+    saved = saved_preprocessing(meta, directory)
+    if saved is not None and saved != preprocessing_of(bundle):
+        raise ConflictError(
+            f"{directory} was trained with other preprocessing than its data set gives now "
+            f"({saved.stats} vs {preprocessing_of(bundle).stats})"
         )
 
 
@@ -88,6 +129,12 @@ class OpenedModel:
     bundle: DatasetBundle
     meta: dict[str, Any]
 
+    @property
+    def preprocessing(self) -> Preprocessing:
+        """How pixels become this model's inputs: the saved record, or for a directory saved
+        before records existed, derived from its (fingerprint-checked) data the old way."""
+        return saved_preprocessing(self.meta, Path(".")) or preprocessing_of(self.bundle)
+
 
 def open_trained(directory: Path, data_dir: str | None = None) -> OpenedModel:
     """Load a trained model and its data set, refusing data other than what it was trained on.
@@ -97,6 +144,9 @@ def open_trained(directory: Path, data_dir: str | None = None) -> OpenedModel:
     trained, cfg, meta = load_trained(directory)
     if data_dir is not None:
         cfg = cfg.model_copy(update={"data_dir": data_dir})
+    manifest = Path(directory) / MANIFEST_FILE
+    if manifest.is_file() and cfg.data_dir:  # a changed folder is named before any decoding
+        check_folder(Path(cfg.data_dir).expanduser(), Manifest.read(manifest))
     bundle = load_bundle(cfg)
     check_fingerprint(meta, bundle, Path(directory))
     return OpenedModel(trained, cfg, bundle, meta)

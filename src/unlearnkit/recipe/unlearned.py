@@ -27,7 +27,7 @@ from unlearnkit.models.checkpoint import (
     versions,
 )
 from unlearnkit.recipe.config import RecipeConfig
-from unlearnkit.recipe.store import INITIAL_FILE, MODEL_FILE
+from unlearnkit.recipe.store import INITIAL_FILE, MODEL_FILE, preprocessing_of
 
 UNLEARNING_KEY = "unlearning"
 
@@ -137,6 +137,7 @@ def save_unlearned(
         "num_classes": bundle.num_classes,
         "in_chans": bundle.in_chans,
         "image_size": bundle.image_size,
+        "preprocessing": preprocessing_of(bundle).to_json(),
         UNLEARNING_KEY: record,
         "versions": versions(),
     }

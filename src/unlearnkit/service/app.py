@@ -403,14 +403,14 @@ def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
         _: Annotated[Principal, Depends(require("predict"))],
         response: Response,
     ) -> PredictResponse:
-        shape, cfg = service.model.input_shape, service.config
+        prep, cfg = service.model.preprocessing, service.config  # how it was trained
         if body.images is not None and len(body.images) <= cfg.max_batch:  # the decode
             # budget, from the images' headers, before any pixel is decoded
             check_images(body.images, cfg.max_decode_pixels, cfg.max_image_bytes)
         x = (
-            array_batch(body.inputs, shape, cfg.max_batch)
+            array_batch(body.inputs, prep, cfg.max_batch)
             if body.inputs is not None
-            else image_batch(body.images or [], shape, cfg.max_batch, cfg.max_image_bytes)
+            else image_batch(body.images or [], prep, cfg.max_batch, cfg.max_image_bytes)
         )
         timings: dict[str, float] = {}
         try:

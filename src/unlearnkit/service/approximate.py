@@ -67,6 +67,7 @@ class ApproximateServedModel:
         self.model_dir = Path(model_dir)
         opened = open_trained(self.model_dir)
         self.trained, self.bundle = opened.trained, opened.bundle
+        self.preprocessing = opened.preprocessing
         source = Path(snapshot_dir) if snapshot_dir is not None else self.model_dir
         self.state = open_state(
             source / STATE_FILE,

@@ -22,6 +22,7 @@ from safetensors.torch import load_file
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.exact import RetrainTicket, S3TEnsemble, SISAEnsemble
 from unlearnkit.exact.capacity import simulate_capacity
+from unlearnkit.exact.recipe import ensemble_preprocessing
 from unlearnkit.exact.store import POINTER, tensor_digest
 from unlearnkit.runtime import Executor
 from unlearnkit.service.served import SERVED_MODELS, ModelView, RetrainJob
@@ -70,6 +71,7 @@ class ExactServedModel:
                 f"serves {' or '.join(sorted(kinds))}"
             )
         self.ensemble = kinds[kind].load(self.directory)
+        self.preprocessing = ensemble_preprocessing(self.ensemble.meta, self.ensemble.spec)
         self._capacity_cache: dict[tuple[bytes, int], float] = {}
         if self.ensemble.config.retrain_policy != "manual":
             self.ensemble.config = self.ensemble.config.model_copy(

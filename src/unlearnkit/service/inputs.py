@@ -10,11 +10,15 @@ import math
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from unlearnkit.data.preprocess import Preprocessing
 from unlearnkit.errors import UnlearnkitError
 
 
-def array_batch(inputs: list, shape: tuple[int, int, int], max_batch: int) -> torch.Tensor:
-    """Nested lists -> float32 (N, C, H, W); ragged, non-numeric or mis-shaped input is refused."""
+def array_batch(inputs: list, prep: Preprocessing, max_batch: int) -> torch.Tensor:
+    """Nested lists of pixels in [0, 1] (8-bit value / 255) at the model's channels and size ->
+    model inputs (the model's saved normalisation applied); ragged, non-numeric or mis-shaped
+    input is refused."""
+    shape = (prep.channels, prep.size, prep.size)
     if not inputs:
         raise UnlearnkitError("inputs is empty")
     if len(inputs) > max_batch:
@@ -31,18 +35,18 @@ def array_batch(inputs: list, shape: tuple[int, int, int], max_batch: int) -> to
         )
     if not bool(torch.isfinite(x).all()):
         raise UnlearnkitError("inputs contains NaN or infinite values")
-    return x
+    return prep.from_unit_range(x)
 
 
 def image_batch(
-    images: list[str], shape: tuple[int, int, int], max_batch: int, max_bytes: int
+    images: list[str], prep: Preprocessing, max_batch: int, max_bytes: int
 ) -> torch.Tensor:
-    """base64 PNG/JPEG -> float32 (N, C, H, W) in [0, 1] at the model's size and channels."""
+    """base64 PNG/JPEG -> model inputs, decoded, resized, cropped and normalised exactly as
+    the training images were (the model's saved preprocessing)."""
     if not images:
         raise UnlearnkitError("images is empty")
     if len(images) > max_batch:
         raise UnlearnkitError(f"images has {len(images)} items; at most {max_batch} per request")
-    channels, height, width = shape
     out = []
     for k, text in enumerate(images):
         if len(text) > math.ceil(max_bytes / 3) * 4 + 4:
@@ -52,16 +56,12 @@ def image_batch(
             with Image.open(io.BytesIO(raw)) as img:
                 if img.width * img.height > 4096 * 4096:
                     raise UnlearnkitError(f"images[{k}] is {img.width}x{img.height}; too large")
-                img = img.convert("L" if channels == 1 else "RGB").resize((width, height))
-                data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+                pixels = prep.image_pixels(img)
         except UnlearnkitError:
             raise
         except (binascii.Error, ValueError):
             raise UnlearnkitError(f"images[{k}] is not valid base64") from None
         except (UnidentifiedImageError, OSError):
             raise UnlearnkitError(f"images[{k}] is not a readable PNG/JPEG image") from None
-        pixels = data.view(height, width, -1).permute(2, 0, 1).float() / 255.0
-        if pixels.shape[0] != channels:
-            raise UnlearnkitError(f"images[{k}] cannot be read as {channels} channels")
         out.append(pixels)
-    return torch.stack(out)
+    return prep.from_uint8(torch.stack(out))

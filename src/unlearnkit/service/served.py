@@ -26,6 +26,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from unlearnkit.data.preprocess import Preprocessing
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.registry import Registry
 
@@ -69,6 +70,9 @@ class ServedModel(Protocol):
 
     @property
     def input_shape(self) -> tuple[int, int, int]: ...  # (C, H, W)
+
+    # how pixels become this model's inputs (its saved record): applied to every request
+    preprocessing: Preprocessing
 
     @property
     def num_classes(self) -> int: ...

@@ -18,7 +18,8 @@ from torch import nn
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.models.checkpoint import atomic_write_text
-from unlearnkit.recipe import MODEL_FILE, load_trained
+from unlearnkit.recipe import MODEL_FILE, load_trained, open_trained
+from unlearnkit.recipe.store import saved_preprocessing
 from unlearnkit.runtime.device import current_runtime
 from unlearnkit.service.served import SERVED_MODELS, ModelView, RetrainJob
 
@@ -39,6 +40,10 @@ class StaticServedModel:
     ) -> None:
         self.model_dir = Path(model_dir)
         trained, _, meta = load_trained(self.model_dir)
+        # the record saved with the model; one saved before records existed: from its data
+        self.preprocessing = saved_preprocessing(meta, self.model_dir) or (
+            open_trained(self.model_dir).preprocessing
+        )
         self.network: nn.Module = current_runtime().module(trained.model.eval())
         self.meta = meta
         self._shape = (int(meta["in_chans"]), int(meta["image_size"]), int(meta["image_size"]))

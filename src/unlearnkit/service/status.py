@@ -42,5 +42,6 @@ def model_status(
         **status,
         "retrain_in_progress": retrain_in_progress,
         "retrains_pending": pending,
+        "preprocessing": model.preprocessing.to_json(),  # what /v1/predict applies
         "ledger": {"last_seq": ledger.last_seq(), **positions, "events": ledger.counts()},
     }
