@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 import torch
-from service_helpers import ADMIN, auth
+from service_helpers import ADMIN, auth, pixel_inputs
 
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.recipe import load_trained
+from unlearnkit.recipe import load_trained, open_trained
 from unlearnkit.service import detect_mode
 
 
@@ -32,9 +32,10 @@ def test_auto_mode_follows_the_files(tmp_path, static_dir, ntk_base, s3t_base) -
 
 def test_static_model_serves_its_weights_and_refuses_deletions(serve, static_dir) -> None:
     model = load_trained(static_dir)[0].model.eval()
-    x = torch.randn(3, 1, 8, 8)
+    bundle = open_trained(static_dir).bundle
+    x, sent = pixel_inputs(bundle.preprocessing, bundle.test.x[:5])  # inputs are pixels
     with serve(static_dir, mode="static") as client:
-        answer = client.post("/v1/predict", json={"inputs": x.tolist()}, headers=auth(ADMIN))
+        answer = client.post("/v1/predict", json={"inputs": sent}, headers=auth(ADMIN))
         assert answer.status_code == 200, answer.text
         with torch.no_grad():
             want = model(x).argmax(1).tolist()
