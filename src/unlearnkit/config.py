@@ -28,7 +28,7 @@ class ExperimentConfig(RecipeConfig):
     relearn_threshold: float = Field(90.0, gt=0, le=100)
     relearn_max_epochs: int = Field(20, ge=1)
     # BatchNorm running statistics while a method unlearns: frozen | updated | recompute
-    # (methods/batchnorm.py; the default was chosen by measurement, docs/algorithms.md §5.2)
+    # (methods/batchnorm.py; the default was chosen by measurement, docs/algorithms.md §5.3)
     bn_mode: BNMode = DEFAULT_BN_MODE
     # the retrain reference must reach the original's held-out accuracy (test samples of the
     # classes D_r still holds) within this many points, or the run is flagged

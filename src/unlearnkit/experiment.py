@@ -268,9 +268,15 @@ def reference_check(summary: dict[str, dict[str, Any]], tolerance: float) -> dic
     }
 
 
-def judged(results: dict[str, Any], relearn_budget: int | None, tolerance: float) -> dict[str, Any]:
-    """``results`` with the summary and the checks every reader needs next to it: intervals
-    stated, relearn censoring, the MIA control, the reference check."""
+def judged(results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` (its runs) with the summary and the checks every reader needs next to it:
+    intervals stated, relearn censoring, the MIA control, the reference check. The relearn
+    budget and the tolerance come from ``results["config"]`` (defaults for older files), so a
+    merged or re-read document is judged as the run was."""
+    config = results.get("config", {})
+    relearn_budget = config.get("relearn_max_epochs")
+    default = ExperimentConfig.model_fields["reference_tolerance"].default
+    tolerance = config.get("reference_tolerance", default)
     runs = results["runs"]
     summary = summarise(runs, relearn_budget)
     results["summary"] = summary

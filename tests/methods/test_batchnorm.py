@@ -3,6 +3,7 @@ the same way by every method, retrain exempt, and paper-mode Fast-NTK no longer 
 statistics it computed on D (D_f included)."""
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -31,19 +32,29 @@ def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], atol: float = 1
 
 
 @pytest.fixture(scope="module")
-def trained(digits):
+def small(digits):
+    """400 samples of D and 200 of test: enough classes for class 3 to matter, fast."""
+    return dataclasses.replace(
+        digits,
+        train=digits.train.subset(torch.arange(400)),
+        test=digits.test.subset(torch.arange(200)),
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(small):
     torch.manual_seed(0)
     model = create_model("smallcnn", 10, 1, 8)
     names = select_trainable(model, "bn")
     initial = copy.deepcopy(model.state_dict())
     cfg = ExperimentConfig(pretrain=False, peft="bn", train=TrainConfig(epochs=4, lr=0.05))
-    train(model, digits.train, cfg.train, names)
+    train(model, small.train, cfg.train, names)
     return cfg, TrainedModel(model, initial, names, 0)
 
 
-def context(digits, trained, make_context, mode: str):
+def context(small, trained, make_context, mode: str):
     cfg, original = trained
-    return make_context(cfg.model_copy(update={"bn_mode": mode}), digits, original, "class:3")
+    return make_context(cfg.model_copy(update={"bn_mode": mode}), small, original, "class:3")
 
 
 def test_recompute_gives_the_statistics_of_the_data_alone():
@@ -69,48 +80,48 @@ def test_recompute_handles_a_trailing_single_sample():
 
 
 @pytest.mark.parametrize("name", ["finetune", "neggrad", "scrub"])
-def test_policies_do_what_they_say(digits, trained, make_context, name):
+def test_policies_do_what_they_say(small, trained, make_context, name):
     _, original = trained
     before = bn_buffers(original.model)
     params = {"epochs": 1, "max_steps": 1} if name == "scrub" else {"epochs": 1}
     out = {}
     for mode in ("frozen", "updated", "recompute"):
-        ctx = context(digits, trained, make_context, mode)
+        ctx = context(small, trained, make_context, mode)
         out[mode] = bn_buffers(create_method(name, **params).run(ctx))
     assert same(out["frozen"], before, atol=0)  # eval-mode BN: the original's statistics
     assert not same(out["updated"], before)  # train mode: the method's batches moved them
     # recompute: the statistics of D_r under the unlearned weights, nothing else
-    ctx = context(digits, trained, make_context, "recompute")
+    ctx = context(small, trained, make_context, "recompute")
     model = create_method(name, **params).unlearn(ctx)
     recompute_bn_statistics(model, ctx.retain)
     assert same(out["recompute"], bn_buffers(model))
     assert not same(out["recompute"], out["updated"])
 
 
-def test_retrain_is_exempt(digits, trained, make_context):
+def test_retrain_is_exempt(small, trained, make_context):
     got = {}
     for mode in ("frozen", "recompute"):
-        ctx = context(digits, trained, make_context, mode)
+        ctx = context(small, trained, make_context, mode)
         got[mode] = bn_buffers(create_method("retrain").run(ctx))
     assert same(got["frozen"], got["recompute"], atol=0)  # the recipe, whatever the policy
 
 
-def test_paper_mode_fast_ntk_forgets_the_statistics_of_d(digits, trained, make_context):
+def test_paper_mode_fast_ntk_forgets_the_statistics_of_d(small, trained, make_context):
     """Item 11: the original's statistics were computed on D (D_f included); paper mode now
     recomputes them on D_r unless the policy is frozen. The linearized model keeps w0's."""
     _, original = trained
     on_d = bn_buffers(original.model)
-    ctx = context(digits, trained, make_context, "recompute")
+    ctx = context(small, trained, make_context, "recompute")
     paper = create_method("fast_ntk", mode="paper").run(ctx)
     expected = copy.deepcopy(paper)
     recompute_bn_statistics(expected, ctx.retain)
     assert same(bn_buffers(paper), bn_buffers(expected))
     assert not same(bn_buffers(paper), on_d)  # class 3 is gone from the statistics
     frozen = create_method("fast_ntk", mode="paper").run(
-        context(digits, trained, make_context, "frozen")
+        context(small, trained, make_context, "frozen")
     )
     assert same(bn_buffers(frozen), on_d, atol=0)
-    linear = create_method("fast_ntk").run(context(digits, trained, make_context, "recompute"))
+    linear = create_method("fast_ntk").run(context(small, trained, make_context, "recompute"))
     w0 = {k: v for k, v in original.initial_state.items() if k in on_d}
     assert same({k: v for k, v in bn_buffers(linear).items() if k in w0}, w0, atol=0)
 

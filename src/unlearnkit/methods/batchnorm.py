@@ -25,7 +25,7 @@ from unlearnkit.data.base import ArraySplit
 
 BNMode = Literal["frozen", "updated", "recompute"]
 BN_MODES: tuple[str, ...] = ("frozen", "updated", "recompute")
-DEFAULT_BN_MODE: BNMode = "recompute"  # chosen by measurement: docs/algorithms.md §5.2
+DEFAULT_BN_MODE: BNMode = "recompute"  # chosen by measurement: docs/algorithms.md §5.3
 
 
 def batchnorm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
