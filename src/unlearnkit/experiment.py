@@ -282,6 +282,8 @@ def judged(results: dict[str, Any]) -> dict[str, Any]:
     results["summary"] = summary
     results["intervals"] = {"method": INTERVAL_METHOD, "n_seeds": len(results["seeds"])}
     results["relearn_bn"] = RELEARN_BN
+    if "bn_mode" in config:
+        results["bn_mode"] = config["bn_mode"]
     if "retrain" in summary:
         results["mia_control"] = mia_control(runs, summary)
     if "retrain" in summary and "original" in summary:
