@@ -131,3 +131,14 @@ def test_older_results_files_still_render():
     }
     table = summary_table(old)  # no relearn dict, no mia_control: plain cells, no crash
     assert "| finetune |" in table and result_warnings(old) == []
+
+
+def test_cli_table_shows_censoring_and_warns(capsys):
+    from unlearnkit.cli.app import print_summary
+
+    print_summary(judged(document(noisy_attack_runs())))
+    captured = capsys.readouterr()
+    out = captured.out + captured.err  # the table on stdout, the messages on the console
+    assert "(3 seeds)" in out
+    assert ">= 19.7" in out  # the censored cell, not 19.0
+    assert "warning:" in out and "uninformative" in out and "censored" in out
