@@ -1,5 +1,6 @@
 """Every default method on random-10% and class forgetting, 3 seeds, ToW with CI, and which
-methods beat fine-tuning (paired per seed: the CI of ToW(method) - ToW(finetune) above 0).
+methods beat fine-tuning (paired per seed: the bootstrap interval of ToW(method) - ToW(finetune)
+above 0, with at least metrics.intervals.MIN_SEEDS_FOR_CLAIM seeds; fewer seeds claim nothing).
 
 Writes OUT/<setting>/ (results.json with per-stage wall time and peak memory, report.md,
 figures) and OUT/report.md with both tables.
@@ -17,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from unlearnkit.config import build_config
-from unlearnkit.experiment import run_experiment, stage_record, summarise
+from unlearnkit.experiment import judged, run_experiment, stage_record
 from unlearnkit.methods import default_method_names
-from unlearnkit.metrics import mean_ci95, measure_cost, peak_rss_mb
+from unlearnkit.metrics import mean_ci95, measure_cost, paired_verdict, peak_rss_mb
 from unlearnkit.recipe import load_bundle, train_original
 from unlearnkit.report import stages_table, summary_table, write_run
 from unlearnkit.runtime import apply_threads
@@ -33,16 +34,14 @@ def versus_finetune(results: dict[str, Any]) -> str:
     for row in results["runs"]:
         tows.setdefault(row["method"], {})[row["seed"]] = row["tow"]
     base = tows["finetune"]
-    lines = ["| method | ToW - ToW(finetune) [95% CI] | verdict |", "|---|---|---|"]
+    n = len(base)
+    lines = [f"| method | ToW - ToW(finetune) [95% CI, n={n}] | verdict |", "|---|---|---|"]
     for method, by_seed in tows.items():
         if method in ("finetune", "retrain", "original"):
             continue
         mean, ci = mean_ci95([by_seed[s] - base[s] for s in sorted(base)])
-        if ci is None:
-            verdict, shown = "one seed: no CI", f"{mean:+.3f}"
-        else:
-            verdict = "beats" if ci[0] > 0 else ("worse" if ci[1] < 0 else "no difference shown")
-            shown = f"{mean:+.3f} [{ci[0]:+.3f}, {ci[1]:+.3f}]"
+        verdict = paired_verdict([by_seed[s] - base[s] for s in sorted(base)])
+        shown = f"{mean:+.3f}" + (f" [{ci[0]:+.3f}, {ci[1]:+.3f}]" if ci else "")
         lines.append(f"| {method} | {shown} | {verdict} |")
     return "\n".join(lines)
 
@@ -70,15 +69,16 @@ def seed_config(args: argparse.Namespace, spec: str, seed: int, state_dir: Path)
 def merged(parts: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
     """The per-seed documents of one setting as one: all runs, all stages, one summary."""
     runs = [row for part in parts for row in part["runs"]]
-    return {
-        **parts[0],
-        "seeds": [s for part in parts for s in part["seeds"]],
-        "stages": [stage for part in parts for stage in part["stages"]],
-        "wall_s": wall_s,
-        "peak_rss_mb": max(part["peak_rss_mb"] for part in parts),
-        "runs": runs,
-        "summary": summarise(runs),
-    }
+    return judged(
+        {
+            **parts[0],
+            "seeds": [s for part in parts for s in part["seeds"]],
+            "stages": [stage for part in parts for stage in part["stages"]],
+            "wall_s": wall_s,
+            "peak_rss_mb": max(part["peak_rss_mb"] for part in parts),
+            "runs": runs,
+        }
+    )
 
 
 def main() -> None:

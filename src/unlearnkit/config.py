@@ -15,6 +15,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 
 from unlearnkit.errors import UnlearnkitError, validation_message
 from unlearnkit.methods import METHODS, default_method_names
+from unlearnkit.methods.batchnorm import DEFAULT_BN_MODE, BNMode
 from unlearnkit.recipe import RecipeConfig, check_name
 from unlearnkit.recipe.presets import with_dataset_preset
 from unlearnkit.runtime.device import RuntimeConfig
@@ -30,6 +31,12 @@ class ExperimentConfig(RecipeConfig, RuntimeConfig):
     method_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     relearn_threshold: float = Field(90.0, gt=0, le=100)
     relearn_max_epochs: int = Field(20, ge=1)
+    # BatchNorm running statistics while a method unlearns: frozen | updated | recompute
+    # (methods/batchnorm.py; the default was chosen by measurement, docs/algorithms.md §5.3)
+    bn_mode: BNMode = DEFAULT_BN_MODE
+    # the retrain reference must reach the original's held-out accuracy (test samples of the
+    # classes D_r still holds) within this many points, or the run is flagged
+    reference_tolerance: float = Field(1.0, ge=0, le=100)
 
     @field_validator("methods")
     @classmethod

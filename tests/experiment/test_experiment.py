@@ -34,6 +34,15 @@ def test_class_forget_reference_is_sound():
             "params_touched",
         }
     assert results["trainable_params"] == 970
+    # issue 29: the policy, relearn mode, interval method, MIA control and reference check
+    assert results["bn_mode"] == results["config"]["bn_mode"] == "recompute"
+    assert results["relearn_bn"] == "frozen"
+    assert results["intervals"]["n_seeds"] == 1
+    assert results["mia_control"]["informative"] is None  # one seed: no spread to judge by
+    check = results["reference_check"]
+    assert check["retrain_heldout"] == pytest.approx(rows["retrain"]["acc_heldout"])
+    assert rows["retrain"]["acc_heldout"] > rows["retrain"]["acc"]["test"]  # class 3 left out
+    assert check["ok"] == (check["retrain_heldout"] >= check["original_heldout"] - 1.0)
     # every stage is timed: data, the original, each method with its evaluation
     stages = [st["stage"] for st in results["stages"]]
     assert stages == [

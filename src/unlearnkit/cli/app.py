@@ -65,11 +65,16 @@ app = typer.Typer(
 
 
 def print_summary(results: dict[str, Any]) -> None:
-    table = Table(title=f"{results['dataset']} / {results['model']} - forget {results['forget']}")
+    from unlearnkit.report import relearn_cell, result_warnings  # deferred: torch
+
+    n = len(results["seeds"])
+    table = Table(
+        title=f"{results['dataset']} / {results['model']} - forget {results['forget']} "
+        f"({n} seed{'s' if n != 1 else ''})"
+    )
     for col in ("method", "retain %", "forget %", "test %", "MIA %", "ToW", "relearn", "time s"):
         table.add_column(col, justify="right" if col != "method" else "left")
     for method, s in results["summary"].items():
-        relearn = s["relearn_epochs_mean"]
         table.add_row(
             method,
             f"{s['acc_retain_mean']:.1f}",
@@ -77,10 +82,12 @@ def print_summary(results: dict[str, Any]) -> None:
             f"{s['acc_test_mean']:.1f}",
             f"{s['mia_efficacy_mean']:.1f}",
             f"{s['tow_mean']:.3f}",
-            "-" if relearn is None else f"{relearn:.1f}",
+            relearn_cell(s),
             f"{s['time_s_mean']:.2f}",
         )
     Console().print(table)
+    for line in result_warnings(results):
+        console.print(f"[yellow]warning:[/yellow] {line}")
 
 
 def unlearned_dir_name(seed: int, seeds: list[int]) -> str:

@@ -18,6 +18,7 @@ from torch import nn
 
 from unlearnkit.data.base import ArraySplit
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.methods.batchnorm import DEFAULT_BN_MODE, BNMode, recompute_bn_statistics
 from unlearnkit.registry import Registry
 from unlearnkit.training import Callback, LossFn, TrainConfig, train
 
@@ -36,6 +37,7 @@ class UnlearningContext:
     train_config: TrainConfig
     peft: str = "full"
     seed: int = 0
+    bn_mode: BNMode = DEFAULT_BN_MODE  # BatchNorm statistics policy (methods/batchnorm.py)
 
     def fresh_model(self) -> nn.Module:
         """The starting point of training on D (pretrained backbone + new head)."""
@@ -107,7 +109,19 @@ class UnlearningMethod(ABC):
             ) from None
 
     @abstractmethod
-    def unlearn(self, ctx: UnlearningContext) -> nn.Module: ...
+    def unlearn(self, ctx: UnlearningContext) -> nn.Module:
+        """The method's own step; BatchNorm training follows ``ctx.bn_mode`` (``fit_steps``)."""
+
+    def run(self, ctx: UnlearningContext) -> nn.Module:
+        """``unlearn`` and then the BatchNorm policy's closing step: the entry point of a
+        comparison (RUM's sub-steps call ``unlearn``, so the policy closes once, at the end)."""
+        return self.finish_batchnorm(self.unlearn(ctx), ctx)
+
+    def finish_batchnorm(self, model: nn.Module, ctx: UnlearningContext) -> nn.Module:
+        """``recompute``: the running statistics recomputed on D_r alone; otherwise as left."""
+        if ctx.bn_mode == "recompute":
+            recompute_bn_statistics(model, ctx.retain)
+        return model
 
     def fit_steps(
         self,
@@ -125,6 +139,7 @@ class UnlearningMethod(ABC):
             ctx.trainable,
             loss_fn=loss_fn,
             callbacks=callbacks,
+            eval_mode=ctx.bn_mode == "frozen",
         )
 
 

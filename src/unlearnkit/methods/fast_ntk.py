@@ -10,6 +10,8 @@ scale. With ``state_path`` the Gram of D is computed once, saved, and later call
 the Jacobian of D_f plus a Woodbury downdate; that precompute runs on ``workers`` processes (or
 Ray tasks) and resumes from the shard cache next to the state after an interruption.
 ``kernel="pntk"`` uses the pseudo-NTK instead (approximate, opt-in; linearized mode only).
+BatchNorm statistics: paper mode recomputes the original's (computed on D, D_f included) on D_r
+unless the policy is ``frozen``; the linearized model keeps w0's (pre-training, never D).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from torch import nn
 from unlearnkit.data.base import ArraySplit
 from unlearnkit.errors import ConflictError
 from unlearnkit.methods.base import UnlearningContext, UnlearningMethod, register_method
-from unlearnkit.methods.ntk import NTKParams, ntk_unlearn
+from unlearnkit.methods.ntk import NTKParams, finish_ntk_batchnorm, ntk_unlearn
 from unlearnkit.ntk.deployment import unlearned_model
 from unlearnkit.ntk.incremental import precompute_state_file, state_fingerprint
 from unlearnkit.ntk.state import NTKState
@@ -69,6 +71,11 @@ class FastNTK(UnlearningMethod):
         state = self._state(ctx, Path(p.state_path))
         sol = solutions_from_state(ctx.model, state, ctx.initial_state, ctx.forget)
         return unlearned_model(ctx.model, ctx.trainable, ctx.initial_state, sol, p.mode, p.scale)
+
+    def finish_batchnorm(self, model: nn.Module, ctx: UnlearningContext) -> nn.Module:
+        """Paper mode's statistics (computed on D, D_f included) recomputed on D_r unless the
+        policy is ``frozen``; the linearized model keeps w0's (``finish_ntk_batchnorm``)."""
+        return finish_ntk_batchnorm(model, ctx, self.params.mode)
 
     def _state(self, ctx: UnlearningContext, path: Path) -> NTKState:
         """Load the state of D (checked against w0, names, lambda and D's ids) or make it."""

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from unlearnkit.methods.base import UnlearningContext, UnlearningMethod, register_method
+from unlearnkit.methods.batchnorm import recompute_bn_statistics
 from unlearnkit.ntk.deployment import unlearned_model
 from unlearnkit.ntk.jacobian import Kernel
 from unlearnkit.ntk.update import ridge_solutions
@@ -48,6 +49,19 @@ def ntk_unlearn(
     return unlearned_model(ctx.model, names, ctx.initial_state, sol, p.mode, p.scale)
 
 
+def finish_ntk_batchnorm(model: nn.Module, ctx: UnlearningContext, mode: str) -> nn.Module:
+    """BatchNorm statistics after an NTK update (no train-mode pass ever ran):
+
+    - ``linearized``: the linearization point's statistics (w0: pre-training, never D) under
+      every policy; recomputing them would move the point the NTK state was built at;
+    - ``paper``: the trained model's statistics were computed on all of D, D_f included, so
+      they are recomputed on D_r under ``updated`` and ``recompute``; ``frozen`` keeps the
+      original's, as it does for every method."""
+    if mode == "paper" and ctx.bn_mode != "frozen":
+        recompute_bn_statistics(model, ctx.retain)
+    return model
+
+
 @register_method
 class NTK(UnlearningMethod):
     name = "ntk"
@@ -58,3 +72,6 @@ class NTK(UnlearningMethod):
     def unlearn(self, ctx: UnlearningContext) -> nn.Module:
         names = [n for n, _ in ctx.model.named_parameters()]
         return ntk_unlearn(ctx, names, self.params)
+
+    def finish_batchnorm(self, model: nn.Module, ctx: UnlearningContext) -> nn.Module:
+        return finish_ntk_batchnorm(model, ctx, self.params.mode)

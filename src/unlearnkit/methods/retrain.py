@@ -1,4 +1,5 @@
-"""Retrain: the reference. Same recipe and seed as the original, on D_r, from the same start."""
+"""Retrain: the reference. Same recipe and seed as the original, on D_r, from the same start;
+the BatchNorm policy does not apply to it (its statistics come from D_r alone)."""
 
 from __future__ import annotations
 
@@ -17,3 +18,8 @@ class Retrain(UnlearningMethod):
     def unlearn(self, ctx: UnlearningContext) -> nn.Module:
         model = ctx.fresh_model()
         return train(model, ctx.retain, ctx.train_config, ctx.trainable)
+
+    def finish_batchnorm(self, model: nn.Module, ctx: UnlearningContext) -> nn.Module:
+        """The reference follows the original's recipe (train-mode BatchNorm on D_r, so its
+        statistics hold nothing of D_f) under every policy: the policy is the methods'."""
+        return model

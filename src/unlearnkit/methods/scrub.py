@@ -73,9 +73,10 @@ class Scrub(UnlearningMethod):
             )
 
         single = p.model_copy(update={"epochs": 1})
+        frozen = ctx.bn_mode == "frozen"
         for epoch in range(p.epochs):
             cfg = single.train_config(ctx.seed + epoch)
             if epoch < p.max_steps:
-                train(ctx.model, ctx.forget, cfg, ctx.trainable, loss_fn=max_loss)
-            train(ctx.model, ctx.retain, cfg, ctx.trainable, loss_fn=min_loss)
+                train(ctx.model, ctx.forget, cfg, ctx.trainable, max_loss, eval_mode=frozen)
+            train(ctx.model, ctx.retain, cfg, ctx.trainable, min_loss, eval_mode=frozen)
         return ctx.model

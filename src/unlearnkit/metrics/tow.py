@@ -1,11 +1,6 @@
-"""Tug-of-war (ToW) against the retrain reference, and 95% confidence intervals over seeds."""
+"""Tug-of-war (ToW) against the retrain reference (its intervals over seeds: ``intervals``)."""
 
 from __future__ import annotations
-
-import math
-from collections.abc import Sequence
-
-from scipy import stats
 
 
 def tow(acc: dict[str, float], reference: dict[str, float]) -> float:
@@ -25,14 +20,3 @@ def tow_mia(
         * (1 - abs(acc["retain"] - reference["retain"]) / 100)
         * (1 - abs(acc["test"] - reference["test"]) / 100)
     )
-
-
-def mean_ci95(values: Sequence[float]) -> tuple[float, tuple[float, float] | None]:
-    """Mean and Student-t 95% interval; no interval from a single seed."""
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return mean, None
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n)
-    return mean, (mean - half, mean + half)

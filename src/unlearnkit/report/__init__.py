@@ -13,12 +13,20 @@ from typing import Any
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.report.figures import accuracy_figure, mia_figure
-from unlearnkit.report.markdown import render_report, stages_table, summary_table
+from unlearnkit.report.markdown import (
+    relearn_cell,
+    render_report,
+    result_warnings,
+    stages_table,
+    summary_table,
+)
 
 FIGURES = {"accuracy.png": accuracy_figure, "mia.png": mia_figure}
 
 __all__ = [
     "load_results",
+    "relearn_cell",
+    "result_warnings",
     "staged_run_dir",
     "stages_table",
     "summary_table",

@@ -55,7 +55,11 @@ def mia_figure(results: dict[str, Any], path: Path) -> None:
         )
         ax.legend()
     ax.set_ylabel("MIA efficacy (%)")
-    ax.set_title("forget samples judged non-members")
+    control = results.get("mia_control") or {}
+    title = "forget samples judged non-members"
+    if control.get("informative") is False:  # retrain's own spread covers the differences
+        title += f"\nuninformative: retrain alone spans {control['retrain_spread']:.0f} points"
+    ax.set_title(title)
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
