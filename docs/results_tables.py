@@ -9,8 +9,10 @@ A table is marked by two comments around it:
     | method | ... |
     <!-- /table -->
 
-and is rendered by the same code that writes each run's report.md (report.markdown), so a figure
-in the docs cannot drift from the results file it comes from: tests/architecture runs --check.
+and is rendered by the same code that writes each run's report.md: ``experiment.judged`` sums
+the file's per-seed rows up (today's intervals and censoring rules) and ``report.markdown`` draws
+the table, so a figure in the docs cannot drift from the results file it comes from:
+tests/architecture runs --check.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import re
 import sys
 from pathlib import Path
 
+from unlearnkit.experiment import judged
 from unlearnkit.report.markdown import summary_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +36,7 @@ def render(text: str) -> str:
 
     def fill(match: re.Match[str]) -> str:
         source = ROOT / match["src"]
-        table = summary_table(json.loads(source.read_text()))
+        table = summary_table(judged(json.loads(source.read_text())))
         return f"{match.group(1)}{table}\n{match.group(4)}"
 
     return BLOCK.sub(fill, text)
