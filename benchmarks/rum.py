@@ -115,7 +115,7 @@ def main() -> None:
                 ctx = copy.copy(ctx0)
                 ctx.model = copy.deepcopy(original.model)
                 with measure_cost() as cost:
-                    model = create_method(method, **params).unlearn(ctx)
+                    model = create_method(method, **params).run(ctx)  # with the BN policy
                 print(f"  seed {seed} {level} {name}: {cost.time_s:.1f}s", flush=True)
                 rows.append(
                     {

@@ -201,7 +201,7 @@ def run_job(job: AuditJob) -> list[dict[str, Any]]:
             start = time.perf_counter()
             ctx = copy.copy(base)
             ctx.model = copy.deepcopy(original.model)
-            unlearned = create_method(name, **params).unlearn(ctx)
+            unlearned = create_method(name, **params).run(ctx)  # with the BatchNorm policy
             results.append(
                 {
                     "name": model_name(job.forget_ids, job.seed, name, params),

@@ -98,7 +98,7 @@ def settings_key(cfg: ExperimentConfig, bundle: DatasetBundle, audit: AuditConfi
     recipe = cfg.model_dump(
         mode="json",
         exclude={"forget", "seeds", "methods", "method_params", "relearn_threshold"}
-        | {"relearn_max_epochs"},
+        | {"relearn_max_epochs", "reference_tolerance"},  # judge the run, not its models
     )
     text = json.dumps(
         {
