@@ -29,9 +29,9 @@ def test_given_originals_are_used_for_their_seeds_and_left_unchanged(monkeypatch
     trained: list[int] = []
     real = train_original
 
-    def counting(c, b, seed):
+    def counting(c, b, seed, model=None):
         trained.append(seed)
-        return real(c, b, seed)
+        return real(c, b, seed, model)
 
     monkeypatch.setattr("unlearnkit.experiment.train_original", counting)
     results = run_experiment(cfg, bundle=bundle, originals={0: original})

@@ -18,6 +18,7 @@ must not select "blocks.10".
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from collections.abc import Iterable, Sequence
 from fnmatch import fnmatchcase
@@ -174,8 +175,11 @@ def inject_lora(
     from peft import LoraConfig, inject_adapter_in_model  # deferred: peft is slow to import
     from peft.tuners.lora import LoraLayer  # deferred: peft pulls in transformers (~1 s)
 
+    # one anchored pattern, not a list: peft matches list entries by name suffix, so a top-level
+    # "conv1" would also catch every "layerN.M.conv1" of a ResNet (found by the architecture matrix)
+    exact = "|".join(re.escape(name) for name in targets)
     config = LoraConfig(
-        r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(targets), bias="none"
+        r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=f"^(?:{exact})$", bias="none"
     )
     with warnings.catch_warnings():  # several named adapters on one model is the point here
         warnings.filterwarnings("ignore", message="Already found a `peft_config`")

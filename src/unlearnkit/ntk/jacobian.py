@@ -64,6 +64,39 @@ def unfuse_attention(model: nn.Module) -> list[nn.Module]:
     return switched
 
 
+class _ClampHardsigmoid(nn.Module):
+    """hardsigmoid as clamp(x / 6 + 1/2, 0, 1): the same function, built from ops whose
+    derivatives are themselves differentiable (torch has no derivative of hardsigmoid_backward)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x / 6 + 0.5).clamp(0.0, 1.0)
+
+
+class _ClampHardswish(_ClampHardsigmoid):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * super().forward(x)
+
+
+_TWICE_DIFFERENTIABLE = {nn.Hardsigmoid: _ClampHardsigmoid, nn.Hardswish: _ClampHardswish}
+
+
+def twice_differentiable(model: nn.Module) -> int:
+    """Replace activation modules whose backward has no derivative (MobileNetV3's hardsigmoid
+    and hardswish) by equal clamp-based ones, in place; returns how many were replaced.
+
+    A linearised model's output is a forward-mode derivative; training it (relearn time) takes
+    a backward pass through that, i.e. a second derivative of every activation."""
+    swaps = [
+        (parent, name, _TWICE_DIFFERENTIABLE[type(child)]())
+        for parent in model.modules()
+        for name, child in parent.named_children()
+        if type(child) in _TWICE_DIFFERENTIABLE
+    ]
+    for parent, name, replacement in swaps:
+        setattr(parent, name, replacement)
+    return len(swaps)
+
+
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode (BatchNorm running statistics) and unfused attention, both restored after."""

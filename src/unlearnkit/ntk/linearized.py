@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from unlearnkit.ntk.jacobian import forward_jvp, unfuse_attention
+from unlearnkit.ntk.jacobian import forward_jvp, twice_differentiable, unfuse_attention
 from unlearnkit.ntk.params import ParamSpace
 
 
@@ -42,6 +42,7 @@ class LinearizedModel(nn.Module):
         net.load_state_dict(dict(w0))
         net.eval()
         unfuse_attention(net)  # the fused attention kernel has no forward-mode derivative
+        twice_differentiable(net)  # training it differentiates the forward-mode derivative
         object.__setattr__(self, "_net", net)  # not a child: its children become ours below
         for name, child in net.named_children():
             self.add_module(name, child)
