@@ -42,7 +42,7 @@ def alive(pid: int) -> bool:
     ("module", "init", "args"),
     [
         ("unlearnkit.service.retrainer", "_child_init", (1, 0)),
-        ("unlearnkit.runtime.executors", "_init_worker", (1,)),
+        ("unlearnkit.runtime.executors", "_init_worker", (1, None, None)),  # threads, runtime, GPUs
     ],
 )
 def test_a_worker_dies_with_its_parent_killed_with_sigkill(tmp_path, module, init, args):

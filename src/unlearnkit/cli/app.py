@@ -260,8 +260,7 @@ def train_cmd(
         use_runtime(threads, cfg.device, cfg.precision)
         bundle = load_bundle(cfg)
         warn_skipped(bundle.skipped)
-        console.print(f"training {cfg.model} on {cfg.dataset} ({len(bundle.train)} samples)")
-        with console_progress():
+        with console_progress():  # a bar in a terminal, else a "train: k/n" line every 10 s
             trained = train_original(cfg, bundle, seed)
         save_trained(out, trained, cfg, bundle)
         console.print(

@@ -116,8 +116,7 @@ def memorize(
                 f"{result.model_seconds:.1f}s of model training in total"
             )
         else:
-            console.print(f"training once with the {method} proxy")
-            with console_progress():
+            with console_progress():  # the one training run the proxy is recorded during
                 tables, run = proxy_scores(cfg, bundle, [method], seed)
             table = tables[method]
             console.print(
