@@ -33,10 +33,15 @@ from unlearnkit.models.channels import first_conv, fold_channels
 from unlearnkit.models.heads import find_head
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
+    """Write ``path`` whole or not at all (temporary sibling, fsync, rename). ``mode``: the file
+    mode it is created with (else the umask's), and the folder must exist already."""
+    if mode is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
+        if mode is not None:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -8,8 +8,9 @@ write rather than through the process umask, which is shared by every thread.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
+
+from unlearnkit.models.checkpoint import atomic_write_bytes
 
 
 def file_mode(group: bool = False) -> int:
@@ -52,15 +53,5 @@ def write_private(path: Path, data: bytes, group: bool = False) -> None:
     """Write ``path`` atomically and durably (temporary file, fsync, rename, fsync of the
     directory), created with the service's file mode from the start."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        os.fchmod(fd, file_mode(group))
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data, mode=file_mode(group))
     fsync_dir(path.parent)
