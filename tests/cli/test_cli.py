@@ -4,26 +4,11 @@ bad input."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from cli_subprocess import cli
 
-ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
 QUICK = ["--epochs", "3", "--seeds", "1"]
-
-
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "unlearnkit", *args],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        cwd=cwd,
-        timeout=600,
-    )
 
 
 def test_demo_writes_results_report_and_figures(tmp_path):

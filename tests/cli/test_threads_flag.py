@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
+
+from cli_subprocess import ENV, cli
 
 TEXT = {"capture_output": True, "text": True}
-ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "unlearnkit", *args],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=600,
-    )
 
 
 def test_demo_threads_flag_is_applied_and_recorded(tmp_path) -> None:

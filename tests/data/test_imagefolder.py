@@ -4,31 +4,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from cli_subprocess import cli
 from PIL import Image
 
 from unlearnkit.data import load_dataset
 from unlearnkit.errors import UnlearnkitError
 
-ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
 TRAIN = ["--no-pretrain", "--epochs", "1", "--model", "smallcnn", "--peft", "full"]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "unlearnkit", *args],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=600,
-    )
 
 
 def make_folder(root: Path, classes=("cat", "dog"), n: int = 6, size=(20, 40)) -> Path:

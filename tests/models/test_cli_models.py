@@ -4,28 +4,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torchvision
+from cli_subprocess import cli
 from safetensors.torch import load_file
 
-ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "src")}
 QUICK = ["--epochs", "1", "--threads", "2"]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "unlearnkit", *args],
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=600,
-    )
 
 
 @pytest.fixture(scope="module")
