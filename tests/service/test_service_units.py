@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import time
 
 import pytest
@@ -164,7 +165,15 @@ def test_exact_mode_also_serves_sisa_and_refuses_other_dirs(tmp_path, digits_sma
 def test_openapi_lists_the_endpoints(serve, exact_dir):
     with serve(exact_dir) as client:
         spec = client.get("/openapi.json").json()
-        assert client.get("/docs").status_code == 200
+        # the documentation pages work offline: every script and stylesheet they load is
+        # served by this server, none comes from another host
+        for page in ("/docs", "/redoc"):
+            html = client.get(page)
+            assert html.status_code == 200
+            assets = re.findall(r'(?:src|href)="([^"]+)"', html.text)
+            assert assets and all(a.startswith("/") for a in assets), assets
+            for asset in assets:
+                assert client.get(asset).status_code == 200, asset
     assert {
         "/v1/predict",
         "/v1/deletions",

@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from unlearnkit.errors import ConflictError, InternalError, NotFoundError, UnlearnkitError
+from unlearnkit.service.api_docs import mount_api_docs
 from unlearnkit.service.auth import Principal, TokenStore
 from unlearnkit.service.engine import DeletionService
 from unlearnkit.service.image_budget import check_images
@@ -310,10 +311,13 @@ def create_app(service: DeletionService, tokens: TokenStore) -> FastAPI:
         title="unlearnkit deletion service",
         version="1",
         lifespan=lifespan,
+        docs_url=None,  # served from local files below, not a CDN
+        redoc_url=None,
         description="Predictions from a model that honours deletion requests: "
         "exact (S3T) or approximate (Fast-NTK). Bearer tokens with scopes "
         "predict, delete, admin.",
     )
+    mount_api_docs(app)
     app.add_middleware(GuardMiddleware, service=service, tokens=tokens)
     bearer = HTTPBearer(
         auto_error=False,
