@@ -14,14 +14,13 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from unlearnkit.atomic_files import atomic_write_text
 from unlearnkit.data.base import ArraySplit
 from unlearnkit.errors import ConflictError, UnlearnkitError
 
@@ -88,21 +87,6 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.fchmod(fd, 0o666 & ~umask)  # an ordinary file, not mkstemp's private 0600
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _fmt(value: float) -> str:
     return "nan" if math.isnan(value) else repr(float(value))
 
@@ -117,8 +101,8 @@ def save_scores(table: ScoreTable, path: str | Path) -> Path:
         table.sample_ids.tolist(), table.score.tolist(), table.stderr.tolist(), strict=True
     ):
         writer.writerow([i, _fmt(s), _fmt(e)])
-    _atomic_write(sidecar_path(path), json.dumps(table.meta, indent=2))
-    _atomic_write(path, buf.getvalue())
+    atomic_write_text(sidecar_path(path), json.dumps(table.meta, indent=2))
+    atomic_write_text(path, buf.getvalue())
     return path
 
 

@@ -17,7 +17,6 @@ import json
 import os
 import pickle
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,32 +27,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from unlearnkit import __version__
+from unlearnkit.atomic_files import (
+    atomic_write_bytes,
+    atomic_write_text,
+    ordinary_file_mode,
+    temporary_sibling,
+)
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.models.channels import first_conv, fold_channels
 from unlearnkit.models.heads import find_head
-
-
-def atomic_write_bytes(path: Path, data: bytes, mode: int | None = None) -> None:
-    """Write ``path`` whole or not at all (temporary sibling, fsync, rename). ``mode``: the file
-    mode it is created with (else the umask's), and the folder must exist already."""
-    if mode is None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        if mode is not None:
-            os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(Path(path), text.encode())
 
 
 def atomic_savez(path: Path, **arrays: Any) -> None:
@@ -74,10 +56,10 @@ def atomic_save_tensors(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
+    tmp = temporary_sibling(path)
     try:
-        save_file(tensors, tmp, metadata=metadata)
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.chmod(tmp, ordinary_file_mode())  # safetensors re-creates the file privately
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from unlearnkit.atomic_files import temporary_sibling
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.models.checkpoint import atomic_save_tensors, atomic_write_text
 from unlearnkit.recipe.store import MODEL_FILE, load_trained
@@ -52,9 +52,7 @@ def _check_program(
 
 def _temp_sibling(path: Path) -> Path:
     """A hidden temporary file next to ``path`` with the same suffix (torch.export checks it)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    return Path(tmp)
+    return temporary_sibling(path, suffix=path.suffix)
 
 
 @EXPORT_FORMATS.register("safetensors")

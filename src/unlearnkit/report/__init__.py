@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from unlearnkit.atomic_files import ordinary_dir_mode
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.report.figures import accuracy_figure, mia_figure
 from unlearnkit.report.markdown import (
@@ -53,6 +54,7 @@ def staged_run_dir(out: Path) -> Iterator[Path]:
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    os.chmod(staging, ordinary_dir_mode())  # mkdtemp's folders are private; honour the umask
     try:
         yield staging
         if out.exists():
