@@ -22,27 +22,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
 from pathlib import Path
+
+from _harness import busy_load
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-BUSY = "import time\nend = time.time() + {seconds}\nwhile time.time() < end:\n    pass\n"
-
-
-@contextmanager
-def busy_load(procs: int, seconds: float):
-    """``procs`` processes spinning on a core each, for at most ``seconds``."""
-    workers = [
-        subprocess.Popen([sys.executable, "-c", BUSY.format(seconds=seconds)]) for _ in range(procs)
-    ]
-    time.sleep(1.0)  # let them reach the scheduler
-    try:
-        yield
-    finally:
-        for w in workers:
-            w.kill()
-            w.wait()
 
 
 def memorize(args: list[str], env: dict[str, str] | None = None) -> dict:
