@@ -618,6 +618,7 @@ def precompute_model(
                 "samples_per_s": 1.0 / per if per > 0 else None,
                 "limit_s_per_sample": cost.limit_s_per_sample,
                 "x_limit": cost.multiple(per),
+                "limit_valid": cost.check(per).valid,
                 **extra,
             }
         )
@@ -962,7 +963,9 @@ def report(doc: dict[str, Any]) -> str:
             "factorisation (once, P^3) is not included. Limit = FLOPs per sample (model part "
             "by FlopCounterMode + C P (P + 1) for the Gram's upper triangle; P (P + 1) for the "
             "pNTK) / the float32 GEMM "
-            "rate measured on the same threads. Pool / Ray rows: marginal s/sample "
+            "rate of one square 1024 GEMM measured on the same threads (not at the Gram's "
+            "shapes: a time below the limit is flagged INVALID FLOOR). Pool / Ray rows: "
+            "marginal s/sample "
             f"with {pc['workers']} one-thread workers (start-up apart); their 'x limit' is "
             "against one thread, so W workers at the machine's rate would read 1/W.",
             "",
@@ -986,7 +989,8 @@ def report(doc: dict[str, Any]) -> str:
             lines.append(
                 f"| {r['model']} | {r['path']} | {r['s_per_sample']:.3g} | "
                 f"{fmt(r['samples_per_s'])} | {r['limit_s_per_sample']:.3g} | "
-                f"{r['x_limit']:.1f} | {fmt(r.get('startup_s'))} |"
+                f"{r['x_limit']:.1f}{'' if r.get('limit_valid', True) else ' INVALID FLOOR'} | "
+                f"{fmt(r.get('startup_s'))} |"
             )
         lines += ["", f"Machine during this part: {pc['machine']}"]
     if doc.get("targets"):

@@ -86,3 +86,12 @@ def test_a_time_below_its_floor_is_flagged_as_an_invalid_floor():
     assert held.valid and held.multiple == 1.5 and "INVALID" not in held.verdict
     assert floor.as_dict()["assumptions"] == "stated"
     assert beaten.as_dict()["valid"] is False
+
+
+def test_the_precompute_limit_flags_a_time_below_it():
+    from unlearnkit.ntk.cost import PrecomputeCost
+
+    cost = PrecomputeCost(100, 10, "exact", 1e9, 1e9, 1e9, 1)  # 2 GFLOP at 1 GFLOP/s: 2 s
+    assert cost.limit_s_per_sample == 2.0
+    assert not cost.check(1.0).valid and cost.check(3.0).valid
+    assert "square 1024 float32 GEMM" in cost.as_dict()["assumptions"]
