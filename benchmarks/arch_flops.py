@@ -134,8 +134,8 @@ def measure(arch: str, args: argparse.Namespace, rate: float) -> dict[str, Any]:
     seconds = timed(compute_gram, model, names, w0, data, classes, chunk_size=args.chunk)
     per = seconds / len(data)
     row.update(precompute_s=seconds, s_per_sample=per, limit_s_per_sample=cost.limit_s_per_sample,
-               x_limit=cost.multiple(per))  # fmt: skip
-    log(f"  precompute: {per:.4f} s/sample (x{cost.multiple(per):.1f} the limit)")
+               x_limit=cost.multiple(per), limit_check=cost.check(per).as_dict())  # fmt: skip
+    log(f"  precompute: {per:.4f} s/sample ({cost.check(per).verdict})")
     return row
 
 
@@ -157,6 +157,7 @@ def report(doc: dict[str, Any]) -> str:
             f"refused ({r['state_gib']:.1f} GiB) | -"
             if "refused" in r
             else f"{r['s_per_sample']:.4f} | {r['x_limit']:.1f}"
+            + ("" if r.get("limit_check", {}).get("valid", True) else " INVALID FLOOR")
         )
         lines.append(
             f"| {r['arch']} | {r['mode']} | {r['P']:,} | {r['epoch_s']:.2f} "

@@ -188,14 +188,11 @@ def make_config(config: Path | dict[str, Any] | None, **overrides: Any) -> Any:
     seeds = overrides.pop("seeds", None)
     methods = overrides.pop("methods", None)
     epochs = overrides.pop("epochs", None)
-    model_option = overrides.pop("model_option", None)
-    head = overrides.pop("head", None)
-    if model_option or head is not None:
-        options = {
-            **base.get("model_options", {}),
-            **parse_params(model_option or [], "model-option"),
-        }
-        overrides["model_options"] = {**options, **({"head": head} if head is not None else {})}
+    options = model_option_flags(
+        overrides.pop("model_option", None), overrides.pop("head", None), base.get("model_options")
+    )
+    if options is not None:
+        overrides["model_options"] = options
     data_flags = dataset_flags(
         subset=overrides.pop("subset", None),
         image_size=overrides.pop("image_size", None),
@@ -210,6 +207,17 @@ def make_config(config: Path | dict[str, Any] | None, **overrides: Any) -> Any:
     if epochs is not None:
         overrides["train"] = {**base.get("train", {}), "epochs": epochs}
     return build_config(base, **overrides)
+
+
+def model_option_flags(
+    model_option: list[str] | None, head: str | None, base: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """``--model-option KEY=VALUE`` and ``--head`` on top of ``base`` (a config's
+    ``model_options``); None when neither flag is given, so the base stays as it is."""
+    if not model_option and head is None:
+        return None
+    options = {**(base or {}), **parse_params(model_option or [], "model-option")}
+    return {**options, **({"head": head} if head is not None else {})}
 
 
 def dataset_flags(**flags: Any) -> dict[str, Any]:

@@ -27,14 +27,18 @@ import typer
 
 from unlearnkit.cli.common import (
     DeviceOpt,
+    HeadOpt,
     IdsOpt,
     ImageSizeOpt,
     ModelDirOpt,
+    ModelOptionOpt,
     PrecisionOpt,
     SkipBadOpt,
     ThreadsOpt,
+    WeightsSkipHeadOpt,
     console,
     dataset_flags,
+    model_option_flags,
     use_runtime,
     user_errors,
     warn_skipped,
@@ -45,7 +49,13 @@ from unlearnkit.id_lists import parse_ids
 OutOpt = Annotated[Path, typer.Option(help="directory for the ensemble state")]
 DatasetOpt = Annotated[str, typer.Option(help="dataset name (see `unlearnkit datasets`)")]
 DataDirOpt = Annotated[str | None, typer.Option(help="local folder with the data files")]
-ModelOpt = Annotated[str, typer.Option(help="backbone: smallcnn | resnet18 | vit_tiny")]
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        help="backbone: smallcnn | resnet18 | vit_tiny | timm:NAME | torchvision:NAME | "
+        "module:package.module:factory (see `unlearnkit models`)"
+    ),
+]
 ShardsOpt = Annotated[int, typer.Option("--shards", help="m: disjoint shards of D")]
 SlicesOpt = Annotated[int, typer.Option("--slices", help="L: slices per shard (= blocks)")]
 _PRESET = "default: the data set's preset (fashion_mnist, mnist), else"
@@ -129,6 +139,7 @@ def _train(scheme: str, out: Path, overwrite: bool, opts: dict[str, Any], extra:
         pretrain=opts["pretrain"],
         public_fraction=opts["public_fraction"],
         weights=None if opts["weights"] is None else str(opts["weights"]),
+        weights_skip_head=bool(opts["weights_skip_head"]),
         dataset_options=dataset_flags(
             image_size=opts["image_size"], skip_bad_images=opts["skip_bad_images"]
         ),
@@ -137,6 +148,7 @@ def _train(scheme: str, out: Path, overwrite: bool, opts: dict[str, Any], extra:
     train = {**_STAGE_DEFAULTS, **ensemble_preset(opts["dataset"], "train"), **given}
     config = cls.config_type(
         model=opts["model"],
+        model_options=model_option_flags(opts["model_option"], opts["head"]) or {},
         num_shards=opts["shards"],
         num_slices=opts["slices"],
         lora_rank=opts["rank"],
@@ -338,6 +350,9 @@ def s3t_train(
     pretrain: PretrainOpt = True,
     public_fraction: PublicOpt = 0.3,
     weights: WeightsOpt = None,
+    weights_skip_head: WeightsSkipHeadOpt = None,
+    model_option: ModelOptionOpt = None,
+    head: HeadOpt = None,
     seed: SeedOpt = 0,
     executor: ExecutorOpt = "local",
     ray_address: RayOpt = None,
@@ -375,6 +390,9 @@ def sisa_train(
     pretrain: PretrainOpt = True,
     public_fraction: PublicOpt = 0.3,
     weights: WeightsOpt = None,
+    weights_skip_head: WeightsSkipHeadOpt = None,
+    model_option: ModelOptionOpt = None,
+    head: HeadOpt = None,
     seed: SeedOpt = 0,
     executor: ExecutorOpt = "local",
     ray_address: RayOpt = None,

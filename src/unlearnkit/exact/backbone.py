@@ -16,9 +16,11 @@ from unlearnkit.models import Architecture, select_trainable
 from unlearnkit.training import TrainConfig, train
 
 
-def _fresh(spec: Architecture, seed: int, weights: str | Path | None = None) -> torch.nn.Module:
+def _fresh(
+    spec: Architecture, seed: int, weights: str | Path | None = None, skip_head: bool = False
+) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return spec.build(weights)
+    return spec.build(weights, weights_skip_head=skip_head)
 
 
 def _state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -39,6 +41,10 @@ def pretrained_backbone(
     return _state(model)
 
 
-def file_backbone(spec: Architecture, weights: str | Path) -> dict[str, torch.Tensor]:
-    """A local checkpoint (safetensors or .pth; a mismatch is a clear error)."""
-    return _state(_fresh(spec, 0, weights))
+def file_backbone(
+    spec: Architecture, weights: str | Path, skip_head: bool = False
+) -> dict[str, torch.Tensor]:
+    """A local checkpoint (safetensors or .pth; a mismatch is a clear error). ``skip_head``:
+    the checkpoint's head is left out (e.g. 1,000 ImageNet classes) and the seeded new head
+    for the data's classes is kept."""
+    return _state(_fresh(spec, 0, weights, skip_head))

@@ -41,6 +41,9 @@ class EnsembleRecipe(BaseModel):
     pretrain: bool = Field(True, description="pretrain the backbone on the public split")
     public_fraction: float = Field(0.3, ge=0, lt=1, description="share of the pool kept public")
     weights: str | None = Field(None, description="local backbone checkpoint (no pretraining)")
+    weights_skip_head: bool = Field(
+        False, description="load ``weights`` without its head (a backbone for a new label set)"
+    )
     dataset_options: dict[str, Any] = Field(
         default_factory=dict, description="the data set's own options (e.g. image_size)"
     )
@@ -68,6 +71,12 @@ class EnsembleRecipe(BaseModel):
         if v is not None and not Path(v).is_file():
             raise UnlearnkitError(f"{v}: no such file")
         return v
+
+    @model_validator(mode="after")
+    def _skip_head_needs_weights(self) -> EnsembleRecipe:
+        if self.weights_skip_head and self.weights is None:
+            raise ValueError("weights_skip_head needs weights (a checkpoint file)")
+        return self
 
     @property
     def backbone(self) -> BackboneSource:
@@ -127,7 +136,7 @@ def make_backbone(
 ) -> dict[str, Any]:
     """The frozen backbone the recipe asks for (pretraining can take a while: ``log`` says so)."""
     if recipe.backbone == "file":
-        return file_backbone(spec, recipe.weights)  # type: ignore[arg-type]
+        return file_backbone(spec, recipe.weights, recipe.weights_skip_head)  # type: ignore[arg-type]
     if recipe.backbone == "public" and bundle.public is not None:
         if log is not None:
             log(f"pretraining the backbone on {len(bundle.public)} public samples")

@@ -34,13 +34,18 @@ class Architecture:
     image_size: int
     options: dict[str, Any] = field(default_factory=dict)
 
-    def build(self, weights: str | Path | None = None) -> nn.Module:
+    def build(
+        self, weights: str | Path | None = None, weights_skip_head: bool = False
+    ) -> nn.Module:
+        """The model at init, or with a local checkpoint (``weights_skip_head``: its head
+        ignored, the model keeps a new one for its own classes)."""
         return create_model(
             self.name,
             self.num_classes,
             self.in_chans,
             self.image_size,
             weights=weights,
+            weights_skip_head=weights_skip_head,
             **self.options,
         )
 

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from unlearnkit.metrics.flop_floor import FloorCheck
 from unlearnkit.ntk.jacobian import Kernel, batched_jacobian
 from unlearnkit.ntk.params import ParamSpace
 
@@ -50,8 +51,23 @@ class PrecomputeCost:
         """A measured time per sample as a multiple of the limit (1.0 = at the machine's rate)."""
         return seconds_per_sample / self.limit_s_per_sample
 
+    def check(self, seconds_per_sample: float) -> FloorCheck:
+        """A measured time per sample against the limit: one below it is flagged as an invalid
+        floor (the square probe's rate is then not the best rate of this computation)."""
+        return FloorCheck(seconds_per_sample, self.limit_s_per_sample)
+
+    @property
+    def assumptions(self) -> str:
+        return (
+            "FLOPs: the batched Jacobian's by torch.utils.flop_counter (convolutions, matrix "
+            "products and their backward; not element-wise work) + the Gram's upper triangle; "
+            "rate: one square 1024 float32 GEMM on "
+            f"{self.threads} thread(s), best of 5 (not measured at the Gram's own shapes)"
+        )
+
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "flops": self.flops, "limit_s_per_sample": self.limit_s_per_sample}
+        return {**asdict(self), "flops": self.flops, "limit_s_per_sample": self.limit_s_per_sample,
+                "assumptions": self.assumptions}  # fmt: skip
 
 
 def gemm_flops_per_s(
