@@ -93,6 +93,9 @@ def test_cli_reads_and_appends_the_service_ledger(app, trained: Path) -> None:
         ]
     finally:
         service.close()
+    # the record belongs to this model: training another one over it is refused
+    res = CliRunner().invoke(app, ["s3t", "train", "--out", str(trained), "--overwrite", *FAST])
+    assert res.exit_code == 2 and "deletion record" in res.output
 
 
 @pytest.mark.slow

@@ -132,6 +132,11 @@ def _train(scheme: str, out: Path, overwrite: bool, opts: dict[str, Any], extra:
     cls = ENSEMBLES.get(scheme)
     if (out / POINTER).exists() and not overwrite:
         raise UnlearnkitError(f"{out} already holds an ensemble; pass --overwrite to replace it")
+    if (out / "service").exists():  # its ledger records deletions from the model in it
+        raise UnlearnkitError(
+            f"{out} holds a deletion record ({out / 'service'}) of the model in it; train into "
+            "a new directory"
+        )
     EXECUTORS.get(opts["executor"])
     recipe = EnsembleRecipe(
         dataset=opts["dataset"],

@@ -532,11 +532,12 @@ class Ledger:
             self._mark.close()
 
 
-def read_events(path: str | Path) -> list[Event]:
+def read_events(path: str | Path, identity: dict[str, str] | None = None) -> list[Event]:
     """Every event of the ledger at ``path``, read-only, its hash chain verified: what the CLI
     reads while a service may be writing the same file (SQLite's WAL lets a reader see the
     last committed state without blocking the writer). Nothing is written; WAL files this read
-    had to create are removed again. A missing ledger has no events."""
+    had to create are removed again. A missing ledger has no events; one of another model
+    (``identity`` differs from what it stored) is refused."""
     path = Path(path)
     if not path.exists():
         return []
@@ -548,6 +549,14 @@ def read_events(path: str | Path) -> list[Event]:
         db.row_factory = sqlite3.Row
         try:
             tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+            if "meta" in tables and identity is not None:
+                stored = dict(db.execute("SELECT key, value FROM meta").fetchall())
+                for key, value in identity.items():
+                    if stored and stored.get(key) != value:
+                        raise UnlearnkitError(
+                            f"ledger {path} belongs to another model: its {key} is "
+                            f"{stored.get(key)!r}, this model's is {value!r}"
+                        )
             if "events" in tables:
                 link = GENESIS
                 for row in db.execute("SELECT * FROM events ORDER BY seq"):

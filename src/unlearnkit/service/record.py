@@ -16,6 +16,7 @@ append events that a later ``serve`` replays or finds already in its snapshot.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.service.changes import Change, apply_group, group_changes
 from unlearnkit.service.engine import LEDGER_FILE
-from unlearnkit.service.ledger import Event, Ledger, read_events
+from unlearnkit.service.ledger import FORMAT, Event, Ledger, read_events
 from unlearnkit.service.metrics import service_metrics
 from unlearnkit.service.replay import replay
 from unlearnkit.service.served import ServedModel
@@ -51,11 +52,23 @@ class DirectoryState:
         return out
 
 
-def read_state(model_dir: Path, mode: str = "exact") -> DirectoryState:
-    """The current state, read-only: nothing in the directory is written."""
-    store = SnapshotStore(Path(model_dir), mode)
+def read_state(model_dir: Path, mode: str = "exact", tries: int = 3) -> DirectoryState:
+    """The current state, read-only: nothing in the directory is written. A running service
+    may replace its snapshot while it is read: then it is read again (``tries`` in all)."""
+    for attempt in range(tries):
+        try:
+            return _read_state(Path(model_dir), mode)
+        except UnlearnkitError:
+            if attempt == tries - 1 or not (Path(model_dir) / "service").is_dir():
+                raise
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
+def _read_state(model_dir: Path, mode: str) -> DirectoryState:
+    store = SnapshotStore(model_dir, mode)
     model, snap = store.load()
-    events = read_events(store.root / LEDGER_FILE)
+    events = read_events(store.root / LEDGER_FILE, {"format": FORMAT, **model.identity()})
     if len(events) < snap.ledger_seq:
         raise UnlearnkitError(
             f"the model snapshot in {model_dir} reflects ledger event {snap.ledger_seq} but the "
