@@ -1,6 +1,7 @@
 """The README's five-minute tour, driven through the real CLI on generated images: train,
 unlearn with SalUn, evaluate and export the unlearned model, train an S3T ensemble, serve it,
-predict a PNG and delete over HTTP, then read the same record of deletions from the CLI."""
+predict a PNG and delete over HTTP, then read the same record of deletions from the CLI (while
+the service runs, read-only; after it stops, `s3t delete` of an id it deleted says so)."""
 
 from __future__ import annotations
 
@@ -107,6 +108,27 @@ def test_the_readme_tour(tmp_path: Path) -> None:
         assert deleted.status_code == 202 and deleted.json()["status"] == "applied"
         model = httpx.get(f"{base}/v1/model", headers=auth, timeout=60).json()
         assert model["version"] >= 1
+        request_id = deleted.json()["request_id"]
+        # the CLI reads the running service's record (read-only) but may not write beside it
+        live = json.loads(cli("s3t", "status", "--from", "runs/s3t", cwd=tmp_path).stdout)
+        assert live["deleted_samples"] == 2 and live["version"] >= model["version"]
+        busy = subprocess.run(
+            [sys.executable, "-m", "unlearnkit", "s3t", "delete", "--from", "runs/s3t",
+             "--ids", "5"], capture_output=True, text=True, env=ENV, cwd=tmp_path, timeout=600,
+        )  # fmt: skip
+        assert busy.returncode == 2 and "POST /v1/deletions" in busy.stderr
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)
+    # one record: after the service stopped, the CLI sees its deletions and does not redo them
+    status = json.loads(cli("s3t", "status", "--from", "runs/s3t", cwd=tmp_path).stdout)
+    assert status["deleted_samples"] == 2 and status["version"] >= model["version"]
+    again = cli("s3t", "delete", "--from", "runs/s3t", "--ids", "3", cwd=tmp_path)
+    assert json.loads(again.stdout) == {
+        "sample_id": 3, "already_deleted": True, "request_id": request_id, "client": "me"
+    }  # fmt: skip
+    assert "already deleted" in again.stderr
+    fresh = cli("s3t", "delete", "--from", "runs/s3t", "--ids", "5", cwd=tmp_path)
+    assert json.loads(fresh.stdout.splitlines()[0])["sample_id"] == 5
+    status = json.loads(cli("s3t", "status", "--from", "runs/s3t", cwd=tmp_path).stdout)
+    assert status["deleted_samples"] == 3 and status["ledger"]["events"] >= 2

@@ -34,7 +34,7 @@ def trained_dir(cli, tmp_path_factory):
 
 
 def _snapshot(directory) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in directory.iterdir()}
+    return {str(p): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
 
 
 def test_train_delete_status_predict_retrain(cli, trained_dir, tmp_path) -> None:
@@ -52,13 +52,17 @@ def test_train_delete_status_predict_retrain(cli, trained_dir, tmp_path) -> None
     assert res.exit_code == 0, res.output
     receipt = json.loads(res.stdout.splitlines()[0])
     assert receipt["sample_id"] == victim and receipt["shard"] == 0 and receipt["version"] == 1
-    assert receipt["switched_off"]
-    ens = load_ensemble(d)
+    assert receipt["switched_off"] and receipt["request_id"]
+    ens = load_ensemble(d)  # the base itself is rewritten: the deletion is in it
     assert victim in ens.partition.deleted and not ens.alive[0].all()
-    # idempotent: same receipt, no new version on disk
+    # idempotent: the record says who deleted it, nothing on disk changes
     before = _snapshot(d)
     res = runner.invoke(cli, ["s3t", "delete", "--from", str(d), "--ids", str(victim)])
-    assert json.loads(res.stdout.splitlines()[0]) == receipt and _snapshot(d) == before
+    assert res.exit_code == 0, res.output
+    again = json.loads(res.stdout.splitlines()[0])
+    assert again == {"sample_id": victim, "already_deleted": True,
+                     "request_id": receipt["request_id"], "client": "cli"}  # fmt: skip
+    assert "already deleted" in res.stderr and _snapshot(d) == before
     res = runner.invoke(
         cli,
         ["s3t", "predict", "--from", str(d), "--save", str(tmp_path / "p.csv"), "--threads", "1"],

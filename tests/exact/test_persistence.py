@@ -113,3 +113,45 @@ def test_ensemble_saved_in_the_old_format_still_loads(ensemble, small, tmp_path)
     back = load_ensemble(tmp_path)
     assert back.spec == ensemble.spec and back.spec.architecture.name == "smallcnn"
     assert torch.equal(back.predict_logits(test.x), ensemble.predict_logits(test.x))
+
+
+def _saved_files(directory) -> dict[str, dict[str, torch.Tensor]]:
+    from safetensors.torch import load_file
+
+    record = json.loads((directory / (directory / "CURRENT").read_text().strip()).read_text())
+    return {role: load_file(str(directory / name)) for role, name in record["files"].items()}
+
+
+def test_a_save_names_its_data_set_and_keeps_no_pixels(ensemble, digits, tmp_path) -> None:
+    """With a data set reference in ``meta``: ids only; loading re-reads and checks the data."""
+    ens = ensemble.clone()
+    ens.meta = {"dataset": "digits", "data_dir": None, "public_fraction": 0.3,
+                "dataset_options": {}, "train_fingerprint": digits.train.fingerprint()}  # fmt: skip
+    victim = ens.partition.members(0, 1)[0]
+    ens.delete([victim])
+    ens.save(tmp_path)
+    files = _saved_files(tmp_path)
+    assert set(files) == {"backbone", "blocks", "ids"}
+    assert victim not in files["ids"]["ids"].tolist()
+    back = load_ensemble(tmp_path)
+    assert torch.equal(back.data.x, ens.data.drop_ids([victim]).x)  # re-read, same pixels
+    ens.meta["train_fingerprint"] = "0" * 16  # another data set than the one trained on
+    ens.save(tmp_path)
+    with pytest.raises(UnlearnkitError, match="fingerprint mismatch"):
+        load_ensemble(tmp_path)
+
+
+def test_switched_off_blocks_and_deleted_rows_are_not_written(ensemble, tmp_path) -> None:
+    """Without a reference (arrays from Python) the live rows are inline, as older saves."""
+    ens = ensemble.clone()
+    victim = ens.partition.members(1, 0)[0]
+    ens.delete([victim])
+    ens.save(tmp_path)
+    files = _saved_files(tmp_path)
+    assert victim not in files["data"]["ids"].tolist()
+    off = [n for n in ens.blocks.all_names() if n not in ens.switched_on_names()]
+    assert off
+    for name in off:
+        assert not set(ens.stack.block_parameter_names(name)) & set(files["blocks"])
+    for name in ens.switched_on_names():
+        assert set(ens.stack.block_parameter_names(name)) <= set(files["blocks"])

@@ -43,7 +43,7 @@ from unlearnkit.cli.common import (
     user_errors,
     warn_skipped,
 )
-from unlearnkit.errors import UnlearnkitError
+from unlearnkit.errors import NotFoundError, UnlearnkitError
 from unlearnkit.id_lists import parse_ids
 
 OutOpt = Annotated[Path, typer.Option(help="directory for the ensemble state")]
@@ -114,10 +114,20 @@ def _echo(data: Any) -> None:
 
 
 def _load(directory: Path, scheme: str) -> Any:
-    # deferred: torch and the exact engine, so --help stays fast
-    from unlearnkit.exact import ENSEMBLES
+    """The directory's state as its one record says (snapshot + ledger), read-only."""
+    # deferred: torch, the exact engine and the service's record, so --help stays fast
+    from unlearnkit.exact.store import read_kind
+    from unlearnkit.service.record import read_state
 
-    return ENSEMBLES.get(scheme).load(directory)
+    kind = read_kind(directory)
+    if kind != scheme:
+        raise UnlearnkitError(f"{directory} holds a {kind!r} ensemble, not {scheme!r}")
+    return read_state(directory)
+
+
+def _policy(ens: Any) -> str:
+    """The retrain policy the ensemble was trained with (the service serves it as manual)."""
+    return str(ens.meta.get("retrain_policy", ens.config.retrain_policy))
 
 
 # -- commands shared by both schemes ------------------------------------------------------------
@@ -132,6 +142,11 @@ def _train(scheme: str, out: Path, overwrite: bool, opts: dict[str, Any], extra:
     cls = ENSEMBLES.get(scheme)
     if (out / POINTER).exists() and not overwrite:
         raise UnlearnkitError(f"{out} already holds an ensemble; pass --overwrite to replace it")
+    if (out / "service").exists():  # its ledger records deletions from the model in it
+        raise UnlearnkitError(
+            f"{out} holds a deletion record ({out / 'service'}) of the model in it; train into "
+            "a new directory"
+        )
     EXECUTORS.get(opts["executor"])
     recipe = EnsembleRecipe(
         dataset=opts["dataset"],
@@ -180,24 +195,69 @@ def _train(scheme: str, out: Path, overwrite: bool, opts: dict[str, Any], extra:
 
 
 def _delete(directory: Path, scheme: str, ids: str) -> None:
-    wanted = parse_ids(ids)
-    ens = _load(directory, scheme)
-    before = ens.version
+    # deferred: the exact engine and the service's record, so --help stays fast
+    from unlearnkit.exact.retrain import shards_to_retrain
+    from unlearnkit.service.record import Writer
+
+    wanted = list(dict.fromkeys(parse_ids(ids)))
+    state = _load(directory, scheme)
+    for i in wanted:  # every id is checked before anything is written
+        if not state.model.known(i):
+            raise NotFoundError(f"sample id {i} is not in the training set of this ensemble")
+    fresh = _report_deleted(wanted, state)
+    if not fresh:
+        return
     start = time.perf_counter()
-    receipts = ens.delete(wanted)
+    with Writer(directory) as writer:  # one writer: refused while a service runs here
+        fresh = _report_deleted(fresh, writer.state())  # deleted meanwhile by someone else
+        if not fresh:
+            return
+        ens = writer.model.ensemble
+        event = writer.record("deletion", {"sample_ids": sorted(fresh)})
+        if event.status != "applied" or event.receipt is None:
+            raise UnlearnkitError(f"deletion failed: {event.reason}")
+        receipts = event.receipt["change"]["samples"]
+        touched = sorted({int(r["shard"]) for r in receipts})
+        retrained = shards_to_retrain(_policy(ens), ens.blocks, touched)  # type: ignore[arg-type]
+        for shard in retrained:
+            writer.record("retrain", {"shard": shard})
     seconds = time.perf_counter() - start
-    if ens.version != before:
-        ens.save(directory)
-    for receipt in receipts:
-        sys.stdout.write(json.dumps(receipt) + "\n")
+    for r in receipts:
+        served = ens.blocks.served(int(r["shard"]))
+        out = {**r, "version": ens.version, "retrained_shards": retrained, "served": served}
+        sys.stdout.write(json.dumps({**out, "request_id": event.request_id}) + "\n")
     console.print(
-        f"deleted {len(set(wanted))} id(s) in {1000 * seconds:.1f} ms; version {ens.version}; "
-        f"live shards {len(ens.serving_plan())}/{ens.config.num_shards}"
+        f"deleted {len(fresh)} id(s) in {1000 * seconds:.1f} ms (request {event.request_id}); "
+        f"version {ens.version}; live shards {len(ens.serving_plan())}/{ens.config.num_shards}"
     )
 
 
+def _report_deleted(wanted: list[int], state: Any) -> list[int]:
+    """Say which ids the record already deletes (one line); return the others."""
+    deleting = state.deleting()
+    done = [i for i in wanted if i in deleting]
+    if done:
+        for i in done:
+            e = deleting[i]
+            line = {"sample_id": i, "already_deleted": True, "request_id": e.request_id}
+            sys.stdout.write(json.dumps({**line, "client": e.client}) + "\n")
+        requests = sorted({f"{deleting[i].request_id} by {deleting[i].client!r}" for i in done})
+        console.print(
+            f"already deleted, nothing changed: id(s) {','.join(map(str, done))} "
+            f"(request {'; '.join(requests)})",
+            soft_wrap=True,
+        )
+    return [i for i in wanted if i not in deleting]
+
+
 def _status(directory: Path, scheme: str) -> None:
-    _echo(_load(directory, scheme).status())
+    state = _load(directory, scheme)
+    ens = state.model.ensemble
+    out = ens.status()
+    out["retrain_policy"] = _policy(ens)
+    out["deleted_samples"] = len(ens.partition.deleted)
+    out["ledger"] = {"events": len(state.events), "applied_seq": state.applied_seq}
+    _echo(out)
 
 
 def _predict(directory: Path, scheme: str, split: str, save: Path | None) -> None:
@@ -207,7 +267,7 @@ def _predict(directory: Path, scheme: str, split: str, save: Path | None) -> Non
 
     if split not in ("test", "train"):
         raise UnlearnkitError(f"--split {split!r}: choose test or train")
-    ens = _load(directory, scheme)
+    ens = _load(directory, scheme).model.ensemble
     bundle = ensemble_data(ens.meta)
     data = bundle.test if split == "test" else bundle.train.drop_ids(ens.partition.deleted)
     pred = ens.predict(data.x)
@@ -223,17 +283,22 @@ def _predict(directory: Path, scheme: str, split: str, save: Path | None) -> Non
 
 
 def _retrain(directory: Path, scheme: str, shard: int | None, pending: bool) -> None:
+    # deferred: the service's record, so --help stays fast
+    from unlearnkit.service.record import Writer
+
     if (shard is None) == (not pending):
         raise UnlearnkitError("give exactly one of --shard N or --pending")
-    ens = _load(directory, scheme)
-    todo = [shard] if shard is not None else ens.status(simulate=False)["retrains_pending"]
-    for s in todo:
-        ens.prepare_retrain(s)  # validates the shard number before anything changes
+    m = _load(directory, scheme).model.ensemble.config.num_shards
+    if shard is not None and not 0 <= shard < m:
+        raise NotFoundError(f"shard {shard} does not exist (0..{m - 1})")
     start = time.perf_counter()
-    for s in todo:
-        ens.retrain_shard(s)
-    if todo:
-        ens.save(directory)
+    with Writer(directory) as writer:
+        ens = writer.model.ensemble
+        todo = [shard] if shard is not None else ens.status(simulate=False)["retrains_pending"]
+        for s in todo:
+            event = writer.record("retrain", {"shard": int(s)})
+            if event.status != "applied":
+                raise UnlearnkitError(f"retrain of shard {s} failed: {event.reason}")
     console.print(f"retrained shard(s) {todo} in {time.perf_counter() - start:.1f} s")
     _echo({"retrained": todo, "version": ens.version})
 

@@ -173,7 +173,7 @@ def delete(
             mode,
             scale,
         )
-        state.save(model_dir / STATE_FILE)
+        state.save(model_dir / STATE_FILE, keep_full=mode == "paper")  # erasure (state.py)
         save_checkpoint(
             model_dir / SERVED_FILE,
             served,

@@ -36,7 +36,7 @@ from unlearnkit.exact.jobs import ShardJob, run_shard_job
 from unlearnkit.exact.partition import Partition
 from unlearnkit.exact.retrain import RetrainTicket, shards_to_retrain
 from unlearnkit.exact.serving import ensemble_logits
-from unlearnkit.exact.stack import LoRAStack, Scheme, StackSpec
+from unlearnkit.exact.stack import LoRAStack, Scheme, StackSpec, block_name
 from unlearnkit.exact.store import SavedEnsemble, read_ensemble, read_kind, save_ensemble
 from unlearnkit.registry import Registry
 from unlearnkit.runtime import Executor, LocalExecutor
@@ -346,6 +346,12 @@ class ShardedEnsemble:
         return twin
 
     # -- persistence -----------------------------------------------------------------------------
+    def switched_on_names(self) -> list[str]:
+        """Blocks trained on live data only: the only ones a save writes (a switched-off block
+        saw a deleted sample; a retrain starts it afresh from its seeded init)."""
+        s_, b_, k_ = np.nonzero(self.alive)
+        return [block_name(int(s), int(b), int(k)) for s, b, k in zip(s_, b_, k_, strict=True)]
+
     def save(self, directory: str | Path) -> Path:
         """Atomic: the previous state stays loadable until the new one is complete."""
         live = self.data.select_ids(sorted(set(self.data.ids.tolist()) - self.partition.deleted))
@@ -357,7 +363,7 @@ class ShardedEnsemble:
             sequences=self.sequences,
             alive=self.alive,
             backbone=self.backbone_state,
-            blocks=self.stack.block_state(self.blocks.all_names()),
+            blocks=self.stack.block_state(self.switched_on_names()),
             data=live,
             version=self.version,
             receipts=self.receipts,

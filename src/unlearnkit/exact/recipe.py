@@ -21,6 +21,7 @@ from unlearnkit.data.preprocess import Preprocessing
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.exact.backbone import file_backbone, pretrained_backbone, random_backbone
 from unlearnkit.exact.config import ShardedConfig
+from unlearnkit.exact.data_ref import referenced_data
 from unlearnkit.exact.ensemble import ENSEMBLES, ShardedEnsemble
 from unlearnkit.exact.partition import Partition
 from unlearnkit.exact.stack import StackSpec, check_blocks
@@ -185,27 +186,7 @@ def build_ensemble(
 
 def ensemble_data(meta: dict[str, Any]) -> DatasetBundle:
     """The data set an ensemble was trained on (from its meta), checked by fingerprint."""
-    if "dataset" not in meta:
-        raise UnlearnkitError("this ensemble records no data set; evaluate it from Python")
-    bundle = load_dataset(
-        meta["dataset"],
-        meta.get("data_dir"),
-        seed=0,
-        public_fraction=meta["public_fraction"],
-        **meta.get("dataset_options", {}),
-    )
-    if bundle.train.fingerprint() != meta.get("train_fingerprint"):
-        if "preprocessing" not in meta and bundle.public is None:
-            raise UnlearnkitError(
-                "this ensemble was saved before ensembles recorded their preprocessing, and "
-                "its normalisation came from all of D (no public split), which this version "
-                "never does; train it again"
-            )
-        raise UnlearnkitError(
-            f"data set {meta['dataset']!r} differs from the one this ensemble was trained on "
-            "(fingerprint mismatch)"
-        )
-    return bundle
+    return referenced_data(meta)
 
 
 def ensemble_preprocessing(meta: dict[str, Any], spec: StackSpec) -> Preprocessing:

@@ -5,10 +5,15 @@ weights are never rewritten), then the JSON record, then flips ``CURRENT`` with 
 rename, and only then removes files no longer referenced. An interrupted train or delete leaves
 ``CURRENT`` on the previous record, whose files all still exist.
 
-An ensemble's state (:class:`SavedEnsemble`) is stored as three tensor files (backbone, blocks,
-the live training data) and one record (config, stack spec, ownership map, block table,
-receipts, counters, meta). Records written before the spec was named ``stack`` store it under
-``spec`` (the same keys); they still load.
+An ensemble's state (:class:`SavedEnsemble`) is stored as three tensor files (backbone, the
+blocks that are switched on, the ids of the live samples) and one record (config, stack spec,
+ownership map, block table, receipts, counters, meta). No pixel is stored: the record's meta
+names the data set (name, folder, options, fingerprint; ``data_ref``) and loading re-reads it,
+refusing data whose fingerprint differs. Blocks that are switched off were trained on a deleted
+sample: their tensors are not written (a retrain starts them afresh). An ensemble trained from
+Python on arrays with no data set named has no reference: its live samples are stored inline
+(``data``), as every save did before references; such saves, old ones included, still load.
+Records written before the spec was named ``stack`` store it under ``spec``; they still load.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from unlearnkit.data.base import ArraySplit
-from unlearnkit.errors import UnlearnkitError
+from unlearnkit.errors import NotFoundError, UnlearnkitError
+from unlearnkit.exact.data_ref import has_reference, referenced_data
 from unlearnkit.exact.partition import Partition
 from unlearnkit.exact.sequences import Order
 from unlearnkit.exact.stack import StackSpec
@@ -118,8 +124,8 @@ class SavedEnsemble:
     sequences: list[Order]
     alive: np.ndarray
     backbone: dict[str, torch.Tensor]
-    blocks: dict[str, torch.Tensor]
-    data: ArraySplit  # live samples only: deleted ones are never written
+    blocks: dict[str, torch.Tensor]  # switched-on blocks only: nothing trained on deleted data
+    data: ArraySplit  # live samples only; written as ids when ``meta`` names the data set
     version: int = 0
     receipts: dict[int, dict[str, Any]] = field(default_factory=dict)
     retrains_done: int = 0
@@ -145,19 +151,40 @@ def save_ensemble(directory: str | Path, state: SavedEnsemble) -> Path:
         "meta": state.meta,
     }
     d = state.data
-    files = {
-        "backbone": state.backbone,
-        "blocks": state.blocks,
-        "data": {"x": d.x, "y": d.y, "ids": d.ids},
-    }
+    files = {"backbone": state.backbone, "blocks": state.blocks}
+    if has_reference(state.meta):  # ids only: the pixels are re-read from the data set
+        files["ids"] = {"ids": d.ids.clone()}
+    else:
+        files["data"] = {"x": d.x, "y": d.y, "ids": d.ids}
     return save_record(directory, record, files)
+
+
+def _saved_data(directory: str | Path, record: dict[str, Any], files: dict) -> ArraySplit:
+    """The live training samples: inline (no data set named, or an old save), or re-read
+    from the data set the meta names, checked by fingerprint, keeping the saved ids."""
+    if "data" in files:
+        d = files["data"]
+        return ArraySplit(d["x"], d["y"], d["ids"])
+    meta = dict(record.get("meta", {}))
+    if "ids" not in files or not has_reference(meta):
+        raise UnlearnkitError(
+            f"saved ensemble in {directory} holds neither its data nor a data set reference; "
+            "train it again"
+        )
+    train = referenced_data(meta).train
+    try:
+        return train.select_ids(files["ids"]["ids"])
+    except NotFoundError as exc:
+        raise UnlearnkitError(
+            f"saved ensemble in {directory}: its data set lacks a trained sample ({exc})"
+        ) from None
 
 
 def read_ensemble(directory: str | Path) -> SavedEnsemble:
     """What ``save_ensemble`` wrote (or an older version of it); malformed: a clear error."""
     record, files = load_record(directory)
+    data = _saved_data(directory, record, files)
     try:
-        d = files["data"]
         return SavedEnsemble(
             kind=str(record["kind"]),
             config=record["config"],
@@ -167,7 +194,7 @@ def read_ensemble(directory: str | Path) -> SavedEnsemble:
             alive=np.asarray(record["alive"], dtype=bool),
             backbone=files["backbone"],
             blocks=files["blocks"],
-            data=ArraySplit(d["x"], d["y"], d["ids"]),
+            data=data,
             version=int(record["version"]),
             receipts={int(k): v for k, v in record["receipts"].items()},
             retrains_done=int(record["retrains_done"]),

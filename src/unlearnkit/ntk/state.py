@@ -44,7 +44,9 @@ class NTKState:
     inverse: torch.Tensor  # (A + lambda I)^-1
     ids: torch.Tensor  # ids of D (N,)
     alive: torch.Tensor  # bool (N,)
-    solution_full: torch.Tensor  # w_D - w0, kept for the paper's update w + (w_Dr - w_D)
+    # w_D - w0, kept for the paper's update w + (w_Dr - w_D); a function of every sample of D,
+    # so it is not saved after deletions unless asked (``save(keep_full=True)``): None then
+    solution_full: torch.Tensor | None
     fingerprint: dict[str, str] = field(default_factory=dict)
     kernel: str = "exact"  # "exact" | "pntk" (approximate)
 
@@ -197,16 +199,20 @@ class NTKState:
             "approximate": self.approximate,
         }
 
-    def save(self, path: str | Path) -> None:
-        """Write one safetensors file atomically (temp file + rename)."""
+    def save(self, path: str | Path, keep_full: bool = True) -> None:
+        """Write one safetensors file atomically (temp file + rename). After deletions,
+        ``keep_full=False`` leaves out ``solution_full`` (w_D - w0 depends on the deleted
+        samples; only the paper update needs it): the file then holds nothing computed from
+        a deleted sample beyond the downdated sums A and b."""
         tensors = {
             "gram": self.gram,
             "rhs": self.rhs,
             "inverse": self.inverse,
             "ids": self.ids,
             "alive": self.alive.to(torch.uint8),
-            "solution_full": self.solution_full,
         }
+        if self.solution_full is not None and (keep_full or bool(self.alive.all())):
+            tensors["solution_full"] = self.solution_full
         atomic_save_tensors(Path(path), tensors, {"ntk": json.dumps(self.metadata())})
 
     @classmethod
@@ -235,7 +241,7 @@ class NTKState:
             tensors["inverse"],
             tensors["ids"],
             tensors["alive"].bool(),
-            tensors["solution_full"],
+            tensors.get("solution_full"),
             meta["fingerprint"],
             kernel,
         )

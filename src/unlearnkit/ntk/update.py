@@ -31,7 +31,7 @@ from unlearnkit.ntk.state import NTKState
 
 @dataclass
 class Solutions:
-    full: torch.Tensor  # w_D - w0 (P,); pseudo-NTK: one column per class (P, C)
+    full: torch.Tensor | None  # w_D - w0 (P,); pseudo-NTK: (P, C); None: erased (state.py)
     retain: torch.Tensor  # w_Dr - w0
     solver: str
     kernel: str = "exact"  # "pntk": the pseudo-NTK kernel machine (approximate)
@@ -141,6 +141,12 @@ def apply_paper_update(
     scale: str = "angle",
 ) -> float:
     """w <- w_trained + s (w_Dr - w_D) in place on the named parameters; returns s."""
+    if sol.full is None:
+        raise UnlearnkitError(
+            "this NTK state no longer holds w_D - w0 (erased after deletions: it depends on "
+            "the deleted samples); the paper update needs it: use mode 'linearized', or run "
+            "`ntk precompute` again"
+        )
     if sol.kernel != "exact":
         raise UnlearnkitError(
             "the paper's weight update needs the exact NTK: this solution is the pseudo-NTK "

@@ -5,7 +5,8 @@ the source of truth), ``served`` (the ServedModel protocol and its registry), ``
 ``approximate`` (adapters), ``snapshots`` (files on disk), ``engine`` (``DeletionService``, the
 coordinator) over ``intake``, ``applier``, ``changes``, ``replay``, ``snapshotter``,
 ``retrainer``, ``model_lock`` and ``status``; ``app`` (FastAPI), ``auth``, ``ratelimit``,
-``metrics`` (prometheus_client), ``server`` (uvicorn settings, TLS).
+``metrics`` (prometheus_client), ``server`` (uvicorn settings, TLS); ``record`` (the same ledger
+and snapshots, read and appended by the CLI) under ``writer_lock`` (one writer per directory).
 """
 
 from unlearnkit.service import approximate as _approximate  # noqa: F401  (registers it)

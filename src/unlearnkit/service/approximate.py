@@ -77,7 +77,7 @@ class ApproximateServedModel:
             model_dir=self.model_dir,
         )
         self._version = 0
-        if snapshot_dir is not None:
+        if snapshot_dir is not None or (source / RECORD_FILE).is_file():  # a rewritten base
             record = _read_record(source / RECORD_FILE)
             self._version = int(record["version"])
             if int(record["deleted"]) != int((~self.state.alive).sum()):
@@ -200,7 +200,8 @@ class ApproximateServedModel:
 
     def save(self, directory: Path) -> None:
         directory = Path(directory)
-        self.state.save(directory / STATE_FILE)
+        # w_D - w0 is a function of the deleted samples: kept only for the paper update
+        self.state.save(directory / STATE_FILE, keep_full=self.update == "paper")
         atomic_write_text(
             directory / RECORD_FILE,
             json.dumps(

@@ -36,6 +36,7 @@ from unlearnkit.service.served import ServedModel
 from unlearnkit.service.snapshots import SnapshotStore
 from unlearnkit.service.snapshotter import Snapshotter
 from unlearnkit.service.status import model_status, update_gauges
+from unlearnkit.service.writer_lock import WriterLock
 
 log = logging.getLogger("unlearnkit.service")
 LEDGER_FILE = "ledger.sqlite3"
@@ -54,11 +55,22 @@ class DeletionService:
             config.model_dir, config.mode, {"config": config}, group=config.group_readable
         )
         self.model_lock = ModelLock()
+        # the directory's one writer, between processes (the CLI's `s3t delete` takes it too)
+        self.writer = WriterLock(self.store.root, group=config.group_readable)
         self.replayed = 0  # ledger events applied at start-up on top of the snapshot
         self.started = False
 
     # -- start-up ----------------------------------------------------------------------------
     def start(self) -> None:
+        """Take the directory's writer lock, then ``_start`` (released again if that fails)."""
+        self.writer.acquire("start the service")
+        try:
+            self._start()
+        except BaseException:
+            self.writer.release()
+            raise
+
+    def _start(self) -> None:
         """Load the model, check the ledger, replay what the snapshot lacks, start workers."""
         cfg = self.config  # one runtime for serving: device, autocast, threads
         Runtime.create(cfg.device, cfg.precision, cfg.torch_threads).activate()
@@ -233,4 +245,5 @@ class DeletionService:
             self.snapshotter.write_now(self.applied_seq)
         self.retrainer.close()
         self.ledger.close()
+        self.writer.release()
         self.started = False

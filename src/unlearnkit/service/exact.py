@@ -73,6 +73,8 @@ class ExactServedModel:
         self.ensemble = kinds[kind].load(self.directory)
         self.preprocessing = ensemble_preprocessing(self.ensemble.meta, self.ensemble.spec)
         self._capacity_cache: dict[tuple[bytes, int], float] = {}
+        # the policy it was trained with (the CLI follows it; the service retrains itself)
+        self.ensemble.meta.setdefault("retrain_policy", self.ensemble.config.retrain_policy)
         if self.ensemble.config.retrain_policy != "manual":
             self.ensemble.config = self.ensemble.config.model_copy(
                 update={"retrain_policy": "manual"}

@@ -530,3 +530,50 @@ class Ledger:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.close()
             self._mark.close()
+
+
+def read_events(path: str | Path, identity: dict[str, str] | None = None) -> list[Event]:
+    """Every event of the ledger at ``path``, read-only, its hash chain verified: what the CLI
+    reads while a service may be writing the same file (SQLite's WAL lets a reader see the
+    last committed state without blocking the writer). Nothing is written; WAL files this read
+    had to create are removed again. A missing ledger has no events; one of another model
+    (``identity`` differs from what it stored) is refused."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    wal, shm = Path(f"{path}-wal"), Path(f"{path}-shm")
+    had = (wal.exists(), shm.exists())
+    events: list[Event] = []
+    try:
+        db = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=30)
+        db.row_factory = sqlite3.Row
+        try:
+            tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+            if "meta" in tables and identity is not None:
+                stored = dict(db.execute("SELECT key, value FROM meta").fetchall())
+                for key, value in identity.items():
+                    if stored and stored.get(key) != value:
+                        raise UnlearnkitError(
+                            f"ledger {path} belongs to another model: its {key} is "
+                            f"{stored.get(key)!r}, this model's is {value!r}"
+                        )
+            if "events" in tables:
+                link = GENESIS
+                for row in db.execute("SELECT * FROM events ORDER BY seq"):
+                    link = _row_link(link, row)
+                    if row["link"] != link or row["seq"] != len(events) + 1:
+                        raise UnlearnkitError(
+                            f"ledger {path}: event {row['seq']} does not match its hash "
+                            f"chain (altered or missing events); {RESTORE_HINT}"
+                        )
+                    events.append(Event.from_row(row))
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        raise UnlearnkitError(f"ledger {path} is corrupt or unreadable ({exc})") from None
+    finally:
+        if not had[0] and wal.exists() and wal.stat().st_size == 0:
+            wal.unlink(missing_ok=True)
+        if not had[1] and not had[0]:
+            shm.unlink(missing_ok=True)
+    return events

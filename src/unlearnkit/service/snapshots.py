@@ -8,6 +8,13 @@ current. The ledger refuses to open if it does not reach that event with that li
 files are hard-linked from the previous snapshot rather than copied. A file whose checksum no
 longer matches makes the service refuse to start. Files are 0600 and directories 0700 (0640 /
 0750 with ``group``).
+
+Erasure: once a snapshot that reflects deletions is current, the base model in ``DIR`` is
+rewritten to the same state (content-named files hard-linked from the snapshot), and
+``DIR/service/BASE.json`` records the ledger event it reflects; older snapshots are removed. So
+no file of the directory still holds what the deleted samples were trained into: the switched-
+off blocks of an ensemble, the pre-deletion NTK state. A base that was rewritten is loaded (when
+``SERVED.json`` is gone) as the state after that event, never replayed from event 1.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +34,8 @@ from unlearnkit.service.served import ServedModel, load_served
 
 FORMAT = "unlearnkit-served/1"
 POINTER = "SERVED.json"
+BASE = "BASE.json"  # the ledger event the rewritten base model reflects (after deletions)
+_CONTENT_NAMED = re.compile(r"-[0-9a-f]{8,}\.safetensors$")
 
 
 def file_digest(path: Path) -> str:
@@ -61,10 +71,22 @@ class SnapshotStore:
     def served_point(self) -> tuple[int, str | None] | None:
         """(ledger seq, link) the served snapshot reflects; None if the service never ran here
         (no SERVED.json), so a missing ledger is only acceptable then."""
-        data = self._pointer()
+        data = self._pointer() or self._base()
         if data is None:
             return None
         return int(data["ledger_seq"]), data.get("ledger_link")
+
+    def _base(self) -> dict[str, Any] | None:
+        """What ``BASE.json`` says about a base rewritten after deletions (None: pristine)."""
+        path = self.root / BASE
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text())
+            int(data["ledger_seq"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UnlearnkitError(f"{path} is corrupt ({exc}); refusing to start") from None
+        return data
 
     def _pointer(self) -> dict[str, Any] | None:
         path = self.root / POINTER
@@ -90,7 +112,8 @@ class SnapshotStore:
         if data is None:
             model = load_served(self.mode, self.model_dir, **self.options)
             model.verify()
-            return model, Snapshot(None, 0, model.version)
+            base = self._base()
+            return model, Snapshot(None, int(base["ledger_seq"]) if base else 0, model.version)
         where = self.dir / data["snapshot"]
         for rel, digest in data["files"].items():
             path = where / rel
@@ -149,4 +172,30 @@ class SnapshotStore:
         for old in self.dir.iterdir():
             if old.name != name:
                 shutil.rmtree(old, ignore_errors=True)
+        if model.deleted_ids():
+            self._erase_base(model, target, ledger_seq, ledger_link)
         return Snapshot(name, ledger_seq, model.version)
+
+    def _erase_base(
+        self, model: ServedModel, snapshot: Path, ledger_seq: int, ledger_link: str | None
+    ) -> None:
+        """Rewrite the base model in ``DIR`` as the snapshot's state (see the module doc)."""
+        for src in snapshot.iterdir():
+            dst = self.model_dir / src.name
+            if _CONTENT_NAMED.search(src.name) and not dst.exists():
+                os.link(src, dst)  # unchanged content: the save below skips it
+        model.save(self.model_dir)
+        write_private(
+            self.root / BASE,
+            json.dumps(
+                {
+                    "format": FORMAT,
+                    "mode": self.mode,
+                    "ledger_seq": ledger_seq,
+                    "ledger_link": ledger_link,
+                    "version": model.version,
+                },
+                indent=1,
+            ).encode(),
+            self.group,
+        )
