@@ -78,6 +78,9 @@ class PackedView:
     heads: Tensors  # head parameter name -> (m, ...)
     aggregation: str
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> PackedView:
+        return self  # immutable: a copy of a served model may share it
+
     @torch.no_grad()
     def logits(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
         """Mean over the stacked shards of each one's (aggregated) output on ``x``."""

@@ -25,7 +25,7 @@ class _Tracer(fx.Tracer):
     (its own asserts and shape-dependent helpers)."""
 
     def __init__(self, leaves: set[str]) -> None:
-        try:  # timm's registry of modules / functions that fx must not look into
+        try:  # deferred: timm (~1 s) only when a split is built; its fx no-trace registry
             from timm.models._features_fx import get_notrace_functions, get_notrace_modules
 
             self._notrace = tuple(get_notrace_modules())
