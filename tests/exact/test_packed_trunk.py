@@ -205,3 +205,30 @@ def test_a_view_is_immutable_and_a_deletion_re_merges_only_its_shard():
     assert ens.packer._cache[1][1] is not kept[1]
     clone = ens.clone()
     torch.testing.assert_close(clone.predict_logits(x), ens.predict_logits(x), rtol=0, atol=0)
+
+
+def test_cli_adapt_is_recorded_and_predict_packed_equals_loop(tmp_path):
+    import json
+
+    import typer
+    from typer.testing import CliRunner
+
+    from unlearnkit.cli.exact import mount
+    from unlearnkit.exact import load_ensemble
+
+    app = typer.Typer()
+    app.command("noop")(lambda: None)  # a group needs >1 command to keep sub-command names
+    mount(app)
+    fast = ["--no-pretrain", "--shards", "2", "--slices", "2", "--epochs", "1", "--rank", "4"]
+    out, runner = tmp_path / "e", CliRunner()
+    res = runner.invoke(app, ["s3t", "train", "--out", str(out), "--adapt", "2", *fast])
+    assert res.exit_code == 0, res.output
+    ens = load_ensemble(out)
+    assert ens.config.adapt == 2 and sum(len(g) for g in ens.stack.groups) == 2
+    got = [
+        json.loads(runner.invoke(app, ["s3t", "predict", "--from", str(out), *flag]).stdout)
+        for flag in ([], ["--loop"])
+    ]
+    assert got[0] == got[1] and got[0]["samples"] > 0  # same accuracy, packed or loop
+    bad = runner.invoke(app, ["sisa", "train", "--out", str(tmp_path / "b"), "--adapt", "x.*"])
+    assert bad.exit_code == 2 and "adapt" in bad.output and not (tmp_path / "b").exists()
