@@ -232,3 +232,12 @@ def test_cli_adapt_is_recorded_and_predict_packed_equals_loop(tmp_path):
     assert got[0] == got[1] and got[0]["samples"] > 0  # same accuracy, packed or loop
     bad = runner.invoke(app, ["sisa", "train", "--out", str(tmp_path / "b"), "--adapt", "x.*"])
     assert bad.exit_code == 2 and "adapt" in bad.output and not (tmp_path / "b").exists()
+
+
+def test_packed_pass_in_several_chunks_equals_one():
+    ens = _ensemble("s3t", "resnet-layer4", shards=3)
+    x = ens.data.x[:20].clone()
+    whole = ens.predict_logits(x)
+    chunked = ens.predict_logits(x, batch_size=16)  # 16 / 3 shards -> chunks of 8 rows
+    torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)
+    torch.testing.assert_close(chunked, ens.predict_logits(x, packed=False), rtol=0, atol=1e-5)

@@ -10,12 +10,13 @@ the first adapted layer runs once (``trunk.py``). The served prefix is the selec
 merged weights hold exactly the adapters its prefix switches on (S3T: stages 0..p-1; SISA: the
 checkpoint of stage p-1), and a dead shard is not stacked at all.
 
-A :class:`PackedView` is immutable: it owns its stacked tensors, so a deletion or a finished
-retrain builds a new view and swaps it in while passes on the old one finish. The
-:class:`Packer` that builds views caches each shard's merged weights, keyed by what it serves
-and the version counters of its blocks' tensors, so a deletion re-merges only the shard it
-touched. Merging costs one (m x adapted-weights) copy per view: at today's default (every layer
-adapted) that is m backbones' worth of memory; with ``adapt`` set it is m copies of the top.
+A :class:`PackedView` is immutable: it owns its tensors (a shard's merge is never written once
+made), so a deletion or a finished retrain builds a new view and swaps it in while passes on the
+old one finish. The :class:`Packer` that builds views caches each shard's merged weights, keyed
+by what it serves and the version counters of its blocks' tensors, so a new view re-merges only
+the shards that changed; the shard axis is stacked at a view's first pass. Memory: m copies of
+the adapted layers (at the default ``adapt``, every layer: m backbones); with ``adapt`` set, m
+copies of the top only.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import copy
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -70,31 +72,43 @@ class _Network:
 
 @dataclass(frozen=True)
 class PackedView:
-    """One served version: which shards, their stacked merged weights and heads."""
+    """One served version: which shards, and each one's merged weights and head.
+
+    The shard axis is stacked at the first pass (under the network's lock) and kept: building
+    a view after a deletion costs only the touched shard's merge, never an m-fold copy."""
 
     network: _Network
     shards: tuple[int, ...]
-    weights: Tensors  # rest parameter name -> (m, ...) merged weight of an adapted layer
-    heads: Tensors  # head parameter name -> (m, ...)
+    per_shard: tuple[tuple[Tensors, Tensors], ...]  # (adapted weights, head) of each shard
     aggregation: str
 
     def __deepcopy__(self, memo: dict[int, Any]) -> PackedView:
         return self  # immutable: a copy of a served model may share it
 
+    @cached_property
+    def stacked(self) -> tuple[Tensors, Tensors]:
+        """(rest parameter name -> (m, ...) merged weights, head parameter name -> (m, ...))."""
+        weights, heads = zip(*self.per_shard, strict=True)
+        return (
+            {k: torch.stack([w[k] for w in weights]) for k in weights[0]},
+            {k: torch.stack([h[k] for h in heads]) for k in heads[0]},
+        )
+
     @torch.no_grad()
     def logits(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
-        """Mean over the stacked shards of each one's (aggregated) output on ``x``."""
+        """Mean over the shards of each one's (aggregated) output on ``x``. Chunks of
+        ``batch_size / m`` rows keep the activations as large as one loop pass's."""
         net, per_shard = self.network, PACKED_AGGREGATIONS[self.aggregation]
         runtime = current_runtime()
-        weights = {k: runtime.tensor(v) for k, v in self.weights.items()}
-        heads = {k: runtime.tensor(v) for k, v in self.heads.items()}
 
         def one_shard(w: Tensors, h: Tensors, *trunk: Any) -> torch.Tensor:
             return functional_call(net.head, h, (functional_call(net.split.rest, w, trunk),))
 
+        rows = max(8, batch_size // len(self.shards))
         outs = []
         with net.lock, runtime.placed(net.modules), runtime.autocast():
-            for chunk in x.split(batch_size):
+            weights, heads = ({k: runtime.tensor(v) for k, v in d.items()} for d in self.stacked)
+            for chunk in x.split(rows):
                 trunk = trunk_outputs(net.split, runtime.tensor(chunk))
                 dims = (0, 0) + (None,) * len(trunk)
                 stacked = torch.vmap(one_shard, in_dims=dims)(weights, heads, *trunk)
@@ -167,7 +181,5 @@ class Packer:
         shards = tuple(sorted(plan))
         for gone in set(self._cache) - set(shards):
             del self._cache[gone]
-        merged = [self._merged(s, *plan[s]) for s in shards]
-        weights = {k: torch.stack([w[k] for w, _ in merged]) for k in merged[0][0]}
-        heads = {k: torch.stack([h[k] for _, h in merged]) for k in merged[0][1]}
-        return PackedView(self.network, shards, weights, heads, aggregation)
+        merged = tuple(self._merged(s, *plan[s]) for s in shards)
+        return PackedView(self.network, shards, merged, aggregation)
