@@ -85,10 +85,10 @@ def test_deletion_is_applied_while_a_prediction_is_in_its_forward_pass(service, 
     ensemble = service.model.ensemble
     real, inside, release = ensemble.predict_logits, threading.Event(), threading.Event()
 
-    def slow(x, plan=None, batch_size=512):
+    def slow(x, plan=None, batch_size=512, **kw):
         inside.set()
         release.wait(10)
-        return real(x, plan, batch_size)
+        return real(x, plan, batch_size, **kw)
 
     ensemble.predict_logits = slow
     got = {}

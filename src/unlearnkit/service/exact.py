@@ -121,8 +121,10 @@ class ExactServedModel:
         if self._packed is not None:
             version, packed = self._packed
             return ModelView(version, packed.logits, batch_key=packed)
-        plan, ensemble = self.ensemble.serving_plan(), self.ensemble
-        return ModelView(int(ensemble.version), lambda x: ensemble.predict_logits(x, plan))
+        plan, ensemble, packed = self.ensemble.serving_plan(), self.ensemble, self.packed
+        return ModelView(
+            int(ensemble.version), lambda x: ensemble.predict_logits(x, plan, packed=packed)
+        )
 
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
         return self.ensemble.predict_logits(x, packed=self.packed)
