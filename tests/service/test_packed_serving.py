@@ -4,6 +4,7 @@ deletion or a finished retrain, and concurrent predictions micro-batched into sh
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import torch
@@ -31,6 +32,7 @@ def test_micro_batcher_shares_one_pass_and_gives_each_request_its_rows():
 
     def logits(x: torch.Tensor) -> torch.Tensor:
         calls.append(len(x))
+        time.sleep(0.1)  # a pass long enough for the others to arrive during it
         return x @ weight.T
 
     batcher = MicroBatcher(window_s=0.3, max_rows=1000)
@@ -44,6 +46,11 @@ def test_micro_batcher_shares_one_pass_and_gives_each_request_its_rows():
     calls.clear()
     _threads(lambda i: off.run("v1", logits, inputs[i]), 6)
     assert len(calls) == 6  # window 0: no batching
+    calls.clear()
+    started = time.perf_counter()
+    for x in inputs[:3]:  # one client, one request at a time: no window to wait
+        batcher.run("v1", logits, x)
+    assert len(calls) == 3 and time.perf_counter() - started < 3 * 0.1 + 0.25
 
 
 def test_micro_batcher_never_mixes_versions_nor_exceeds_max_rows():

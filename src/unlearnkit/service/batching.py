@@ -2,9 +2,10 @@
 
 The first request of a batch (its *leader*) waits ``window_s`` for others on the same model
 version (the same ``ModelView.batch_key``), then runs the model once on all their inputs
-concatenated and hands each request its rows. A request for another version, or one that would
-push the batch past ``max_rows``, opens a new batch. ``window_s = 0`` switches it off: each
-request runs its own pass, as before.
+concatenated and hands each request its rows. It waits only while another prediction is in
+flight: a lone client's requests never pay the window. A request for another version, or one
+that would push the batch past ``max_rows``, opens a new batch. ``window_s = 0`` switches it
+off: each request runs its own pass, as before.
 
 Why: a packed ensemble pass costs the shared trunk plus every shard's adapted part; under
 concurrent traffic, one pass on 8 x 16 images costs far less than 8 passes on 16.
@@ -43,6 +44,7 @@ class MicroBatcher:
         self.max_rows = int(max_rows)
         self._lock = threading.Lock()
         self._open: _Batch | None = None
+        self._inflight = 0  # requests inside run()
         self.passes = 0  # forward passes run (requests / passes = how much batching shared)
 
     def run(self, key: Any, logits: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor):
@@ -51,14 +53,25 @@ class MicroBatcher:
             self.passes += 1
             return logits(x)
         with self._lock:
+            self._inflight += 1
             batch = self._open
             fits = batch is not None and batch.rows + len(x) <= self.max_rows
             leader = not (fits and batch.key is key and not batch.closed)
             if leader:
                 batch = self._open = _Batch(key)
             rows = batch.add(x)
+            company = self._inflight > 1
+        try:
+            return self._finish(batch, rows, leader, company, logits)
+        finally:
+            with self._lock:
+                self._inflight -= 1
+
+    def _finish(self, batch: _Batch, rows: slice, leader: bool, company: bool,
+                logits: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:  # fmt: skip
         if leader:
-            time.sleep(self.window_s)
+            if company:  # others are predicting: give them the window to join
+                time.sleep(self.window_s)
             with self._lock:
                 batch.closed = True
                 if self._open is batch:
