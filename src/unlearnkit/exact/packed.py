@@ -150,11 +150,12 @@ class Packer:
         key = (
             seq,
             length,
-            tuple(p._version for p in head_module.parameters()),
+            tuple((id(p), p._version) for p in head_module.parameters()),
             tuple(
-                (layer.lora_A[a].weight._version, layer.lora_B[a].weight._version)
+                (id(t), t._version)
                 for layer, active in touched
                 for a in active
+                for t in (layer.lora_A[a].weight, layer.lora_B[a].weight)
             ),
         )
         hit = self._cache.get(shard)
