@@ -9,6 +9,8 @@ are built untrained with random adapters (FLOPs do not depend on the weights).
 
     PYTHONPATH=src python benchmarks/s3t_trunk_flops.py --out results/s3t_trunk
     PYTHONPATH=src python benchmarks/s3t_trunk_flops.py --shards 2 --out /tmp/trunk  # quick
+    PYTHONPATH=src python benchmarks/s3t_trunk_flops.py --render --out results/s3t_trunk
+        # flops.md (the table docs/s3t.md shows) from an existing flops.json
 """
 
 from __future__ import annotations
@@ -101,13 +103,49 @@ def row(scheme: str, arch: str, shards: int, adapt: Any, slices: int) -> dict[st
     }
 
 
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """Per architecture and adapt (one scheme: S3T and SISA count the same): the loop and the
+    packed pass in units of one frozen network at the smallest and largest m."""
+    lines = [
+        "| network (16 images) | adapt | trunk share | loop / packed at m = {lo} (networks) "
+        "| at m = {hi} | loop / packed at m = {hi} |",
+        "|---|---|---|---|---|---|",
+    ]
+    shards = sorted({r["shards"] for r in rows})
+    lo, hi = shards[0], shards[-1]
+    lines[0] = lines[0].format(lo=lo, hi=hi)
+    seen = set()
+    for r in rows:
+        key = (r["arch"], json.dumps(r["adapt"]))
+        if key in seen:
+            continue
+        seen.add(key)
+        same = {x["shards"]: x for x in rows if (x["arch"], json.dumps(x["adapt"]), x["scheme"])
+                == (*key, r["scheme"])}  # fmt: skip
+        one = r["flops_one_network"]
+
+        def cell(x: dict[str, Any], one: int = one) -> str:
+            return f"{x['flops_loop'] / one:.1f} / {x['flops_packed'] / one:.2f}"
+
+        ratio = same[hi]["flops_loop"] / same[hi]["flops_packed"]
+        adapt = "all (default)" if r["adapt"] is None else f"`{r['adapt']}`"
+        lines.append(f"| {r['arch']} | {adapt} | {100 * r['flops_trunk'] / one:.1f}% | "
+                     f"{cell(same[lo])} | {cell(same[hi])} | {ratio:.2f}x |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shards", type=int, nargs="+", default=[5, 10, 20, 50])
     ap.add_argument("--slices", type=int, default=3)
     ap.add_argument("--archs", nargs="+", default=list(ARCHS), choices=list(ARCHS))
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--render", action="store_true", help="only write flops.md from flops.json")
     args = ap.parse_args()
+    if args.render:
+        rows = json.loads((args.out / "flops.json").read_text())["rows"]
+        (args.out / "flops.md").write_text(markdown(rows))
+        return
     torch.set_num_threads(1)
     rows = []
     for arch in args.archs:
@@ -122,7 +160,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / "flops.json"
     out.write_text(json.dumps({"note": __doc__.split("\n\n")[0], "rows": rows}, indent=1) + "\n")
-    print(f"wrote {out}")
+    (args.out / "flops.md").write_text(markdown(rows))
+    print(f"wrote {out} and flops.md")
 
 
 if __name__ == "__main__":
