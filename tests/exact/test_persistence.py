@@ -107,6 +107,7 @@ def test_ensemble_saved_in_the_old_format_still_loads(ensemble, small, tmp_path)
     record = json.loads(record_path.read_text())
     old = record.pop("stack")
     assert old.pop("lora_targets") == [] and old.pop("lora_layers") == ["linear", "conv2d"]
+    assert old.pop("adapt") is None  # before adapt existed: every layer (the default)
     assert set(old) == {"name", "num_classes", "in_chans", "image_size", "options", "rank", "alpha"}
     record["spec"] = old
     record_path.write_text(json.dumps(record))

@@ -73,7 +73,9 @@ def test_in_place_change_waits_for_the_pass_in_flight_and_goes_before_new_ones()
 
 @pytest.fixture
 def service(exact_dir):
-    svc = start_service(exact_dir, background_retrain=False)
+    """The loop pass: the one whose forward passes share modules (the packed pass's views are
+    immutable and need no modules lock: tests/service/test_packed_serving.py)."""
+    svc = start_service(exact_dir, background_retrain=False, exact_pass="loop")
     yield svc
     svc.close()
 
@@ -83,10 +85,10 @@ def test_deletion_is_applied_while_a_prediction_is_in_its_forward_pass(service, 
     ensemble = service.model.ensemble
     real, inside, release = ensemble.predict_logits, threading.Event(), threading.Event()
 
-    def slow(x, plan=None, batch_size=512):
+    def slow(x, plan=None, batch_size=512, **kw):
         inside.set()
         release.wait(10)
-        return real(x, plan, batch_size)
+        return real(x, plan, batch_size, **kw)
 
     ensemble.predict_logits = slow
     got = {}

@@ -260,7 +260,9 @@ def _status(directory: Path, scheme: str) -> None:
     _echo(out)
 
 
-def _predict(directory: Path, scheme: str, split: str, save: Path | None) -> None:
+def _predict(
+    directory: Path, scheme: str, split: str, save: Path | None, packed: bool = True
+) -> None:
     # deferred: torch and the exact engine, so --help stays fast
     from unlearnkit.exact.recipe import ensemble_data
     from unlearnkit.models.checkpoint import atomic_write_text
@@ -270,7 +272,7 @@ def _predict(directory: Path, scheme: str, split: str, save: Path | None) -> Non
     ens = _load(directory, scheme).model.ensemble
     bundle = ensemble_data(ens.meta)
     data = bundle.test if split == "test" else bundle.train.drop_ids(ens.partition.deleted)
-    pred = ens.predict(data.x)
+    pred = ens.predict_logits(data.x, packed=packed).argmax(dim=1)
     acc = 100.0 * float((pred == data.y).float().mean())
     if save is not None:
         rows = ["id,prediction,label"]
@@ -352,6 +354,12 @@ def _common(app: typer.Typer, scheme: str) -> None:
         directory: ModelDirOpt,
         split: Annotated[str, typer.Option(help="test | train (live samples)")] = "test",
         save: Annotated[Path | None, typer.Option(help="write id,prediction,label CSV")] = None,
+        loop: Annotated[
+            bool,
+            typer.Option(
+                "--loop", help="the per-shard loop (the reference) instead of the packed pass"
+            ),
+        ] = False,
         threads: ThreadsOpt = None,
         device: DeviceOpt = None,
         precision: PrecisionOpt = None,
@@ -359,7 +367,7 @@ def _common(app: typer.Typer, scheme: str) -> None:
         """Accuracy of the served ensemble on the data set it was trained for."""
         with guarded():
             use_runtime(threads, device, precision, deterministic=True)
-            _predict(directory, scheme, split, save)
+            _predict(directory, scheme, split, save, packed=not loop)
 
     @app.command()
     def retrain(
@@ -392,6 +400,21 @@ sisa_app = typer.Typer(
 )
 
 
+AdaptOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="layers the blocks adapt: K (the last K, nearest the head) or a module-name "
+        "pattern (layer4.*); default all. The frozen layers below run once per prediction"
+    ),
+]
+
+
+def _adapt(value: str | None) -> dict[str, Any]:
+    if value is None:
+        return {}
+    return {"adapt": int(value) if value.strip().lstrip("-").isdigit() else value}
+
+
 @s3t_app.command("train")
 def s3t_train(
     out: OutOpt = Path("runs/s3t"),
@@ -411,6 +434,7 @@ def s3t_train(
     lr: LrOpt = None,
     batch_size: BatchOpt = None,
     rank: RankOpt = 16,
+    adapt: AdaptOpt = None,
     retrain_policy: PolicyOpt = None,
     pretrain: PretrainOpt = True,
     public_fraction: PublicOpt = 0.3,
@@ -432,7 +456,7 @@ def s3t_train(
     opts = dict(locals())
     with guarded():
         use_runtime(threads, device, precision, deterministic=True)
-        extra: dict[str, Any] = {"num_sequences": sequences}
+        extra: dict[str, Any] = {"num_sequences": sequences, **_adapt(adapt)}
         if prior is not None:
             extra["deletion_prior"] = parse_floats(prior, "--prior")
         _train("s3t", out, overwrite, _rename(opts), extra)
@@ -451,6 +475,7 @@ def sisa_train(
     lr: LrOpt = None,
     batch_size: BatchOpt = None,
     rank: RankOpt = 16,
+    adapt: AdaptOpt = None,
     retrain_policy: PolicyOpt = None,
     pretrain: PretrainOpt = True,
     public_fraction: PublicOpt = 0.3,
@@ -472,7 +497,8 @@ def sisa_train(
     opts = dict(locals())
     with guarded():
         use_runtime(threads, device, precision, deterministic=True)
-        _train("sisa", out, overwrite, _rename(opts), {"aggregation": aggregation})
+        extra = {"aggregation": aggregation, **_adapt(adapt)}
+        _train("sisa", out, overwrite, _rename(opts), extra)
 
 
 def _rename(opts: dict[str, Any]) -> dict[str, Any]:

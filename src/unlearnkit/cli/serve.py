@@ -128,6 +128,20 @@ def serve(
             "(deletions acknowledged since are lost; re-submit them)",
         ),
     ] = False,
+    batch_window_ms: Annotated[
+        float,
+        typer.Option(
+            help="exact mode: predictions arriving within this many ms share one packed pass "
+            "(0: off)",
+            min=0,
+        ),
+    ] = 2.0,
+    loop: Annotated[
+        bool,
+        typer.Option(
+            "--loop", help="exact mode: the per-shard loop instead of the packed pass (reference)"
+        ),
+    ] = False,
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
@@ -177,6 +191,8 @@ def serve(
             group_readable=group_readable,
             ledger_mark=ledger_mark,
             reset_ledger_mark=reset_ledger_mark,
+            batch_window_ms=batch_window_ms,
+            exact_pass="loop" if loop else "packed",
             torch_threads=apply_threads(threads),  # before torch's first parallel work
             **({"device": device} if device else {}),
             **({"precision": precision} if precision else {}),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.exact.retrain import RetrainPolicy
@@ -48,10 +48,24 @@ class ShardedConfig(BaseModel):
         min_length=1,
         description="module types that may get LoRA (grouped / depthwise convs are skipped)",
     )
+    adapt: int | str | None = Field(
+        None,
+        description="which of those layers the blocks adapt: null = all (the default), an int k "
+        "= the last k (nearest the head), a string = a module-name pattern (fnmatch, whole "
+        "name); the frozen layers below the first adapted one run once per prediction, shared "
+        "by all shards",
+    )
     train: TrainConfig = Field(default_factory=_stage_recipe, description="recipe of one stage")
     retrain_policy: RetrainPolicy = "dead_shard"
     head_init: HeadInit = "backbone"
     seed: int = 0
+
+    @field_validator("adapt", mode="before")
+    @classmethod
+    def _adapt(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, bool) or (isinstance(value, int) and value < 1) or value == "":
+            raise ValueError(f"adapt = {value!r}: give k >= 1 (the last k layers) or a pattern")
+        return value
 
 
 class S3TConfig(ShardedConfig):

@@ -33,6 +33,7 @@ from unlearnkit.exact.blocks import BlockTable, Plan
 from unlearnkit.exact.capacity import remaining_capacity_theory, simulate_capacity
 from unlearnkit.exact.config import ShardedConfig
 from unlearnkit.exact.jobs import ShardJob, run_shard_job
+from unlearnkit.exact.packed import PackedView, Packer
 from unlearnkit.exact.partition import Partition
 from unlearnkit.exact.retrain import RetrainTicket, shards_to_retrain
 from unlearnkit.exact.serving import ensemble_logits
@@ -85,6 +86,7 @@ class ShardedEnsemble:
         self.meta: dict[str, Any] = {}  # where the data came from (dataset, fingerprint, ...)
         m, b, L = config.num_shards, len(sequences), config.num_slices
         self.stack = LoRAStack(spec, backbone_state, self.scheme, L, range(m), b)
+        self.packer = Packer(self.stack, spec, backbone_state)  # builds packed views (serving)
 
     @property
     def alive(self) -> np.ndarray:
@@ -140,6 +142,7 @@ class ShardedEnsemble:
             config.lora_alpha,
             tuple(config.lora_targets),
             tuple(config.lora_layers),
+            config.adapt,
         )
         if partition is None:
             partition = Partition.create(
@@ -202,11 +205,24 @@ class ShardedEnsemble:
     def dead_shards(self) -> list[int]:
         return self.blocks.dead_shards()
 
-    def predict_logits(
-        self, x: torch.Tensor, plan: Plan | None = None, batch_size: int = 512
-    ) -> torch.Tensor:
-        """Mean logits over live shards, each with its served prefix (or ``plan``)."""
+    def packed_view(self, plan: Plan | None = None) -> PackedView:
+        """The served version as one immutable packed computation (see ``packed.py``)."""
         plan = self.serving_plan() if plan is None else plan
+        return self.packer.view(plan, self._aggregation())
+
+    def predict_logits(
+        self,
+        x: torch.Tensor,
+        plan: Plan | None = None,
+        batch_size: int = 512,
+        packed: bool = True,
+    ) -> torch.Tensor:
+        """Mean logits over live shards, each with its served prefix (or ``plan``).
+        ``packed``: the shared trunk once and every shard in one pass (the default); False:
+        the per-shard loop, the reference the packed pass is tested against."""
+        plan = self.serving_plan() if plan is None else plan
+        if packed:
+            return self.packed_view(plan).logits(x, batch_size)
         return ensemble_logits(self.stack, plan, x, self._aggregation(), batch_size)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:

@@ -115,6 +115,7 @@ def stack_spec(config: ShardedConfig, bundle: DatasetBundle) -> StackSpec:
         config.lora_alpha,
         tuple(config.lora_targets),
         tuple(config.lora_layers),
+        config.adapt,
     )
 
 

@@ -28,6 +28,7 @@ from unlearnkit.errors import UnlearnkitError
 from unlearnkit.models import Architecture, find_head
 from unlearnkit.models.lora import (
     DEFAULT_LAYER_TYPES,
+    adapted_units,
     adapter_parameter_names,
     group_units,
     inject_lora,
@@ -49,12 +50,14 @@ class StackSpec(Architecture):
     """The backbone's :class:`~unlearnkit.models.Architecture` plus the LoRA rank and alpha of
     every block and which layers carry it (``lora_targets``: whole-name patterns, empty for the
     default; ``lora_layers``: module types): enough to rebuild a stack anywhere (a Ray worker, a
-    reloaded state)."""
+    reloaded state). ``adapt`` narrows them to the top of the network (see
+    :func:`~unlearnkit.models.lora.adapted_units`): what lies below runs once per input."""
 
     rank: int = 16
     alpha: float = 16.0
     lora_targets: tuple[str, ...] = ()
     lora_layers: tuple[str, ...] = DEFAULT_LAYER_TYPES
+    adapt: int | str | None = None
 
     @classmethod
     def of(
@@ -64,6 +67,7 @@ class StackSpec(Architecture):
         alpha: float = 16.0,
         lora_targets: Sequence[str] = (),
         lora_layers: Sequence[str] = DEFAULT_LAYER_TYPES,
+        adapt: int | str | None = None,
     ) -> StackSpec:
         return cls(
             **architecture.to_dict(),
@@ -71,6 +75,7 @@ class StackSpec(Architecture):
             alpha=alpha,
             lora_targets=tuple(lora_targets),
             lora_layers=tuple(lora_layers),
+            adapt=adapt,
         )
 
     @property
@@ -79,7 +84,7 @@ class StackSpec(Architecture):
 
     def units(self, model: nn.Module) -> list[list[str]]:
         """The adaptable units of ``model`` (after :func:`split_qkv`) this spec chooses."""
-        return lora_units(model, self.lora_targets, self.lora_layers)
+        return adapted_units(lora_units(model, self.lora_targets, self.lora_layers), self.adapt)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -88,6 +93,7 @@ class StackSpec(Architecture):
             "alpha": self.alpha,
             "lora_targets": list(self.lora_targets),
             "lora_layers": list(self.lora_layers),
+            "adapt": self.adapt,
         }
 
     @classmethod
@@ -105,9 +111,35 @@ class StackSpec(Architecture):
                 # stacks saved before targets were configurable used the defaults
                 lora_targets=tuple(map(str, data.get("lora_targets", ()))),
                 lora_layers=tuple(map(str, data.get("lora_layers", DEFAULT_LAYER_TYPES))),
+                adapt=_adapt(data.get("adapt")),  # saved before adapt existed: every layer
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UnlearnkitError(f"stack record {data!r} is malformed: {exc}") from None
+
+
+def _adapt(value: Any) -> int | str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"adapt must be an int, a pattern or null, not {value!r}")
+    return value
+
+
+def stage_groups(
+    spec: StackSpec, scheme: Scheme, units: list[list[str]], num_stages: int
+) -> list[list[str]]:
+    """The layers each stage adapts. S3T: disjoint runs of units, top first (with ``adapt``
+    set, fewer units than stages is refused: S3T needs one disjoint group per stage); SISA:
+    every unit at every stage."""
+    if scheme != "s3t":
+        return [[n for u in units for n in u]] * num_stages
+    if spec.adapt is not None and len(units) < num_stages:
+        raise UnlearnkitError(
+            f"adapt = {spec.adapt!r} leaves {len(units)} adaptable layers for "
+            f"{num_stages} S3T stages; each stage needs its own disjoint layer group: adapt at "
+            f"least {num_stages} layers or use fewer slices"
+        )
+    return group_units(units, num_stages)
 
 
 def build_backbone(
@@ -130,8 +162,9 @@ def check_blocks(spec: StackSpec, scheme: Scheme, num_stages: int) -> list[list[
     """Build the bare model once to fail early (unknown model, nothing to adapt, a target
     pattern that matches nothing)."""
     model = split_qkv(spec.build())
-    units = spec.units(model)
-    return group_units(units, num_stages) if scheme == "s3t" else [[n for u in units for n in u]]
+    return stage_groups(spec, scheme, spec.units(model), num_stages)[
+        : 1 if scheme == "sisa" else None
+    ]
 
 
 class LoRAStack(nn.Module):
@@ -152,12 +185,7 @@ class LoRAStack(nn.Module):
         self.backbone, base_head = build_backbone(spec, backbone_state)
         # where first-stage heads start (head_init="backbone"); a plain dict, not a parameter
         self.base_head_state = {k: v.detach().clone() for k, v in base_head.state_dict().items()}
-        units = spec.units(self.backbone)
-        groups = (
-            group_units(units, num_stages)
-            if scheme == "s3t"
-            else [[n for u in units for n in u]] * num_stages
-        )
+        groups = stage_groups(spec, scheme, spec.units(self.backbone), num_stages)
         self.groups = groups
         self.heads = nn.ModuleDict()
         for s in shards:

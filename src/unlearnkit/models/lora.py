@@ -150,6 +150,29 @@ def lora_units(
     return [[n] for n in names]
 
 
+def adapted_units(units: Sequence[Sequence[str]], adapt: int | str | None) -> list[list[str]]:
+    """The units the blocks adapt: all (``None``), the last ``adapt`` (an int: the ones nearest
+    the head), or those with a layer whose whole name matches the pattern ``adapt``. Every layer
+    below the first adapted one is frozen and shared by all shards (the trunk)."""
+    if adapt is None:
+        return [list(u) for u in units]
+    if isinstance(adapt, int):
+        if not 1 <= adapt <= len(units):
+            raise UnlearnkitError(
+                f"adapt = {adapt}: the model has {len(units)} adaptable layers; "
+                f"choose 1..{len(units)}"
+            )
+        return [list(u) for u in units[-adapt:]]
+    chosen = [list(u) for u in units if any(fnmatchcase(n, adapt) for n in u)]
+    if not chosen:
+        names = [n for u in units for n in u]
+        raise UnlearnkitError(
+            f"adapt = {adapt!r} matches no adaptable layer; they are "
+            f"{', '.join(names[:6])}{', ...' if len(names) > 6 else ''}"
+        )
+    return chosen
+
+
 def group_units(units: Sequence[Sequence[str]], num_blocks: int) -> list[list[str]]:
     """Cut the units into ``num_blocks`` runs of consecutive units; index 0 is the top run.
 

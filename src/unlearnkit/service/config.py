@@ -52,6 +52,19 @@ class ServiceConfig(BaseModel):
     retrain_nice: int = Field(10, ge=0, le=19, description="CPU niceness of the retrain child")
     retrain_threads: int = Field(1, ge=1, le=256, description="CPU threads of the retrain child")
     apply_timeout_s: float = Field(10.0, gt=0, description="wait for an exact deletion to apply")
+    exact_pass: Literal["packed", "loop"] = Field(
+        "packed",
+        description="exact mode's forward pass: packed (the frozen trunk once, every served "
+        "shard in one computation, an immutable view per version) or loop (one shard at a "
+        "time on the shared stack: the reference)",
+    )
+    batch_window_ms: float = Field(
+        2.0,
+        ge=0,
+        le=1000,
+        description="exact packed mode: predictions arriving within this window share one "
+        "pass (micro-batching); 0 switches it off",
+    )
     torch_threads: int = Field(
         1, ge=1, le=256, description="CPU threads of the serving process (`serve --threads`)"
     )

@@ -25,6 +25,7 @@ from unlearnkit.errors import ConflictError, InternalError, NotFoundError
 from unlearnkit.runtime.device import Runtime
 from unlearnkit.service.applier import Applier
 from unlearnkit.service.auth import Principal
+from unlearnkit.service.batching import MicroBatcher
 from unlearnkit.service.config import ServiceConfig
 from unlearnkit.service.intake import Claims, Intake, check_sample_ids
 from unlearnkit.service.ledger import Event, Ledger
@@ -57,6 +58,7 @@ class DeletionService:
         self.model_lock = ModelLock()
         # the directory's one writer, between processes (the CLI's `s3t delete` takes it too)
         self.writer = WriterLock(self.store.root, group=config.group_readable)
+        self.batcher = MicroBatcher(config.batch_window_ms / 1000.0, config.max_batch)
         self.replayed = 0  # ledger events applied at start-up on top of the snapshot
         self.started = False
 
@@ -163,6 +165,9 @@ class DeletionService:
                     with lock.reading():
                         view = model.view()
                 logits = view.logits(x)
+        elif view.batch_key is not None:  # an immutable view: concurrent requests share passes
+            locked = time.perf_counter()
+            logits = self.batcher.run(view.batch_key, view.logits, x)
         else:
             locked = time.perf_counter()
             logits = view.logits(x)

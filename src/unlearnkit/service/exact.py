@@ -3,6 +3,12 @@
 A deletion switches off every block that saw the sample (milliseconds, no training); a shard
 left with nothing to serve is retrained in the background on its remaining data and swapped in.
 The ensemble's own retrain policy is forced to ``manual``: the service decides when to retrain.
+
+Predictions use the packed pass by default (``exact_pass``): each version is an immutable
+:class:`~unlearnkit.exact.packed.PackedView`, built when a deletion or a finished retrain
+changes what is served and swapped in by one assignment, so a forward pass shares nothing that
+a change writes and concurrent requests may share a pass. ``exact_pass = "loop"`` serves with
+the per-shard loop on the shared stack (one pass at a time, as before).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from safetensors.torch import load_file
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.exact import RetrainTicket, S3TEnsemble, SISAEnsemble
 from unlearnkit.exact.capacity import simulate_capacity
+from unlearnkit.exact.packed import PackedView
 from unlearnkit.exact.recipe import ensemble_preprocessing
 from unlearnkit.exact.store import POINTER, tensor_digest
 from unlearnkit.runtime import Executor
@@ -50,7 +57,7 @@ class ExactServedModel:
     mode = "exact"
     applies_immediately = True
     batches_deletions = False
-    shares_modules = True  # the blocks' adapters are switched on one backbone per forward
+    shares_modules = True  # loop pass: adapters are switched on one backbone per forward
     in_place_changes = frozenset({"retrain"})  # a deletion only switches blocks off
     deletes_online = True
     refusal = ""
@@ -79,6 +86,17 @@ class ExactServedModel:
             self.ensemble.config = self.ensemble.config.model_copy(
                 update={"retrain_policy": "manual"}
             )
+        self.packed = getattr(config, "exact_pass", "packed") == "packed"
+        self.shares_modules = not self.packed  # a packed view reads nothing a change writes
+        self._packed: tuple[int, PackedView] | None = None
+        self._swap_view()
+
+    def _swap_view(self) -> None:
+        """Build the packed view of what is served now and swap it in (None: the loop pass,
+        or every shard dead, which the loop refuses with its own message)."""
+        ens = self.ensemble
+        fresh = ens.packed_view() if self.packed and ens.serving_plan() else None
+        self._packed = None if fresh is None else (int(ens.version), fresh)
 
     # -- description -------------------------------------------------------------------------
     @property
@@ -102,11 +120,16 @@ class ExactServedModel:
 
     # -- serving -----------------------------------------------------------------------------
     def view(self) -> ModelView:
-        plan, ensemble = self.ensemble.serving_plan(), self.ensemble
-        return ModelView(int(ensemble.version), lambda x: ensemble.predict_logits(x, plan))
+        if self._packed is not None:
+            version, packed = self._packed
+            return ModelView(version, packed.logits, batch_key=packed)
+        plan, ensemble, packed = self.ensemble.serving_plan(), self.ensemble, self.packed
+        return ModelView(
+            int(ensemble.version), lambda x: ensemble.predict_logits(x, plan, packed=packed)
+        )
 
     def predict_logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.ensemble.predict_logits(x)
+        return self.ensemble.predict_logits(x, packed=self.packed)
 
     def known(self, sample_id: int) -> bool:
         return self.ensemble.partition.locate(sample_id) is not None
@@ -117,6 +140,7 @@ class ExactServedModel:
     # -- changes -----------------------------------------------------------------------------
     def apply_deletions(self, sample_ids: list[int]) -> dict[str, Any]:
         receipts = self.ensemble.delete(sample_ids)
+        self._swap_view()
         return {"kind": "deactivation", "samples": receipts}
 
     def pending_retrains(self) -> list[int]:
@@ -143,6 +167,7 @@ class ExactServedModel:
 
     def commit_retrain(self, ticket: RetrainTicket) -> dict[str, Any]:
         self.ensemble.commit_retrain(ticket)
+        self._swap_view()
         return {
             "kind": "retrain",
             "shard": int(ticket.shard),

@@ -49,10 +49,13 @@ class RetrainJob:
 
 @dataclass(frozen=True)
 class ModelView:
-    """What one prediction uses: the model ``version`` and ``logits(x)`` on that version."""
+    """What one prediction uses: the model ``version`` and ``logits(x)`` on that version.
+    ``batch_key``: set by a model whose views are immutable and safe to share; predictions with
+    the same key may run as one pass (micro-batching, ``batching.py``). None: never batched."""
 
     version: int
     logits: Callable[[torch.Tensor], torch.Tensor]
+    batch_key: Any = None
 
 
 @runtime_checkable

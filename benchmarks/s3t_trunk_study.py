@@ -1,0 +1,155 @@
+"""The study that sets the shared-trunk defaults (issue 26 item 4): shards, adapted depth, LoRA
+rank and epochs per slice against accuracy before and after uniform deletions, retrains over
+the stream and packed prediction latency, S3T and SISA side by side, over seeds (95% CIs).
+
+Every configuration of the grid is trained on one frozen backbone per seed (pretrained on the
+public split, the CLI's recipe); the same deletion stream (uniform over the training ids, per
+seed) is replayed on S3T and SISA with the ``dead_shard`` policy. The frozen backbone alone (its
+own head) is the baseline an ensemble must beat. Latency: the packed pass on 16 test images,
+in process, after training (p50 of ``--latency-reps``): run it on an idle machine.
+
+    # the study (hours; on an idle machine, for the latency column)
+    PYTHONPATH=src python benchmarks/s3t_trunk_study.py --dataset fashion_mnist \
+        --out results/s3t_trunk/study
+    # a check that it runs (tiny: digits, one point of the grid, one seed)
+    PYTHONPATH=src python benchmarks/s3t_trunk_study.py --dataset digits --shards 2 \
+        --adapt 3 --ranks 4 --epochs 1 --seeds 1 --deletions 5 10 --max-train 300 \
+        --out /tmp/study
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from unlearnkit.exact import EnsembleRecipe, S3TConfig, SISAConfig, build_ensemble
+from unlearnkit.exact.recipe import load_data, make_backbone, stack_spec
+from unlearnkit.models.checkpoint import atomic_write_text
+from unlearnkit.runtime import apply_threads
+from unlearnkit.training import TrainConfig, predict_logits
+
+SCHEMES = {"s3t": S3TConfig, "sisa": SISAConfig}
+
+
+def _adapt(value: str) -> int | str | None:
+    return None if value == "all" else int(value) if value.isdigit() else value
+
+
+def backbone_alone(spec: Any, state: dict, test: Any) -> float:
+    model = spec.architecture.build()
+    model.load_state_dict(state)
+    return 100.0 * float((predict_logits(model.eval(), test.x).argmax(1) == test.y).float().mean())
+
+
+def latency_ms(ens: Any, x: torch.Tensor, reps: int) -> float:
+    ens.predict_logits(x)  # builds the packed view once
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        ens.predict_logits(x)
+        times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
+def run_one(cfg: Any, recipe: EnsembleRecipe, bundle: Any, backbone: dict, stream: list[int],
+            checkpoints: list[int], reps: int) -> dict[str, Any]:  # fmt: skip
+    ens = build_ensemble(recipe, cfg, bundle=bundle, backbone=backbone)
+    out: dict[str, Any] = {"train_seconds": ens.train_seconds, "acc": {}, "retrains": {}}
+    out["latency_ms_16"] = latency_ms(ens, bundle.test.x[:16], reps)
+    done = 0
+    for k in [0, *checkpoints]:
+        ens.delete(stream[done:k])
+        done = k
+        out["acc"][str(k)] = ens.accuracy(bundle.test)
+        out["retrains"][str(k)] = ens.retrains_done
+    return out
+
+
+def ci95(values: list[float]) -> list[float]:
+    mean = statistics.fmean(values)
+    half = 1.96 * statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
+    return [round(mean, 3), round(half, 3)]
+
+
+def table(rows: list[dict[str, Any]], checkpoints: list[int]) -> str:
+    head = ["scheme", "m", "adapt", "rank", "epochs", *[f"acc@{k}" for k in [0, *checkpoints]],
+            f"retrains@{checkpoints[-1]}", "latency ms (16)"]  # fmt: skip
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        acc = [f"{m:.2f} ± {h:.2f}" for m, h in (r["acc"][str(k)] for k in [0, *checkpoints])]
+        cells = [r["scheme"], r["shards"], r["adapt"], r["rank"], r["epochs"], *acc,
+                 f"{r['retrains'][0]:.1f}", f"{r['latency_ms_16'][0]:.1f}"]  # fmt: skip
+        lines.append("| " + " | ".join(map(str, cells)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dataset", default="fashion_mnist")
+    ap.add_argument("--shards", type=int, nargs="+", default=[5, 10, 20, 50])
+    ap.add_argument("--slices", type=int, default=3)
+    ap.add_argument("--adapt", nargs="+", default=["all", "3"], help="all | K | pattern")
+    ap.add_argument("--ranks", type=int, nargs="+", default=[4, 16])
+    ap.add_argument("--epochs", type=int, nargs="+", default=[2, 5])
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--deletions", type=int, nargs="+", default=[50, 100, 200, 500])
+    ap.add_argument("--max-train", type=int, default=None, help="subsample (a quick check)")
+    ap.add_argument("--latency-reps", type=int, default=20)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path, required=True)
+    args = ap.parse_args()
+    apply_threads(args.threads)
+    recipe = EnsembleRecipe(dataset=args.dataset, public_fraction=0.3)
+    bundle = load_data(recipe)
+    if args.max_train is not None:
+        bundle.train = bundle.train.subset(torch.arange(min(args.max_train, len(bundle.train))))
+    checkpoints = sorted(args.deletions)
+    raw: dict[str, list[dict[str, Any]]] = {}
+    alone = []
+    for seed in range(args.seeds):
+        spec = stack_spec(S3TConfig(seed=seed), bundle)
+        backbone = make_backbone(recipe, spec, bundle, seed)
+        alone.append(backbone_alone(spec, backbone, bundle.test))
+        ids = bundle.train.ids.tolist()
+        stream = np.random.default_rng(1000 + seed).permutation(ids)[: checkpoints[-1]].tolist()
+        grid = itertools.product(SCHEMES, args.shards, args.adapt, args.ranks, args.epochs)
+        for scheme, m, adapt, rank, epochs in grid:
+            cfg = SCHEMES[scheme](
+                num_shards=m, num_slices=args.slices, lora_rank=rank, adapt=_adapt(adapt),
+                retrain_policy="dead_shard", seed=seed,
+                train=TrainConfig(epochs=epochs, lr=0.01, batch_size=32, schedule="cosine"),
+            )  # fmt: skip
+            key = json.dumps([scheme, m, adapt, rank, epochs])
+            got = run_one(cfg, recipe, bundle, backbone, stream, checkpoints, args.latency_reps)
+            raw.setdefault(key, []).append(got)
+            print(key, seed, json.dumps(got["acc"]), f"{got['latency_ms_16']:.1f} ms", flush=True)
+    rows = []
+    for key, runs in raw.items():
+        scheme, m, adapt, rank, epochs = json.loads(key)
+        rows.append({
+            "scheme": scheme, "shards": m, "adapt": adapt, "rank": rank, "epochs": epochs,
+            "acc": {str(k): ci95([r["acc"][str(k)] for r in runs]) for k in [0, *checkpoints]},
+            "retrains": ci95([r["retrains"][str(checkpoints[-1])] for r in runs]),
+            "latency_ms_16": ci95([r["latency_ms_16"] for r in runs]),
+            "runs": runs,
+        })  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    res = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+           "backbone_alone_acc": ci95(alone), "rows": rows}  # fmt: skip
+    atomic_write_text(args.out / "study.json", json.dumps(res, indent=1) + "\n")
+    md = f"Backbone alone: {ci95(alone)[0]:.2f} ± {ci95(alone)[1]:.2f}%\n\n"
+    atomic_write_text(args.out / "study.md", md + table(rows, checkpoints))
+    print(md + table(rows, checkpoints))
+
+
+if __name__ == "__main__":
+    main()
