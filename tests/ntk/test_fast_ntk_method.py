@@ -128,3 +128,33 @@ def test_bad_hyper_parameters_fail_early():
         create_method("fast_ntk", lam=-1)
     with pytest.raises(UnlearnkitError, match="mode"):
         create_method("fast_ntk", mode="magic")
+    with pytest.raises(UnlearnkitError, match="target_scale"):
+        create_method("fast_ntk", target="scaled", target_scale=0)
+    with pytest.raises(UnlearnkitError, match="noise"):
+        create_method("fast_ntk", mode="paper", noise=1.0)
+
+
+def test_output_scale_options_are_exact_through_every_path(digits_class_forget, tmp_path):
+    """Scaled targets, the D_r temperature and the noise: the state-file path (downdate by D_f)
+    serves what the direct solve on D_r serves, the option is recorded in the state, and a
+    state of other targets is refused."""
+    ctx = digits_class_forget
+    opts = {"target": "scaled", "target_scale": 10.0, "temperature": "fit"}
+    path = tmp_path / "ntk.safetensors"
+    direct = create_method("fast_ntk", **opts).unlearn(fresh(ctx))
+    stated = create_method("fast_ntk", state_path=str(path), **opts).unlearn(fresh(ctx))
+    x = ctx.test.x[:64]
+    with torch.no_grad():
+        torch.testing.assert_close(stated(x), direct(x), rtol=1e-4, atol=1e-4)
+    assert direct.temperature == pytest.approx(stated.temperature, rel=1e-4)
+    assert direct.temperature != pytest.approx(1.0, abs=0.01)
+    with torch.no_grad():  # logits on a cross-entropy scale, not a 0-1 one
+        assert float(direct(x).std(1).mean()) > 1.0
+    with pytest.raises(ConflictError, match="target"):
+        create_method("fast_ntk", state_path=str(path)).unlearn(fresh(ctx))
+    noisy = {**opts, "noise": 0.5}
+    a = create_method("fast_ntk", **noisy).unlearn(fresh(ctx))
+    b = create_method("fast_ntk", state_path=str(path), **noisy).unlearn(fresh(ctx))
+    with torch.no_grad():
+        torch.testing.assert_close(a(x), b(x), rtol=1e-4, atol=1e-4)
+        assert float((a(x) - direct(x)).abs().max()) > 1e-2  # the noise is really there

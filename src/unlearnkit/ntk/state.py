@@ -10,6 +10,8 @@ The file is one safetensors file (tensors + JSON metadata) written atomically.
 ``kernel`` records which NTK the state holds: ``exact`` (C rows per sample) or ``pntk``, the
 pseudo-NTK (Mohamadi, Bae, Sutherland, ICML 2023; one row per sample, kernel pNTK (x) I_C, b and
 the solutions P x C), which is approximate: its metadata says so (``approximate: true``).
+``target_scale`` records the regression targets b was built with (None: one-hot; s:
+s (onehot - 1/C), ``jacobian.regression_targets``); a deletion's residuals use the same.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class NTKState:
     solution_full: torch.Tensor  # w_D - w0, kept for the paper's update w + (w_Dr - w_D)
     fingerprint: dict[str, str] = field(default_factory=dict)
     kernel: str = "exact"  # "exact" | "pntk" (approximate)
+    target_scale: float | None = None  # None: one-hot targets; s: s (onehot - 1/C)
 
     @classmethod
     def from_gram(
@@ -60,6 +63,7 @@ class NTKState:
         ids: torch.Tensor,
         fingerprint: dict[str, str],
         kernel: str = "exact",
+        target_scale: float | None = None,
     ) -> NTKState:
         if lam <= 0:
             raise UnlearnkitError(f"ridge lambda must be > 0, got {lam}")
@@ -78,6 +82,7 @@ class NTKState:
             inverse @ rhs,
             dict(fingerprint),
             kernel,
+            target_scale,
         )
 
     @property
@@ -195,6 +200,7 @@ class NTKState:
             "fingerprint": self.fingerprint,
             "kernel": self.kernel,
             "approximate": self.approximate,
+            "target_scale": self.target_scale,
         }
 
     def save(self, path: str | Path) -> None:
@@ -236,8 +242,9 @@ class NTKState:
             tensors["ids"],
             tensors["alive"].bool(),
             tensors["solution_full"],
-            meta["fingerprint"],
+            {"target": "onehot", **meta["fingerprint"]},  # before targets were recorded
             kernel,
+            meta.get("target_scale"),
         )
         if expect is not None:
             state.check(expect, path)
