@@ -33,7 +33,9 @@ from unlearnkit.audit.jobs import REFERENCE_SEED_OFFSET
 from unlearnkit.config import build_config
 from unlearnkit.data.forget import select_forget
 from unlearnkit.experiment import unlearning_context
-from unlearnkit.methods import create_method
+from unlearnkit.methods import METHODS, create_method
+from unlearnkit.methods.base import register_method
+from unlearnkit.methods.fast_ntk import FastNTK
 from unlearnkit.metrics import accuracy, relearn_epochs
 from unlearnkit.metrics.audit_stats import logit_confidence
 from unlearnkit.metrics.calibration import expected_calibration_error
@@ -53,6 +55,9 @@ OPTIONS: dict[str, dict[str, Any]] = {
     "scaled10": {"target": "scaled", "target_scale": 10.0, "temperature": "none"},
     "scaled20": {"target": "scaled", "target_scale": 20.0, "temperature": "none"},
     "scaled10+T": {"target": "scaled", "target_scale": 10.0, "temperature": "fit"},
+    "scaled10+noise0.3": {"target": "scaled", "target_scale": 10.0, "noise": 0.3},
+    "scaled10+noise1": {"target": "scaled", "target_scale": 10.0, "noise": 1.0},
+    "scaled10+noise3": {"target": "scaled", "target_scale": 10.0, "noise": 3.0},
 }
 
 
@@ -171,42 +176,50 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def audit_part(cfg_args, options, k, cache, executor_seed) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def alias(option: str) -> str:
+    """The audit row of one option: fast_ntk registered again under its own name, so that one
+    audit trains each original once and unlearns it with every option."""
+    name = "fast_ntk_" + option.replace("+", "_")
+    if name not in METHODS.names():
+        register_method(type(f"FastNTK_{len(METHODS.names())}", (FastNTK,), {"name": name}))
+    return name
+
+
+AUDIT_KEYS = (
+    "auc",
+    "auc_ci95",
+    "tpr_at_1pct_fpr",
+    "forgetting_quality",
+    "forgetting_quality_ci95",
+    "forgetting_quality_official",
+    "forgetting_quality_official_ci95",
+    "retain_acc_unlearned",
+    "retain_acc_retrained",
+    "test_acc_unlearned",
+    "test_acc_retrained",
+    "score",
+    "final_score_official",
+)
+
+
+def audit_part(overrides, spec, options, k, cache) -> dict[str, Any]:
+    rows = {alias(name): params for name, params in options.items()}
+    cfg = build_config(
+        {**overrides, "method_params": rows},
+        forget=spec,
+        model="smallcnn",
+        peft="bn",
+        methods=["retrain", *rows],
+    )
+    run = run_audit(
+        cfg, audit_config(k=k, n=k), cache, progress=lambda d, t: print(f"models {d}/{t}")
+    )
+    s = run.results["summary"]
+    out: dict[str, Any] = {"control": run.results["control"], "cost": run.results["cost"]}
+    out["retrain"] = {key: s["retrain"][key] for key in AUDIT_KEYS}
     for name, params in options.items():
-        cfg = build_config(
-            {**cfg_args["overrides"], "method_params": {"fast_ntk": params}},
-            forget=cfg_args["forget"],
-            model="smallcnn",
-            peft="bn",
-            methods=["retrain", "fast_ntk"],
-        )
-        started = time.perf_counter()
-        run = run_audit(cfg, audit_config(k=k, n=k, seed=executor_seed), cache)
-        s = run.results["summary"]
-        keep = (
-            "auc",
-            "auc_ci95",
-            "tpr_at_1pct_fpr",
-            "forgetting_quality",
-            "forgetting_quality_ci95",
-            "forgetting_quality_official",
-            "forgetting_quality_official_ci95",
-            "retain_acc_unlearned",
-            "retain_acc_retrained",
-            "test_acc_unlearned",
-            "test_acc_retrained",
-            "score",
-            "final_score_official",
-        )
-        out[name] = {
-            "params": params,
-            "fast_ntk": {key: s["fast_ntk"][key] for key in keep},
-            "retrain": {key: s["retrain"][key] for key in keep},
-            "control": run.results["control"],
-            "wall_seconds": time.perf_counter() - started,
-        }
-        print(name, json.dumps(out[name]["fast_ntk"]), flush=True)
+        out[name] = {"params": params, **{key: s[alias(name)][key] for key in AUDIT_KEYS}}
+        print(name, json.dumps(out[name]), flush=True)
     return out
 
 
@@ -223,6 +236,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=Path("results/audit/fast_ntk_scale"))
     parser.add_argument("--cache", type=Path, default=Path("results/audit/cache"))
+    parser.add_argument("--tag", default="", help="appended to the results file's name")
     args = parser.parse_args()
     apply_threads(args.threads)
     options = {n: OPTIONS[n] for n in args.options.split(",") if n}
@@ -244,9 +258,7 @@ def main() -> None:
                 cfg, bundle, start_state, seeds, options, relearn=not args.no_relearn
             )
         else:
-            result = audit_part(
-                {"overrides": overrides, "forget": spec}, options, args.k, args.cache, 0
-            )
+            result = audit_part(overrides, spec, options, args.k, args.cache)
         document = {
             "setting": setting,
             "forget": spec,
@@ -256,7 +268,7 @@ def main() -> None:
             "wall_seconds": time.perf_counter() - started,
             "result": result,
         }
-        path = args.out / f"{args.part}_{setting}.json"
+        path = args.out / f"{args.part}_{setting}{args.tag}.json"
         path.write_text(json.dumps(document, indent=1, default=str))
         print(f"-> {path}", flush=True)
 

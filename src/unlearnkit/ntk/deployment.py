@@ -40,6 +40,17 @@ from unlearnkit.training import predict_logits
 STATE_FILE = "ntk_state.safetensors"
 SCALES = ("angle", "none")
 TEMPERATURES = ("none", "fit")  # served logits as fitted, or / a temperature fitted on D_r
+TARGETS = ("onehot", "scaled")
+
+
+def target_value(target: str, target_scale: float) -> float | None:
+    """The engine's ``target_scale`` of a user's choice: None for ``onehot``, s for ``scaled``."""
+    if target not in TARGETS:
+        raise UnlearnkitError(f"unknown NTK target {target!r}; choose one of: {', '.join(TARGETS)}")
+    if target == "scaled" and not target_scale > 0:
+        raise UnlearnkitError(f"the target scale must be > 0, got {target_scale}")
+    return None if target == "onehot" else float(target_scale)
+
 
 Update = Callable[[nn.Module, list[str], Mapping[str, torch.Tensor], Solutions, str], nn.Module]
 NTK_UPDATES: Registry[nn.Module] = Registry("NTK update mode")
