@@ -143,10 +143,10 @@ def test_precompute_records_the_target_and_defaults_match_the_method(model_dir, 
     from unlearnkit.methods.fast_ntk import FastNTKParams
 
     defaults = FastNTKParams()
-    assert (cli_ntk.DEFAULT_TARGET, cli_ntk.DEFAULT_TARGET_SCALE) == (
+    assert (
         defaults.target,
         defaults.target_scale,
-    )
+    ) == (cli_ntk.DEFAULT_TARGET, cli_ntk.DEFAULT_TARGET_SCALE)
     other = tmp_path / "scaled"
     shutil.copytree(model_dir, other)
     (other / STATE_FILE).unlink(missing_ok=True)
