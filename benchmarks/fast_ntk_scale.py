@@ -42,7 +42,8 @@ from unlearnkit.metrics.calibration import expected_calibration_error
 from unlearnkit.models import create_model, reset_head, select_trainable
 from unlearnkit.ntk import ParamSpace, accumulate_gram, solve_primal
 from unlearnkit.ntk.deployment import calibrate
-from unlearnkit.ntk.update import linearized_model
+from unlearnkit.ntk.solvers import regularized_inverse
+from unlearnkit.ntk.update import linearized_model, posterior_sample
 from unlearnkit.recipe import TrainedModel, load_bundle, starting_model
 from unlearnkit.runtime import apply_threads
 from unlearnkit.training import predict_logits, train
@@ -74,9 +75,10 @@ def trained_on(cfg, bundle, start_state, split, seed) -> TrainedModel:
     return TrainedModel(model, initial, trainable, seed)
 
 
-def scratch_linearized(ctx, lam: float, target_scale: float | None, temperature: str):
-    """The linearized model fitted on D_r alone (one Gram of D_r, its own solve): the exact
-    control of fast_ntk within the linearized class."""
+def scratch_linearized(ctx, lam, target_scale, temperature, noise: float = 0.0):
+    """The linearized model fitted on D_r alone (one Gram of D_r, its own solve, the noise
+    drawn from D_r's own (A + lam I)^-1 with the run's seed): the exact control of fast_ntk
+    within the linearized class."""
     space = ParamSpace.from_model(ctx.model, ctx.trainable)
     stats = accumulate_gram(
         ctx.model,
@@ -87,9 +89,11 @@ def scratch_linearized(ctx, lam: float, target_scale: float | None, temperature:
         ctx.initial_state,
         target_scale=target_scale,
     )
-    model = linearized_model(
-        ctx.model, ctx.trainable, ctx.initial_state, solve_primal(stats.gram, stats.rhs, lam)
-    )
+    solution = solve_primal(stats.gram, stats.rhs, lam)
+    if noise > 0:
+        inverse = regularized_inverse(stats.gram, lam)
+        solution = posterior_sample(solution, inverse, noise, ctx.seed)
+    model = linearized_model(ctx.model, ctx.trainable, ctx.initial_state, solution)
     calibrate(model, ctx.retain, temperature)
     return model
 
@@ -136,7 +140,7 @@ def calibration_part(cfg, bundle, start_state, seeds, options, relearn) -> dict[
             )
             if relearn:  # the exact control in the class, by an independent solve
                 p = method.params
-                control = scratch_linearized(ctx, p.lam, p.target_value, p.temperature)
+                control = scratch_linearized(ctx, p.lam, p.target_value, p.temperature, p.noise)
                 gap = float(
                     (predict_logits(control, ctx.test.x) - predict_logits(model, ctx.test.x))
                     .abs()
@@ -147,6 +151,7 @@ def calibration_part(cfg, bundle, start_state, seeds, options, relearn) -> dict[
                         "seed": seed,
                         "model": f"scratch_on_Dr[{name}]",
                         "max_logit_gap_to_fast_ntk": gap,
+                        "control_has_noise": True,
                         **measure(control, ctx, relearn),
                     }
                 )
@@ -223,9 +228,85 @@ def audit_part(overrides, spec, options, k, cache) -> dict[str, Any]:
     return out
 
 
+def fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        return "[" + ", ".join(fmt(v, digits) for v in value) + "]"
+    return f"{value:.{digits}f}"
+
+
+def relearn_cell(entry: dict[str, Any]) -> str:
+    values = entry.get("relearn_epochs")
+    if values is None:
+        return "-"
+    shown = ", ".join(">20" if v is None else f"{v:.0f}" for v in values)
+    mean = entry.get("relearn_epochs_mean")
+    return f"{fmt(mean, 1)} ({shown})" if mean is not None else f">= ({shown})"
+
+
+def report(out: Path) -> str:
+    """report.md from the JSON files in ``out``: one calibration and one audit table per
+    setting (calibration rows averaged over the seed files found)."""
+    lines = ["# Fast-NTK output scale on digits (smallcnn + bn)", ""]
+    for setting, spec in SETTINGS.items():
+        rows: list[dict[str, Any]] = []
+        for path in sorted(out.glob(f"calibration_{setting}_seed*.json")):
+            rows += [
+                r
+                for r in json.loads(path.read_text())["result"]["rows"]
+                # an early version of the control drew no noise: not the control of a noisy row
+                if not ("noise" in r["model"] and r["model"].startswith("scratch"))
+                or r.get("control_has_noise")
+            ]
+        if rows:
+            summary = summarise(rows)
+            seeds = sorted({r["seed"] for r in rows})
+            lines += [
+                f"## forget `{spec}`: accuracy, calibration, relearn (seeds {seeds})",
+                "",
+                "| model | retain % | forget % | test % | test ECE | phi on D_f (mean) "
+                "| T | relearn epochs (per seed) |",
+                "|---|---|---|---|---|---|---|---|",
+            ]
+            for name, e in summary.items():
+                lines.append(
+                    f"| {name} | {fmt(e['acc_retain'], 1)} | {fmt(e['acc_forget'], 1)} | "
+                    f"{fmt(e['acc_test'], 1)} | {fmt(e['ece_test'])} | "
+                    f"{fmt(e['phi_forget_mean'], 2)} | {fmt(e['temperature'])} | "
+                    f"{relearn_cell(e)} |"
+                )
+            lines.append("")
+        path = out / f"audit_{setting}.json"
+        if path.is_file():
+            doc = json.loads(path.read_text())
+            res = doc["result"]
+            k = res["cost"]["models"]
+            lines += [
+                f"## forget `{spec}`: per-example audit (K = N = 8, {k} models)",
+                "",
+                "| row | AUC [95% CI] | TPR@1% | F ours | F official | RA_U / RA_R | TA_U / TA_R |",
+                "|---|---|---|---|---|---|---|",
+            ]
+            for name in ["retrain", *[n for n in res if n not in ("control", "cost", "retrain")]]:
+                e = res[name]
+                lines.append(
+                    f"| {name} | {fmt(e['auc'])} {fmt(e['auc_ci95'])} | "
+                    f"{fmt(e['tpr_at_1pct_fpr'])} | {fmt(e['forgetting_quality'])} | "
+                    f"{fmt(e['forgetting_quality_official'])} | "
+                    f"{fmt(e['retain_acc_unlearned'], 1)} / {fmt(e['retain_acc_retrained'], 1)} | "
+                    f"{fmt(e['test_acc_unlearned'], 1)} / {fmt(e['test_acc_retrained'], 1)} |"
+                )
+            control = res["control"]
+            lines += ["", f"control covers chance: {control['covers_chance']}", ""]
+    text = "\n".join(lines) + "\n"
+    (out / "report.md").write_text(text)
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--part", choices=["calibration", "audit"], default="calibration")
+    parser.add_argument("--part", choices=["calibration", "audit", "report"], default="calibration")
     parser.add_argument("--settings", default="class3")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--options", default=",".join(OPTIONS))
@@ -246,6 +327,9 @@ def main() -> None:
     if args.subset is not None:
         overrides["dataset_options"] = {"subset": args.subset}
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.part == "report":
+        print(report(args.out))
+        return
     for setting in [s for s in args.settings.split(",") if s]:
         spec = SETTINGS[setting]
         started = time.perf_counter()
