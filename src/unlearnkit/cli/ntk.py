@@ -44,7 +44,7 @@ app = typer.Typer(
 SERVED_FILE = "ntk_model.safetensors"
 # fast_ntk's defaults (methods/fast_ntk.py; tests/ntk/test_ntk_cli.py checks they agree), kept
 # here as literals so that --help needs no torch
-DEFAULT_TARGET = "onehot"
+DEFAULT_TARGET = "scaled"
 DEFAULT_TARGET_SCALE = 10.0
 
 

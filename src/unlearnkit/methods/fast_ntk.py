@@ -10,6 +10,10 @@ scale. With ``state_path`` the Gram of D is computed once, saved, and later call
 the Jacobian of D_f plus a Woodbury downdate; that precompute runs on ``workers`` processes (or
 Ray tasks) and resumes from the shard cache next to the state after an interruption.
 ``kernel="pntk"`` uses the pseudo-NTK instead (approximate, opt-in; linearized mode only).
+Output scale: the ridge fit regresses onto s (onehot - 1/C) with s = 10 (``target``,
+``target_scale``), so the linearized model's logits and softmax are on a cross-entropy model's
+scale (one-hot targets give a nearly flat softmax); ``temperature="fit"`` and ``noise`` are
+options, measured in docs/fast_ntk.md. Each keeps the deletion exact within the class.
 BatchNorm statistics: paper mode recomputes the original's (computed on D, D_f included) on D_r
 unless the policy is ``frozen``; the linearized model keeps w0's (pre-training, never D).
 """
@@ -48,9 +52,10 @@ class FastNTKParams(NTKParams):
     workers: int = Field(1, ge=1, le=1024, description="processes / Ray tasks of the precompute")
     executor: Literal["local", "ray"] = "local"
     target: Literal["onehot", "scaled"] = Field(
-        "onehot",
-        description="ridge targets: one-hot (logits on a 0-1 scale), or target_scale x "
-        "(onehot - 1/C) (logits on a cross-entropy model's scale)",
+        "scaled",
+        description="ridge targets: target_scale x (onehot - 1/C) (logits on a cross-entropy "
+        "model's scale; the default, chosen by measurement: docs/fast_ntk.md, Output scale), or "
+        "one-hot (logits on a 0-1 scale, a nearly flat softmax)",
     )
     target_scale: float = Field(10.0, gt=0, le=1000, description="s of target=scaled")
     temperature: Literal["none", "fit"] = Field(
