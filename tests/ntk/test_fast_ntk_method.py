@@ -74,8 +74,16 @@ def test_paper_mode_is_the_scaled_ntk_step_on_peft_parameters_only(digits_class_
     assert frozen_params_identical(before, unlearned, ctx.trainable)
 
     space = ParamSpace.from_model(before, ctx.trainable)
+    targets = create_method("fast_ntk").params.target_value  # the default's ridge targets
     sol = ridge_solutions(
-        before, ctx.trainable, ctx.initial_state, ctx.retain, ctx.forget, 10, lam=0.1
+        before,
+        ctx.trainable,
+        ctx.initial_state,
+        ctx.retain,
+        ctx.forget,
+        10,
+        lam=0.1,
+        target_scale=targets,
     )
     trained = space.flatten(dict(before.named_parameters()), dtype=torch.float64)
     w0 = space.flatten(ctx.initial_state, dtype=torch.float64)
@@ -99,7 +107,10 @@ def test_state_file_gives_the_same_answer_and_refuses_stale(digits_class_forget,
     for a, b in ((made, direct), (reused, direct)):
         for n in ctx.trainable:
             pa, pb = dict(a.named_parameters())[n], dict(b.named_parameters())[n]
-            assert torch.allclose(pa, pb, rtol=1e-3, atol=1e-5), n
+            # float32 Grams and parameters; the default scaled targets make displacements ~10x
+            # one-hot's, so the gap is judged against each tensor's scale (measured: <= 1.6e-4)
+            gap = float((pa - pb).abs().max())
+            assert gap <= 1e-3 * float(pb.abs().max()) + 1e-5, (n, gap)
     with pytest.raises(ConflictError, match="lam"):
         create_method("fast_ntk", state_path=str(path), lam=0.5).unlearn(fresh(ctx))
     other = fresh(ctx)
@@ -151,7 +162,7 @@ def test_output_scale_options_are_exact_through_every_path(digits_class_forget, 
     with torch.no_grad():  # logits on a cross-entropy scale, not a 0-1 one
         assert float(direct(x).std(1).mean()) > 1.0
     with pytest.raises(ConflictError, match="target"):
-        create_method("fast_ntk", state_path=str(path)).unlearn(fresh(ctx))
+        create_method("fast_ntk", state_path=str(path), target="onehot").unlearn(fresh(ctx))
     noisy = {**opts, "noise": 0.5}
     a = create_method("fast_ntk", **noisy).unlearn(fresh(ctx))
     b = create_method("fast_ntk", state_path=str(path), **noisy).unlearn(fresh(ctx))
