@@ -220,7 +220,12 @@ def audit_part(overrides, spec, options, k, cache) -> dict[str, Any]:
         cfg, audit_config(k=k, n=k), cache, progress=lambda d, t: print(f"models {d}/{t}")
     )
     s = run.results["summary"]
-    out: dict[str, Any] = {"control": run.results["control"], "cost": run.results["cost"]}
+    out: dict[str, Any] = {
+        "k": k,
+        "n": k,
+        "control": run.results["control"],
+        "cost": run.results["cost"],
+    }
     out["retrain"] = {key: s["retrain"][key] for key in AUDIT_KEYS}
     for name, params in options.items():
         out[name] = {"params": params, **{key: s[alias(name)][key] for key in AUDIT_KEYS}}
@@ -281,14 +286,15 @@ def report(out: Path) -> str:
         if path.is_file():
             doc = json.loads(path.read_text())
             res = doc["result"]
-            k = res["cost"]["models"]
+            models = res["cost"]["models"]
             lines += [
-                f"## forget `{spec}`: per-example audit (K = N = 8, {k} models)",
+                f"## forget `{spec}`: per-example audit (K = N = {res['k']}, {models} models)",
                 "",
                 "| row | AUC [95% CI] | TPR@1% | F ours | F official | RA_U / RA_R | TA_U / TA_R |",
                 "|---|---|---|---|---|---|---|",
             ]
-            for name in ["retrain", *[n for n in res if n not in ("control", "cost", "retrain")]]:
+            meta = ("control", "cost", "retrain", "k", "n")
+            for name in ["retrain", *[n for n in res if n not in meta]]:
                 e = res[name]
                 lines.append(
                     f"| {name} | {fmt(e['auc'])} {fmt(e['auc_ci95'])} | "
