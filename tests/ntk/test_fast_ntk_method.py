@@ -109,7 +109,7 @@ def test_state_file_gives_the_same_answer_and_refuses_stale(digits_class_forget,
             pa, pb = dict(a.named_parameters())[n], dict(b.named_parameters())[n]
             # float32 Grams and parameters; the default scaled targets make displacements ~10x
             # one-hot's, so the gap is judged against each tensor's scale (measured: <= 1.6e-4)
-            gap = float((pa - pb).abs().max())
+            gap = float((pa - pb).detach().abs().max())
             assert gap <= 1e-3 * float(pb.abs().max()) + 1e-5, (n, gap)
     with pytest.raises(ConflictError, match="lam"):
         create_method("fast_ntk", state_path=str(path), lam=0.5).unlearn(fresh(ctx))
