@@ -134,3 +134,29 @@ def test_time_budget_stops_with_exit_3_and_a_rerun_resumes(model_dir, tmp_path, 
     runner.invoke(app, ["precompute", "--from", str(plain), "--shard-size", "16"])
     whole = NTKState.load(plain / STATE_FILE)  # the same shards, uninterrupted
     assert torch.equal(done.gram, whole.gram) and torch.equal(done.inverse, whole.inverse)
+
+
+def test_precompute_records_the_target_and_defaults_match_the_method(model_dir, tmp_path):
+    import shutil
+
+    from unlearnkit.cli import ntk as cli_ntk
+    from unlearnkit.methods.fast_ntk import FastNTKParams
+
+    defaults = FastNTKParams()
+    assert (
+        defaults.target,
+        defaults.target_scale,
+    ) == (cli_ntk.DEFAULT_TARGET, cli_ntk.DEFAULT_TARGET_SCALE)
+    other = tmp_path / "scaled"
+    shutil.copytree(model_dir, other)
+    (other / STATE_FILE).unlink(missing_ok=True)
+    args = ["precompute", "--from", str(other), "--target", "scaled", "--target-scale", "7"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert NTKState.load(other / STATE_FILE).target_scale == 7.0
+    res = runner.invoke(app, ["delete", "--from", str(other), "--ids", "3"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["status", "--from", str(other)])
+    assert "target: scaled:7.0" in res.output and "current" in res.output, res.output
+    res = runner.invoke(app, ["precompute", "--from", str(other), "--target", "big"])
+    assert res.exit_code == 2 and "unknown NTK target" in res.output, res.output

@@ -107,7 +107,15 @@ def test_fast_ntk_method_on_a_timm_vit_without_the_fallback(peft, tmp_path, monk
     unlearned = method.unlearn(ctx)
     assert isinstance(unlearned, LinearizedModel)
     fresh = ridge_solutions(
-        reference, ctx.trainable, ctx.initial_state, ctx.retain, ctx.forget, CLASSES, 0.1, "primal"
+        reference,
+        ctx.trainable,
+        ctx.initial_state,
+        ctx.retain,
+        ctx.forget,
+        CLASSES,
+        0.1,
+        "primal",
+        target_scale=method.params.target_value,  # the method's default targets
     )
     got, want = unlearned.displacement().double(), fresh.retain.double()
     # float32 Jacobians, a rank-12 downdate of a ridge system at lambda = 0.1, and the served

@@ -42,6 +42,10 @@ app = typer.Typer(
 )
 
 SERVED_FILE = "ntk_model.safetensors"
+# fast_ntk's defaults (methods/fast_ntk.py; tests/ntk/test_ntk_cli.py checks they agree), kept
+# here as literals so that --help needs no torch
+DEFAULT_TARGET = "scaled"
+DEFAULT_TARGET_SCALE = 10.0
 
 
 @app.command()
@@ -74,10 +78,20 @@ def precompute(
             min=1.0,
         ),
     ] = None,
+    target: Annotated[
+        str,
+        typer.Option(
+            help="ridge targets: scaled (s (onehot - 1/C), logits on a cross-entropy scale) | "
+            "onehot (logits on a 0-1 scale, a nearly flat softmax)"
+        ),
+    ] = DEFAULT_TARGET,
+    target_scale: Annotated[
+        float, typer.Option(help="s of --target scaled", min=0.0, max=1000.0)
+    ] = DEFAULT_TARGET_SCALE,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Stream the Jacobians of D once and save A, b and (A + lambda I)^-1 next to the model."""
-    from unlearnkit.ntk.deployment import STATE_FILE  # deferred: torch, so --help stays fast
+    from unlearnkit.ntk.deployment import STATE_FILE, target_value  # deferred: torch
     from unlearnkit.ntk.incremental import precompute_state_file  # deferred: torch
     from unlearnkit.ntk.precompute import (  # deferred: torch
         PrecomputeIncomplete,
@@ -88,6 +102,7 @@ def precompute(
     resume = f"interrupted; finished shards are kept in {model_dir}/*.parts, run again to resume"
     with user_errors(interrupted=resume):
         check_options(kernel, executor, workers)
+        scale = target_value(target, target_scale)
         # this process; pool workers are pinned to one thread (one GPU each on CUDA)
         used = use_runtime(threads, device, precision).threads
         opened = open_trained(model_dir, data_dir)
@@ -112,6 +127,7 @@ def precompute(
                 shard_size=shard_size,
                 ray_address=ray_address,
                 time_budget_s=time_budget,
+                target_scale=scale,
             )
         except PrecomputeIncomplete as stop:
             console.print(str(stop))
@@ -183,6 +199,7 @@ def delete(
                 "w0": "initial.safetensors",
                 "deleted": state.deleted_ids.tolist(),
                 "trainable": trained.trainable,
+                "target": state.fingerprint.get("target", "onehot"),
             },
         )
         console.print(
@@ -212,6 +229,7 @@ def status(model_dir: ModelDirOpt, data_dir: DataDirOpt = None) -> None:
                     trained.trainable,
                     opened.bundle.train.fingerprint(),
                     state.lam,
+                    state.target_scale,
                 )
             )
         except UnlearnkitError as exc:
@@ -222,6 +240,7 @@ def status(model_dir: ModelDirOpt, data_dir: DataDirOpt = None) -> None:
         f"parameters: {state.num_params}\nsamples: {len(state.ids)}\n"
         f"deleted: {len(deleted)} [{shown}]\nlambda: {state.lam}\n"
         f"kernel: {state.kernel}{' (approximate)' if state.approximate else ''}\n"
+        f"target: {state.fingerprint.get('target', 'onehot')}\n"
         f"state: {current}\n"
     )
 

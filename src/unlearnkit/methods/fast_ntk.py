@@ -10,27 +10,32 @@ scale. With ``state_path`` the Gram of D is computed once, saved, and later call
 the Jacobian of D_f plus a Woodbury downdate; that precompute runs on ``workers`` processes (or
 Ray tasks) and resumes from the shard cache next to the state after an interruption.
 ``kernel="pntk"`` uses the pseudo-NTK instead (approximate, opt-in; linearized mode only).
+Output scale: the ridge fit regresses onto s (onehot - 1/C) with s = 10 (``target``,
+``target_scale``), so the linearized model's logits and softmax are on a cross-entropy model's
+scale (one-hot targets give a nearly flat softmax); ``temperature="fit"`` and ``noise`` are
+options, measured in docs/fast_ntk.md. Each keeps the deletion exact within the class.
 BatchNorm statistics: paper mode recomputes the original's (computed on D, D_f included) on D_r
 unless the policy is ``frozen``; the linearized model keeps w0's (pre-training, never D).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from unlearnkit.data.base import ArraySplit
 from unlearnkit.errors import ConflictError
 from unlearnkit.methods.base import UnlearningContext, UnlearningMethod, register_method
 from unlearnkit.methods.ntk import NTKParams, finish_ntk_batchnorm, ntk_unlearn
-from unlearnkit.ntk.deployment import unlearned_model
-from unlearnkit.ntk.incremental import precompute_state_file, state_fingerprint
+from unlearnkit.ntk.deployment import calibrate, unlearned_model
+from unlearnkit.ntk.incremental import precompute_state, precompute_state_file, state_fingerprint
 from unlearnkit.ntk.state import NTKState
-from unlearnkit.ntk.update import solutions_from_state
+from unlearnkit.ntk.update import posterior_sample, solutions_from_state
 
 PEFT_MODES = ("bn", "norm", "prompts")
 
@@ -46,6 +51,34 @@ class FastNTKParams(NTKParams):
     )
     workers: int = Field(1, ge=1, le=1024, description="processes / Ray tasks of the precompute")
     executor: Literal["local", "ray"] = "local"
+    target: Literal["onehot", "scaled"] = Field(
+        "scaled",
+        description="ridge targets: target_scale x (onehot - 1/C) (logits on a cross-entropy "
+        "model's scale; the default, chosen by measurement: docs/fast_ntk.md, Output scale), or "
+        "one-hot (logits on a 0-1 scale, a nearly flat softmax)",
+    )
+    target_scale: float = Field(10.0, gt=0, le=1000, description="s of target=scaled")
+    temperature: Literal["none", "fit"] = Field(
+        "none", description="divide the linearized model's logits by a temperature fitted on D_r"
+    )
+    noise: float = Field(
+        0.0,
+        ge=0,
+        le=100,
+        description="linearized mode: add Gaussian noise of covariance noise^2 (A_Dr + lam I)^-1 "
+        "(Golatkar et al. 2020), seeded by the run's seed",
+    )
+
+    @model_validator(mode="after")
+    def _noise_is_for_the_linearized_model(self) -> FastNTKParams:
+        if self.noise > 0 and self.mode != "linearized":
+            raise ValueError("noise applies to mode 'linearized' only")
+        return self
+
+    @property
+    def target_value(self) -> float | None:
+        """The engine's ``target_scale``: None for one-hot targets."""
+        return None if self.target == "onehot" else self.target_scale
 
 
 def merge_by_id(a: ArraySplit, b: ArraySplit) -> ArraySplit:
@@ -66,22 +99,48 @@ class FastNTK(UnlearningMethod):
     def unlearn(self, ctx: UnlearningContext) -> nn.Module:
         self.check_trainable(ctx.peft)  # the Python API bypasses ExperimentConfig's check
         p = self.params
-        if p.state_path is None:
-            return ntk_unlearn(ctx, ctx.trainable, p, kernel=p.kernel)
-        state = self._state(ctx, Path(p.state_path))
-        sol = solutions_from_state(ctx.model, state, ctx.initial_state, ctx.forget)
-        return unlearned_model(ctx.model, ctx.trainable, ctx.initial_state, sol, p.mode, p.scale)
+        if p.state_path is None and p.noise == 0:
+            model = ntk_unlearn(ctx, ctx.trainable, p, kernel=p.kernel, target_scale=p.target_value)
+        else:  # the noise needs (A_Dr + lam I)^-1: the state's, downdated by D_f
+            state = self._state(ctx, Path(p.state_path)) if p.state_path else self._fresh(ctx)
+            sol = solutions_from_state(ctx.model, state, ctx.initial_state, ctx.forget)
+            if p.noise > 0:
+                noisy = posterior_sample(sol.retain, state.inverse, p.noise, ctx.seed)
+                sol = replace(sol, retain=noisy)
+            model = unlearned_model(
+                ctx.model, ctx.trainable, ctx.initial_state, sol, p.mode, p.scale
+            )
+        calibrate(model, ctx.retain, p.temperature)  # on D_r only: after the deletion
+        return model
 
     def finish_batchnorm(self, model: nn.Module, ctx: UnlearningContext) -> nn.Module:
         """Paper mode's statistics (computed on D, D_f included) recomputed on D_r unless the
         policy is ``frozen``; the linearized model keeps w0's (``finish_ntk_batchnorm``)."""
         return finish_ntk_batchnorm(model, ctx, self.params.mode)
 
+    def _fresh(self, ctx: UnlearningContext) -> NTKState:
+        """The state of D in memory (for the noise, when no state file is given)."""
+        p = self.params
+        return precompute_state(
+            ctx.model,
+            ctx.trainable,
+            ctx.initial_state,
+            merge_by_id(ctx.retain, ctx.forget),
+            ctx.num_classes,
+            p.lam,
+            p.chunk_size,
+            budget=None if p.max_memory_gb is None else int(p.max_memory_gb * 2**30),
+            kernel=p.kernel,
+            target_scale=p.target_value,
+        )
+
     def _state(self, ctx: UnlearningContext, path: Path) -> NTKState:
         """Load the state of D (checked against w0, names, lambda and D's ids) or make it."""
         p = self.params
         data = merge_by_id(ctx.retain, ctx.forget)
-        expect = state_fingerprint(ctx.initial_state, ctx.trainable, data.fingerprint(), p.lam)
+        expect = state_fingerprint(
+            ctx.initial_state, ctx.trainable, data.fingerprint(), p.lam, p.target_value
+        )
         if not path.is_file():
             return precompute_state_file(
                 path,
@@ -96,6 +155,7 @@ class FastNTK(UnlearningMethod):
                 kernel=p.kernel,
                 workers=p.workers,
                 executor=p.executor,
+                target_scale=p.target_value,
             )
         state = NTKState.load(path)
         if state.kernel != p.kernel:

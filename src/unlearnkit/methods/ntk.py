@@ -28,10 +28,15 @@ class NTKParams(BaseModel):
 
 
 def ntk_unlearn(
-    ctx: UnlearningContext, names: list[str], params: BaseModel, kernel: Kernel = "exact"
+    ctx: UnlearningContext,
+    names: list[str],
+    params: BaseModel,
+    kernel: Kernel = "exact",
+    target_scale: float | None = None,
 ) -> nn.Module:
     """Shared by ntk and fast_ntk: solve on D and D_r, then the paper update or the linear model.
-    ``kernel="pntk"`` (fast_ntk only, approximate) solves with the pseudo-NTK."""
+    ``kernel="pntk"`` (fast_ntk only, approximate) solves with the pseudo-NTK;
+    ``target_scale`` (fast_ntk's ``target="scaled"``) fits s (onehot - 1/C) instead of one-hot."""
     p = params
     sol = ridge_solutions(
         ctx.model,
@@ -45,6 +50,7 @@ def ntk_unlearn(
         p.chunk_size,
         p.max_memory_gb,
         kernel=kernel,
+        target_scale=target_scale,
     )
     return unlearned_model(ctx.model, names, ctx.initial_state, sol, p.mode, p.scale)
 

@@ -120,16 +120,18 @@ def accumulate_gram(
     kernel: Kernel = "exact",
     on_chunk: Callable[[int], None] | None = None,
     product_dtype: torch.dtype | None = None,
+    target_scale: float | None = None,
 ) -> GramStats:
     """A and b of the set (x, y) in this process, one chunk of Jacobians at a time.
     (``ntk.precompute`` splits the same work over processes or Ray and can resume.)
     ``product_dtype``: dtype of the chunk GEMMs (default: the Jacobian's, float32 for a float32
-    model); ``dtype``: the accumulator's."""
+    model); ``dtype``: the accumulator's. ``target_scale``: None regresses onto one-hot
+    targets, s onto s (onehot - 1/C) (``jacobian.regression_targets``)."""
     device = current_runtime().device  # the accumulator sits beside the Jacobians
     columns = rhs_columns(kernel, num_classes)
     acc = GramAccumulator(space.numel, columns, dtype, product_dtype, device=device)
     for rows, jac, f0 in iter_jacobians(model, space, x, state, chunk_size, kernel):
-        u, r = jacobian_rows(jac, residuals(y[rows], f0, num_classes))
+        u, r = jacobian_rows(jac, residuals(y[rows], f0, num_classes, target_scale))
         acc.add(u, r, rows.stop - rows.start)
         if progress:
             report("ntk gram", rows.stop, len(x))
@@ -147,11 +149,12 @@ def stack_jacobian(
     state: State | None = None,
     chunk_size: int = 64,
     dtype: torch.dtype = torch.float32,
+    target_scale: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The whole stacked Jacobian (N*C, P) and residual (N*C,): for the dual form only."""
     rows_u, rows_r = [], []
     for rows, jac, f0 in iter_jacobians(model, space, x, state, chunk_size):
-        u, r = jacobian_rows(jac, residuals(y[rows], f0, num_classes), dtype)
+        u, r = jacobian_rows(jac, residuals(y[rows], f0, num_classes, target_scale), dtype)
         rows_u.append(u.cpu())
         rows_r.append(r.cpu())
     return torch.cat(rows_u), torch.cat(rows_r)

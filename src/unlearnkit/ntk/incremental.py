@@ -27,8 +27,17 @@ from unlearnkit.ntk.state import NTKState
 from unlearnkit.runtime.device import current_runtime
 
 
+def target_label(target_scale: float | None) -> str:
+    """``onehot``, or ``scaled:<s>``: the regression targets, as a fingerprint part."""
+    return "onehot" if target_scale is None else f"scaled:{float(target_scale)!r}"
+
+
 def state_fingerprint(
-    w0: Mapping[str, torch.Tensor], names: list[str], data_fingerprint: str, lam: float
+    w0: Mapping[str, torch.Tensor],
+    names: list[str],
+    data_fingerprint: str,
+    lam: float,
+    target_scale: float | None = None,
 ) -> dict[str, str]:
     """What an NTK state depends on; each part is compared separately to explain staleness."""
     return {
@@ -36,6 +45,7 @@ def state_fingerprint(
         "params": state_hash({n: torch.zeros(0) for n in names}),
         "data": data_fingerprint,
         "lam": repr(float(lam)),
+        "target": target_label(target_scale),
     }
 
 
@@ -56,6 +66,7 @@ def precompute_state(
     workers: int = 1,
     executor: str = "local",
     cache_dir: str | Path | None = None,
+    target_scale: float | None = None,
     **options: Any,
 ) -> NTKState:
     """A, b and (A + lambda I)^-1 of the training set ``data`` (primal form, refused if too big).
@@ -63,8 +74,10 @@ def precompute_state(
     ``kernel="pntk"`` builds the pseudo-NTK state (approximate, opt-in). ``workers`` /
     ``executor`` ("local": processes pinned to one thread each; "ray": Ray tasks) split the
     Jacobians and Gram updates over shards; ``cache_dir`` keeps finished shards so an
-    interrupted precompute resumes; ``options`` go to ``ntk.precompute.compute_gram``
-    (shard_size, max_shards, threads_per_worker, ray_address, checkpoint_s, product_dtype)."""
+    interrupted precompute resumes; ``target_scale`` None regresses onto one-hot targets, s
+    onto s (onehot - 1/C) (recorded in the state and its fingerprint); ``options`` go to
+    ``ntk.precompute.compute_gram`` (shard_size, max_shards, threads_per_worker, ray_address,
+    checkpoint_s, product_dtype)."""
     if lam <= 0:
         raise UnlearnkitError(f"ridge lambda must be > 0, got {lam}")
     check_kernel(kernel)
@@ -74,7 +87,9 @@ def precompute_state(
     check_state_fits(
         precompute_memory(space.numel, rows, num_classes, chunk_size, pool), space.numel, budget
     )
-    fingerprint = state_fingerprint(w0, names, data_fingerprint or data.fingerprint(), lam)
+    fingerprint = state_fingerprint(
+        w0, names, data_fingerprint or data.fingerprint(), lam, target_scale
+    )
     stats = compute_gram(
         model,
         list(space.names),
@@ -89,6 +104,7 @@ def precompute_state(
         data_fingerprint=fingerprint["data"],
         dtype=dtype,
         progress=progress,
+        target_scale=target_scale,
         **options,
     )
     return NTKState.from_gram(
@@ -101,6 +117,7 @@ def precompute_state(
         data.ids,
         fingerprint,
         kernel,
+        target_scale,
     )
 
 
@@ -124,7 +141,8 @@ def forget_rows(
     at = {k: runtime.tensor(v) for k, v in w0.items()}
     with runtime.placed(model):
         jac, f0 = batched_jacobian(model, space, runtime.tensor(samples.x), at, state.kernel)
-    u, r = jacobian_rows(jac, residuals(samples.y, f0, state.num_classes), state.gram.dtype)
+    resid = residuals(samples.y, f0, state.num_classes, state.target_scale)
+    u, r = jacobian_rows(jac, resid, state.gram.dtype)
     return u.cpu(), r.cpu()
 
 

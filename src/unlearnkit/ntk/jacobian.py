@@ -258,9 +258,30 @@ def iter_jacobians(
             yield rows, jac, f0
 
 
-def residuals(y: torch.Tensor, f0: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """r = onehot(y) - f(x; w0): the MSE targets of the linearized model."""
-    return F.one_hot(y.to(f0.device), num_classes).to(f0.dtype) - f0
+def regression_targets(
+    y: torch.Tensor,
+    num_classes: int,
+    target_scale: float | None = None,
+    like: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The MSE targets of the linearized model: onehot(y) (``target_scale`` None, the
+    ``onehot`` target) or s (onehot(y) - 1/C) (the ``scaled`` target: centred, so the softmax of
+    a perfect fit is that of logits s apart, on a cross-entropy model's scale). s is a fixed
+    constant, never a statistic of the data, so the targets of a sample depend on that sample
+    alone and A, b stay sums over samples: the downdate stays exact."""
+    dtype = like.dtype if like is not None else torch.float32
+    device = like.device if like is not None else y.device
+    onehot = F.one_hot(y.to(device), num_classes).to(dtype)
+    if target_scale is None:
+        return onehot
+    return float(target_scale) * (onehot - 1.0 / num_classes)
+
+
+def residuals(
+    y: torch.Tensor, f0: torch.Tensor, num_classes: int, target_scale: float | None = None
+) -> torch.Tensor:
+    """r = t(y) - f(x; w0): the residual the linearized model fits (``regression_targets``)."""
+    return regression_targets(y, num_classes, target_scale, like=f0) - f0
 
 
 def jvp_logits(

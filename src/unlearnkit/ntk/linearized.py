@@ -10,6 +10,10 @@ linearization point uses BatchNorm running statistics).
 ``PseudoLinearizedModel`` serves a pseudo-NTK state (approximate): the kernel machine of
 pNTK (x) I_C, f_c(x) = f_c(x; w0) + g(x)^T d_c with g = d (sum_c f_c / sqrt C) / dw at w0 and
 one coefficient vector d_c per class.
+
+``temperature`` (1 unless set): the served logits are the linear model's divided by it. A
+temperature fitted on D_r (``ntk.deployment.calibrate``) rescales a one-hot fit's nearly flat
+softmax; it is a function of the solution and D_r only, so exactness is kept.
 """
 
 from __future__ import annotations
@@ -56,6 +60,7 @@ class LinearizedModel(nn.Module):
             param.requires_grad_(name in wanted)
         params = dict(net.named_parameters())
         self._w0 = {n: params[n].detach().clone() for n in names}
+        self.temperature = 1.0  # served logits = linear model / temperature
         if displacement is not None:
             self.set_displacement(displacement)
 
@@ -105,7 +110,7 @@ class LinearizedModel(nn.Module):
         return logits, f0 + jv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._linear_part(x)[1]
+        return self._linear_part(x)[1] / self.temperature
 
 
 class PseudoLinearizedModel(LinearizedModel):
@@ -139,4 +144,5 @@ class PseudoLinearizedModel(LinearizedModel):
         for d_c in self.pntk_coefficients:  # g(x)^T d_c = sum over outputs of J(x) d_c / sqrt C
             _, jd = forward_jvp(logits, (self._w0,), (self.space.unflatten(d_c),))
             cols.append(jd.sum(1))
-        return linear + torch.stack(cols, 1) / math.sqrt(classes)
+        out = linear + torch.stack(cols, 1) / math.sqrt(classes)
+        return out / self.temperature

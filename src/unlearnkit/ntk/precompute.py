@@ -70,6 +70,7 @@ class GramJob:
     kernel: Kernel
     dtype: torch.dtype
     product_dtype: torch.dtype | None
+    target_scale: float | None = None  # None: one-hot targets; s: s (onehot - 1/C)
 
 
 def shard_stats(job: GramJob, x: torch.Tensor, y: torch.Tensor, on_chunk: Any = None) -> GramStats:
@@ -87,6 +88,7 @@ def shard_stats(job: GramJob, x: torch.Tensor, y: torch.Tensor, on_chunk: Any = 
         kernel=job.kernel,
         on_chunk=on_chunk,
         product_dtype=job.product_dtype,
+        target_scale=job.target_scale,
     )
 
 
@@ -148,6 +150,7 @@ def job_key(job: GramJob, data: ArraySplit, data_fingerprint: str | None = None)
         "chunk_size": job.chunk_size,
         "dtype": str(job.dtype),
         "product_dtype": str(job.product_dtype),
+        "target_scale": job.target_scale,
     }
 
 
@@ -281,6 +284,7 @@ def compute_gram(
     dtype: torch.dtype = torch.float64,
     product_dtype: torch.dtype | None = None,
     progress: bool = False,
+    target_scale: float | None = None,
 ) -> GramStats:
     """A = sum J^T J and b = sum J^T r over ``data`` at ``w0``, shard by shard (module doc).
 
@@ -303,6 +307,7 @@ def compute_gram(
         kernel,
         dtype,
         product_dtype,
+        target_scale,
     )
     n = len(data)
     serial = executor == "local" and workers == 1

@@ -122,6 +122,7 @@ def solve_cg(
     chunk_size: int = 64,
     tol: float = 1e-6,
     max_iter: int = 200,
+    target_scale: float | None = None,
 ) -> torch.Tensor:
     """Matrix-free (J^T J + lambda I)^-1 J^T r: one jvp + vjp pass over the data per iteration,
     memory O(P) — for when neither P x P nor (N C)^2 fits."""
@@ -133,7 +134,9 @@ def solve_cg(
     rhs = torch.zeros(space.numel, dtype=dtype)
     for rows in chunks():
         f0 = _logits_at(model, x[rows], state)
-        rhs += vjp_logits(model, space, x[rows], residuals(y[rows], f0, num_classes), state)
+        rhs += vjp_logits(
+            model, space, x[rows], residuals(y[rows], f0, num_classes, target_scale), state
+        )
 
     def matvec(v: torch.Tensor) -> torch.Tensor:
         out = lam * v

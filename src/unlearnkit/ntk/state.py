@@ -10,6 +10,8 @@ The file is one safetensors file (tensors + JSON metadata) written atomically.
 ``kernel`` records which NTK the state holds: ``exact`` (C rows per sample) or ``pntk``, the
 pseudo-NTK (Mohamadi, Bae, Sutherland, ICML 2023; one row per sample, kernel pNTK (x) I_C, b and
 the solutions P x C), which is approximate: its metadata says so (``approximate: true``).
+``target_scale`` records the regression targets b was built with (None: one-hot; s:
+s (onehot - 1/C), ``jacobian.regression_targets``); a deletion's residuals use the same.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class NTKState:
     solution_full: torch.Tensor | None
     fingerprint: dict[str, str] = field(default_factory=dict)
     kernel: str = "exact"  # "exact" | "pntk" (approximate)
+    target_scale: float | None = None  # None: one-hot targets; s: s (onehot - 1/C)
 
     @classmethod
     def from_gram(
@@ -62,6 +65,7 @@ class NTKState:
         ids: torch.Tensor,
         fingerprint: dict[str, str],
         kernel: str = "exact",
+        target_scale: float | None = None,
     ) -> NTKState:
         if lam <= 0:
             raise UnlearnkitError(f"ridge lambda must be > 0, got {lam}")
@@ -80,6 +84,7 @@ class NTKState:
             inverse @ rhs,
             dict(fingerprint),
             kernel,
+            target_scale,
         )
 
     @property
@@ -197,6 +202,7 @@ class NTKState:
             "fingerprint": self.fingerprint,
             "kernel": self.kernel,
             "approximate": self.approximate,
+            "target_scale": self.target_scale,
         }
 
     def save(self, path: str | Path, keep_full: bool = True) -> None:
@@ -242,8 +248,9 @@ class NTKState:
             tensors["ids"],
             tensors["alive"].bool(),
             tensors.get("solution_full"),
-            meta["fingerprint"],
+            {"target": "onehot", **meta["fingerprint"]},  # before targets were recorded
             kernel,
+            meta.get("target_scale"),
         )
         if expect is not None:
             state.check(expect, path)

@@ -63,9 +63,11 @@ def ridge_solutions(
     max_memory_gb: float | None = None,
     progress: bool = False,
     kernel: Kernel = "exact",
+    target_scale: float | None = None,
 ) -> Solutions:
     """w_D - w0 and w_Dr - w0 with the chosen solver (D = D_r + D_f; one pass over D).
-    ``kernel="pntk"`` (approximate) always solves in primal form: one P x P Gram for all C."""
+    ``kernel="pntk"`` (approximate) always solves in primal form: one P x P Gram for all C.
+    ``target_scale``: None fits one-hot targets, s fits s (onehot - 1/C)."""
     check_kernel(kernel)
     space = ParamSpace.from_model(model, names)
     if kernel == "pntk" and solver not in ("auto", "primal"):
@@ -90,6 +92,7 @@ def ridge_solutions(
                 chunk_size,
                 progress=progress,
                 kernel=kernel,
+                target_scale=target_scale,
             )
             for part in (retain, forget)
         )
@@ -101,15 +104,29 @@ def ridge_solutions(
             torch.cat([retain.y, forget.y]),
             torch.cat([retain.ids, forget.ids]),
         )
-        u, r = stack_jacobian(model, space, both.x, both.y, num_classes, w0, chunk_size)
+        u, r = stack_jacobian(
+            model, space, both.x, both.y, num_classes, w0, chunk_size, target_scale=target_scale
+        )
         kernel = dual_kernel(u)  # one kernel; D_r's is its leading block
         full = solve_dual(u, r, lam, kernel=kernel)
         n_r = len(retain) * num_classes
         part = solve_dual(u[:n_r], r[:n_r], lam, kernel=kernel[:n_r, :n_r])
         return Solutions(full, part, "dual")
     both_x, both_y = torch.cat([retain.x, forget.x]), torch.cat([retain.y, forget.y])
-    full = solve_cg(model, space, both_x, both_y, num_classes, lam, w0, chunk_size)
-    part = solve_cg(model, space, retain.x, retain.y, num_classes, lam, w0, chunk_size)
+    full = solve_cg(
+        model, space, both_x, both_y, num_classes, lam, w0, chunk_size, target_scale=target_scale
+    )
+    part = solve_cg(
+        model,
+        space,
+        retain.x,
+        retain.y,
+        num_classes,
+        lam,
+        w0,
+        chunk_size,
+        target_scale=target_scale,
+    )
     return Solutions(full.double(), part.double(), "cg")
 
 
@@ -120,6 +137,25 @@ def solutions_from_state(
     full = state.solution
     delete_samples(model, state, w0, forget)
     return Solutions(full, state.solution, "primal (incremental)", state.kernel)
+
+
+def posterior_sample(
+    solution: torch.Tensor, inverse: torch.Tensor, sigma: float, seed: int
+) -> torch.Tensor:
+    """w_Dr - w0 plus Gaussian noise of covariance sigma^2 (A_Dr + lambda I)^-1 (``inverse``):
+    the NTK forgetting noise of Golatkar et al. 2020, i.e. a draw from the Bayesian posterior
+    of the linearized ridge model on D_r (prior variance 1 / lambda) at temperature sigma^2.
+    The covariance is D_r's alone and the draw is seeded by ``seed``, so the result is
+    distributed exactly as the same noisy fit trained from scratch on D_r. A pseudo-NTK
+    solution (P x C) gets an independent draw per class column."""
+    if sigma == 0.0:
+        return solution
+    gen = torch.Generator().manual_seed(int(seed))
+    z = torch.randn(solution.shape, generator=gen, dtype=torch.float64)
+    factor, info = torch.linalg.cholesky_ex(inverse.double())
+    if int(info) != 0:
+        raise UnlearnkitError("(A + lambda I)^-1 is not positive definite; increase lambda")
+    return solution + sigma * (factor @ z).to(solution.dtype)
 
 
 def angle_scale(delta: torch.Tensor, error: torch.Tensor) -> float:

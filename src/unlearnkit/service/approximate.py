@@ -6,7 +6,9 @@ applier as one Woodbury downdate per batch (the Jacobians of the deleted samples
 served function is then rebuilt from the new ridge solution:
 
 - ``linearized`` (default): f(x; w0) + J(x) (w_Dr - w0), which after the downdate equals the
-  same linearized model retrained on the remaining data (up to float64 round-off);
+  same linearized model retrained on the remaining data (up to float64 round-off); its logits
+  are on the scale of the state's regression targets (``ntk precompute --target``: ``scaled``
+  gives a usable softmax, ``onehot`` a nearly flat one);
 - ``paper``: the trained network moved by the angle-scaled difference of the two solutions
   (docs/algorithms.md §1.4); close to retraining, not equal.
 
@@ -180,6 +182,7 @@ class ApproximateServedModel:
             "update": self.update,
             "parameters": self.state.num_params,
             "lambda": self.state.lam,
+            "target": self.state.fingerprint.get("target", "onehot"),
             "deleted_samples": deleted,
             "live_samples": int(self.state.alive.sum()),
             "remaining_capacity": {
