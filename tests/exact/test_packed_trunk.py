@@ -27,6 +27,8 @@ SETUPS = {
     "smallcnn28-last3": ("smallcnn", 1, 28, {"width": 4}, 3),
     "resnet-layer4": ("timm:resnet18", 3, 16, RESNET, "layer4.*"),
     "resnet-all": ("timm:resnet18", 3, 16, RESNET, None),
+    # attention under vmap: the fused CPU kernel has no batching rule, the math one does
+    "vit-all": ("vit_tiny", 1, 8, {"depth": 6}, None),
 }
 
 

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from unlearnkit.errors import ConflictError, UnlearnkitError
 from unlearnkit.exact.blocks import Plan
@@ -111,7 +112,10 @@ class PackedView:
             for chunk in x.split(rows):
                 trunk = trunk_outputs(net.split, runtime.tensor(chunk))
                 dims = (0, 0) + (None,) * len(trunk)
-                stacked = torch.vmap(one_shard, in_dims=dims)(weights, heads, *trunk)
+                # attention's fused CPU kernels have no vmap rule (torch falls back to a loop
+                # per shard); the math kernel is plain batched matmuls and vmaps as one pass
+                with sdpa_kernel(SDPBackend.MATH):
+                    stacked = torch.vmap(one_shard, in_dims=dims)(weights, heads, *trunk)
                 outs.append(runtime.to_cpu(per_shard(stacked.float()).mean(0)))
         return torch.cat(outs)
 
