@@ -370,8 +370,7 @@ def compute_gram(
             saved.update(next=next_index, at=time.monotonic(), cost=time.monotonic() - began)
 
     items = [  # each shard's inputs loaded by its rows (never the whole set once per shard)
-        (i, data.samples.load(slice(*bounds[i])), data.y[bounds[i][0] : bounds[i][1]])
-        for i in todo
+        (i, data.samples.load(slice(*bounds[i])), data.y[bounds[i][0] : bounds[i][1]]) for i in todo
     ]
     try:
         merge()
