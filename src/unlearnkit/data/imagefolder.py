@@ -150,6 +150,12 @@ def _manifest(bundle: DatasetBundle, pool: list[FileEntry], test: list[FileEntry
         entries.append(replace(pool[row], part="train", id=i))
     if rows.get("public") is not None:
         entries += [replace(pool[row], part="public") for row in rows["public"].tolist()]
+    used = set(rows["train"].tolist())
+    if rows.get("public") is not None:
+        used |= set(rows["public"].tolist())
+    # pool files that --subset (or a leave-out) did not take: listed, so the folder still
+    # matches the manifest when the model is opened again
+    entries += [replace(e, part="unused") for r, e in enumerate(pool) if r not in used]
     return Manifest(tuple(sorted(entries, key=lambda e: e.path)))
 
 
