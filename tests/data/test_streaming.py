@@ -16,6 +16,7 @@ from unlearnkit.data.base import concat_splits
 from unlearnkit.data.loader import iterate_batches
 from unlearnkit.data.samples import FileSamples, TensorSamples
 from unlearnkit.data.transforms import make_augmentation
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.models import create_model
 from unlearnkit.runtime.device import Runtime, using_runtime
 from unlearnkit.training import TrainConfig, accuracy, batch_indices, predict_logits, train
@@ -179,3 +180,44 @@ def test_imagefolder_fingerprint_reads_no_pixels(tmp_path, monkeypatch):
     monkeypatch.setattr(samples_module, "decode_image", refuse)
     assert bundle.test.fingerprint() == bundle.test.fingerprint()
     assert bundle.train.fingerprint() != bundle.test.fingerprint()
+
+
+def test_imagefolder_subset_manifest_still_matches_the_folder(tmp_path):
+    from unlearnkit.data.imagefolder import check_folder
+
+    root = _folder(tmp_path / "data", n=6)
+    bundle = load_dataset("imagefolder", str(root), image_size=12, subset=6)
+    parts = [e.part for e in bundle.manifest.entries]
+    assert parts.count("train") == 6 and parts.count("unused") == 4 and len(parts) == 12
+    check_folder(root, bundle.manifest)  # a subset model reopens against the same folder
+    (root / "a" / "extra.jpg").write_bytes((root / "a" / "00.jpg").read_bytes())
+    with pytest.raises(UnlearnkitError, match=r"extra\.jpg"):
+        check_folder(root, bundle.manifest)
+
+
+@pytest.mark.slow
+def test_cli_workers_train_and_evaluate_agree_with_workers_zero(tmp_path):
+    from cli_subprocess import cli
+
+    root = _folder(tmp_path / "data", n=10)
+    model = tmp_path / "model"
+    proc = cli(
+        "train", "--dataset", "imagefolder", "--data-dir", str(root), "--image-size", "16",
+        "--no-pretrain", "--epochs", "1", "--model", "smallcnn", "--peft", "full",
+        "--workers", "2", "--out", str(model),
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    tables = []
+    for workers in ("0", "2"):
+        proc = cli("evaluate", "--from", str(model), "--workers", workers)
+        assert proc.returncode == 0, proc.stderr
+        tables.append(proc.stdout)
+    assert tables[0] == tables[1] and "%" in tables[0]
+
+
+def test_cli_bad_workers_value_is_one_clean_line(tmp_path):
+    from cli_subprocess import cli
+
+    proc = cli("train", "--out", str(tmp_path / "m"), "--workers", "-1")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "--workers" in proc.stderr and not (tmp_path / "m").exists()
