@@ -128,7 +128,7 @@ class Samples(ABC):
     def load(
         self, rows: Rows = None, augment: Augmentation | None = None, seed: int | None = None
     ) -> torch.Tensor:
-        """Model inputs (float32, N x C x H x W) of view positions ``rows``.
+        """Model inputs (float32; a hand-built float split keeps its dtype) of ``rows``.
 
         ``augment`` (training passes only) transforms the stored pixels of each sample, seeded
         by ``seed`` so the batch does not depend on which process made it."""
@@ -136,7 +136,7 @@ class Samples(ABC):
         if augment is not None:
             pixels = augment.apply(pixels, 0 if seed is None else seed)
         if self.prep is None:
-            return pixels if pixels.dtype == torch.float32 else self.units(pixels)
+            return pixels if pixels.is_floating_point() else self.units(pixels)
         return self.prep.normalise_(self.units(pixels))
 
     def batches(self, batch_size: int = 256) -> Iterator[torch.Tensor]:
@@ -201,7 +201,7 @@ class TensorSamples(Samples):
         self, rows: Rows = None, augment: Augmentation | None = None, seed: int | None = None
     ) -> torch.Tensor:
         whole = rows is None and self.rows is None and self.prep is None and augment is None
-        if whole and self.storage.dtype == torch.float32:
+        if whole and self.storage.is_floating_point():
             return self.storage  # hand-built inputs: the tensor itself, as before
         return super().load(rows, augment, seed)
 
