@@ -14,17 +14,19 @@ scales the loss. On the CPU in fp32 all of that is a no-op, so CPU results are u
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from unlearnkit.data.base import ArraySplit
+from unlearnkit.data.loader import iterate_batches, split_inputs
+from unlearnkit.data.transforms import AUGMENTATIONS, batch_seed, make_augmentation
 from unlearnkit.runtime.device import current_runtime
 from unlearnkit.runtime.progress import report
 
@@ -44,11 +46,22 @@ class TrainConfig(BaseModel):
     weight_decay: float = Field(5e-4, ge=0)
     schedule: Literal["constant", "cosine"] = "cosine"
     seed: int = 0
+    augment: str = Field(
+        "none",
+        description="training augmentation preset (unlearnkit.data.transforms): none | "
+        "pad_crop_flip (small images) | resized_crop_flip (large); seeded, training passes only",
+    )
     progress: bool = Field(
         False,
         description="ignored, kept so older saved configs load: progress goes to the "
         "receiver of unlearnkit.runtime.reporting",
     )
+
+    @field_validator("augment")
+    @classmethod
+    def _augment(cls, v: str) -> str:
+        AUGMENTATIONS.get(v)  # an unknown name fails here, listing the presets
+        return v
 
 
 @dataclass
@@ -160,34 +173,69 @@ def _train_loop(
         cb.on_train_begin(state)
     model.train(not eval_mode)
     total_steps = cfg.epochs * steps_per_epoch
-    for epoch in range(cfg.epochs):
-        state.epoch = epoch
-        for index in batch_indices(len(data), cfg.batch_size, generator):
-            x, y = runtime.batch(data.x[index], data.y[index])
-            batch = (x, y, data.ids[index])
-            optimizer.zero_grad(set_to_none=True)
-            with runtime.autocast():
-                if loss_fn is None:
-                    logits = model(batch[0])
-                    loss = F.cross_entropy(logits, batch[1])
-                else:
-                    logits, loss = None, loss_fn(model, batch)
-            if scaler is None:
-                loss.backward()
-                optimizer.step()
-            else:  # fp16: scaled backward; a step with inf/NaN gradients is skipped
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-            scheduler.step()
-            state.step += 1
-            state.batch, state.logits, state.loss = batch, logits, float(loss.detach())
+    for epoch, batch in _epochs(data, cfg, generator, steps_per_epoch):
+        if epoch is not None:  # an epoch ended
+            state.epoch = epoch
             for cb in callbacks:
-                cb.on_batch_end(state)
-            report("train", state.step, total_steps)
+                cb.on_epoch_end(state)
+            continue
+        state.epoch = state.step // max(steps_per_epoch, 1)
+        x, y = runtime.batch(batch[0], batch[1])
+        batch = (x, y, batch[2])
+        optimizer.zero_grad(set_to_none=True)
+        with runtime.autocast():
+            if loss_fn is None:
+                logits = model(batch[0])
+                loss = F.cross_entropy(logits, batch[1])
+            else:
+                logits, loss = None, loss_fn(model, batch)
+        if scaler is None:
+            loss.backward()
+            optimizer.step()
+        else:  # fp16: scaled backward; a step with inf/NaN gradients is skipped
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        scheduler.step()
+        state.step += 1
+        state.batch, state.logits, state.loss = batch, logits, float(loss.detach())
         for cb in callbacks:
-            cb.on_epoch_end(state)
+            cb.on_batch_end(state)
+        report("train", state.step, total_steps)
     model.eval()
+
+
+def _epochs(
+    data: ArraySplit, cfg: TrainConfig, generator: torch.Generator, steps_per_epoch: int
+) -> Iterator[tuple[int | None, Batch]]:
+    """Every training batch of the run, then ``(epoch, _)`` after each epoch's last batch.
+
+    The whole plan (each epoch's seeded shuffle, each batch's augmentation seed) is drawn here
+    first, in the order the old loop drew it, and one DataLoader (``--workers``) decodes it:
+    the batches do not depend on the number of workers."""
+    plan, seeds = [], []
+    for epoch in range(cfg.epochs):
+        for step, index in enumerate(batch_indices(len(data), cfg.batch_size, generator)):
+            plan.append(index)
+            seeds.append(batch_seed(cfg.seed, epoch, step))
+    augment = make_augmentation(cfg.augment, int(data.samples.sample_shape[-1]))
+    runtime = current_runtime()
+    batches = iterate_batches(
+        data,
+        plan,
+        seeds=seeds if augment is not None else None,
+        augment=augment,
+        workers=runtime.workers,
+        pin_memory=runtime.is_cuda,
+    )
+    empty = (torch.empty(0), torch.empty(0), torch.empty(0))
+    for i, batch in enumerate(batches, start=1):
+        yield None, batch
+        if i % steps_per_epoch == 0:
+            yield i // steps_per_epoch - 1, empty
+    if steps_per_epoch == 0:  # an empty split: the epochs still end, as before
+        for epoch in range(cfg.epochs):
+            yield epoch, empty
 
 
 @contextmanager
@@ -213,14 +261,25 @@ def channels_last(model: nn.Module) -> Iterator[nn.Module]:
 
 
 @torch.no_grad()
-def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def predict_logits(
+    model: nn.Module, x: torch.Tensor | ArraySplit, batch_size: int = 256
+) -> torch.Tensor:
     """Logits in eval mode (BatchNorm running statistics), batched to bound memory; computed
-    on the current runtime's device and precision, returned on the CPU in float32."""
+    on the current runtime's device and precision, returned on the CPU in float32.
+
+    ``x``: model inputs, or a split, whose batches are loaded (``--workers``) without ever
+    holding all of its inputs; never augmented."""
     runtime = current_runtime()
     was_training = model.training
     model.eval()
+    if isinstance(x, ArraySplit):
+        chunks: Iterable[torch.Tensor] = split_inputs(
+            x, batch_size, workers=runtime.workers, pin_memory=runtime.is_cuda
+        )
+    else:
+        chunks = x.split(batch_size)
     with runtime.placed(model), runtime.autocast():
-        out = [runtime.to_cpu(model(runtime.tensor(chunk))) for chunk in x.split(batch_size)]
+        out = [runtime.to_cpu(model(runtime.tensor(chunk))) for chunk in chunks]
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0)
 
@@ -229,4 +288,4 @@ def accuracy(model: nn.Module, split: ArraySplit) -> float:
     """Top-1 accuracy in percent (NaN for an empty split)."""
     if len(split) == 0:
         return float("nan")
-    return 100.0 * float((predict_logits(model, split.x).argmax(1) == split.y).float().mean())
+    return 100.0 * float((predict_logits(model, split).argmax(1) == split.y).float().mean())

@@ -142,7 +142,7 @@ def _train_on(job: AuditJob, split: ArraySplit, seed: int) -> TrainedModel:
 
 
 def _outputs(model: nn.Module, forget: ArraySplit, retain: ArraySplit, test: ArraySplit) -> dict:
-    logits = predict_logits(model, forget.x).numpy()
+    logits = predict_logits(model, forget).numpy()
     return {
         "ids": forget.ids.numpy(),
         "phi": logit_confidence(logits, forget.y.numpy()),

@@ -38,6 +38,7 @@ from unlearnkit.cli.common import (
     ThreadsOpt,
     WeightsOpt,
     WeightsSkipHeadOpt,
+    WorkersOpt,
     console,
     console_progress,
     make_config,
@@ -184,6 +185,7 @@ def demo(
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
+    workers: WorkersOpt = 0,
     subset: SubsetOpt = None,
 ) -> None:
     """Train on digits, forget a random 10%, compare every method with the retrain reference."""
@@ -207,7 +209,7 @@ def demo(
             device=device,
             precision=precision,
         )
-        use_runtime(threads, cfg.device, cfg.precision)
+        use_runtime(threads, cfg.device, cfg.precision, workers=workers)
         run_and_write(cfg, out, mlflow_experiment=mlflow)
 
 
@@ -229,6 +231,7 @@ def train_cmd(
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
+    workers: WorkersOpt = 0,
     subset: SubsetOpt = None,
     image_size: ImageSizeOpt = None,
     skip_bad_images: SkipBadOpt = None,
@@ -257,7 +260,7 @@ def train_cmd(
             device=device,
             precision=precision,
         )
-        use_runtime(threads, cfg.device, cfg.precision)
+        use_runtime(threads, cfg.device, cfg.precision, workers=workers)
         bundle = load_bundle(cfg)
         warn_skipped(bundle.skipped)
         with console_progress():  # a bar in a terminal, else a "train: k/n" line every 10 s
@@ -297,6 +300,7 @@ def unlearn(
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
+    workers: WorkersOpt = 0,
     subset: SubsetOpt = None,
 ) -> None:
     """Unlearn a forget set with one method, measure it against retraining, save the model.
@@ -333,7 +337,7 @@ def unlearn(
                 device=device,
                 precision=precision,
             )
-            use_runtime(threads, cfg.device, cfg.precision)
+            use_runtime(threads, cfg.device, cfg.precision, workers=workers)
             run_and_write(cfg, out, mlflow_experiment=mlflow, keep_method=method)
             return
         refuse_given(
@@ -363,7 +367,7 @@ def unlearn(
             device=device,
             precision=precision,
         ).model_copy(update={"seeds": [opened.trained.seed]})
-        use_runtime(threads, cfg.device, cfg.precision)
+        use_runtime(threads, cfg.device, cfg.precision, workers=workers)
         run_and_write(
             cfg, out, opened.trained, opened.bundle, mlflow, keep_method=method, parent=model_dir
         )
@@ -385,6 +389,7 @@ def evaluate(
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
+    workers: WorkersOpt = 0,
 ) -> None:
     """Accuracy on retain / forget / test and MIA efficacy of a saved (or unlearned) model."""
     import torch
@@ -395,7 +400,7 @@ def evaluate(
     from unlearnkit.recipe.unlearned import unlearning_record
 
     with user_errors():
-        use_runtime(threads, device, precision)
+        use_runtime(threads, device, precision, workers=workers)
         opened = open_trained(model_dir, data_dir)
         model, train = opened.trained.model, opened.bundle.train
         record = unlearning_record(opened.meta)

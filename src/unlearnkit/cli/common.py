@@ -107,6 +107,14 @@ ThreadsOpt = Annotated[
         min=1,
     ),
 ]
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        help="DataLoader worker processes that decode and transform batches for training and "
+        "predictions (one thread each; 0: the main process does it)",
+        min=0,
+    ),
+]
 DeviceOpt = Annotated[
     str | None,
     typer.Option(help="auto | cpu | cuda | cuda:N | mps (default auto: CUDA when present)"),
@@ -162,13 +170,15 @@ def use_runtime(
     device: str | None = None,
     precision: str | None = None,
     deterministic: bool = False,
+    workers: int = 0,
 ) -> Any:
     """Create this command's one runtime (``--device``, ``--precision``, ``--threads``) and
     make it current, before any heavy work; a device that is not here is one line, exit 2.
-    ``deterministic`` (S3T/SISA) turns on deterministic CUDA kernels on a GPU."""
+    ``deterministic`` (S3T/SISA) turns on deterministic CUDA kernels on a GPU; ``workers``
+    (``--workers``) DataLoader processes decode batches."""
     from unlearnkit.runtime.device import Runtime  # deferred: torch, so --help stays fast
 
-    return Runtime.create(device, precision, threads, deterministic).activate()
+    return Runtime.create(device, precision, threads, deterministic, workers).activate()
 
 
 def refuse_given(command: str, reason: str, **flags: Any) -> None:

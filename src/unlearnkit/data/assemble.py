@@ -1,4 +1,6 @@
-"""Turn raw arrays into a DatasetBundle: subsample, carve out the public part, normalise."""
+"""Turn a loader's pixels into a DatasetBundle: subsample, carve out the public part, fix the
+preprocessing. Every part is an index view of the loader's store (uint8 stays uint8, files
+stay on disk); normalisation happens when a batch is loaded."""
 
 from __future__ import annotations
 
@@ -12,26 +14,43 @@ from unlearnkit.data.base import (
     ArraySplit,
     DatasetBundle,
     channel_stats,
-    make_split,
     seeded_permutation,
     stratified_sample,
 )
 from unlearnkit.data.preprocess import PixelSource, Preprocessing
+from unlearnkit.data.samples import Samples, TensorSamples
 from unlearnkit.errors import UnlearnkitError
 
 
-def _units(x: torch.Tensor, index: torch.Tensor | None, pixel_max: float) -> torch.Tensor:
-    """Rows ``index`` of ``x`` (all rows if None) as a new float32 tensor in pixel units, never
-    a view of ``x``.
+def _store(x: torch.Tensor | Samples, source: PixelSource) -> Samples:
+    """The loader's pixels as a view of themselves: no copy (uint8 stays uint8)."""
+    if isinstance(x, Samples):
+        return x
+    return TensorSamples(
+        rows=None, prep=None, divisor=source.raw_white / source.pixel_max, storage=x
+    )
 
-    Raw images may arrive as uint8 (4x smaller; 8-bit values, converted to the data set's
-    pixel units here); only the rows a part needs are converted, so the pool is never held as
-    float32 next to its parts.
-    """
-    rows = x if index is None else x[index]
-    if x.dtype == torch.uint8:
-        return rows.to(torch.float32).div_(255.0 / pixel_max)
-    return rows.to(torch.float32, copy=True)
+
+def _statistics(samples: Samples, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of ``rows`` in pixel units.
+
+    In memory: the rows at once as float32 (bit for bit the statistics of the old pipeline);
+    files: streamed a batch at a time in float64, so memory stays bounded."""
+    if isinstance(samples, TensorSamples):
+        return channel_stats(samples.units(samples.pixels(rows)))
+    view = samples.take(rows).with_prep(None)
+    total = torch.zeros(view.sample_shape[0], dtype=torch.float64)
+    squares = torch.zeros_like(total)
+    count = 0
+    for batch in view.batches(256):
+        b = batch.to(torch.float64)
+        total += b.sum(dim=(0, 2, 3))
+        squares += b.square().sum(dim=(0, 2, 3))
+        count += b.shape[0] * b.shape[2] * b.shape[3]
+    mean = total / count
+    var = (squares - count * mean.square()) / max(count - 1, 1)
+    std = var.clamp_min(0).sqrt().clamp_min(1e-6)
+    return mean.float().view(1, -1, 1, 1), std.float().view(1, -1, 1, 1)
 
 
 _LEAVE_OUT: ContextVar[frozenset[int]] = ContextVar("leave_out", default=frozenset())
@@ -98,11 +117,12 @@ def assemble(
         raise UnlearnkitError(
             f"dataset {name!r} has too few samples ({len(y_train)} train, {len(y_test)} test)"
         )
+    store = _store(x_train, source)
     pool = torch.arange(len(y_train))  # pool rows as given, for loaders that name files
     if subset is not None:
         keep = stratified_sample(y_train, subset, seed)
-        x_train, y_train, pool = x_train[keep], y_train[keep], pool[keep]
-    size = int(x_train.shape[-1])
+        store, y_train, pool = store.take(keep), y_train[keep], pool[keep]
+    channels, size = int(store.sample_shape[0]), int(store.sample_shape[-1])
     geometry = {
         "resize": source.resize,
         "pixel_max": source.pixel_max,
@@ -121,31 +141,27 @@ def assemble(
         priv_idx, ids = priv_idx[kept], ids[kept]
     rows = statistics_rows(pub_idx, priv_idx)
     if rows is not None:
-        x_stats = _units(x_train, rows, source.pixel_max)
-        mean, std = channel_stats(x_stats)
+        mean, std = _statistics(store, rows)
         note = "public split" if rows is pub_idx else "rows of the pool"
         prep = Preprocessing.from_stats(mean, std, size, note, **geometry)
-        del x_stats
     else:
-        channels = int(x_train.shape[1])
         mean, std = source.mean, source.std
         if len(mean) == 1 and channels > 1:
             mean, std = mean * channels, std * channels
         prep = Preprocessing.from_stats(mean, std, size, source.note, **geometry)
+    store = store.with_prep(prep)
     public = None
     if pub_idx is not None:
-        x_pub = prep.normalise_(_units(x_train, pub_idx, source.pixel_max))
-        public = make_split(x_pub, y_train[pub_idx])
-    x_priv = prep.normalise_(_units(x_train, priv_idx, source.pixel_max))
-    y_priv = y_train[priv_idx]
-    del x_train
-    x_test = prep.normalise_(_units(x_test, None, source.pixel_max))
+        public = ArraySplit(store.take(pub_idx), y_train[pub_idx].long().contiguous(),
+                            torch.arange(len(pub_idx)))  # fmt: skip
+    test_store = _store(x_test, source).with_prep(prep)
+    y_test = y_test.long().contiguous()
     return DatasetBundle(
         name=name,
-        train=ArraySplit(x_priv.contiguous(), y_priv.long().contiguous(), ids),
-        test=make_split(x_test, y_test),
+        train=ArraySplit(store.take(priv_idx), y_train[priv_idx].long().contiguous(), ids),
+        test=ArraySplit(test_store, y_test, torch.arange(len(y_test))),
         num_classes=num_classes,
-        in_chans=int(x_priv.shape[1]),
+        in_chans=channels,
         image_size=size,
         public=public,
         preprocessing=prep,

@@ -1,30 +1,44 @@
-"""In-memory data splits with stable sample ids, so deletion requests can name samples."""
+"""Data splits with stable sample ids, so deletion requests can name samples."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from unlearnkit.data.manifest import Manifest
 from unlearnkit.data.preprocess import Preprocessing
+from unlearnkit.data.samples import Samples, TensorSamples
 from unlearnkit.errors import NotFoundError, UnlearnkitError
 
 
-@dataclass
 class ArraySplit:
-    """Samples ``x`` (float32, N x C x H x W), labels ``y`` and their stable ``ids``."""
+    """Samples, labels ``y`` and their stable ``ids``.
 
-    x: torch.Tensor
-    y: torch.Tensor
-    ids: torch.Tensor
-    # the file behind each row (relative to the data folder), for data read from files
-    paths: tuple[str, ...] | None = field(default=None, compare=False)
+    The pixels are a :class:`~unlearnkit.data.samples.Samples` view (``samples``): stored as
+    read (uint8 for the built-in sets, paths for an image folder) and made model inputs on
+    access through the data set's one Preprocessing. ``subset`` / ``select_ids`` /
+    ``drop_ids`` are index views that copy no pixels. Bulk consumers read batches
+    (``samples.batches`` / ``samples.load`` / ``unlearnkit.data.loader``); ``x`` materialises
+    every row as one float32 tensor, for small sets and old call sites.
+    """
 
-    def __post_init__(self) -> None:
-        n = self.x.shape[0]
+    __slots__ = ("ids", "paths", "samples", "y")
+
+    def __init__(
+        self,
+        x: torch.Tensor | Samples,
+        y: torch.Tensor,
+        ids: torch.Tensor,
+        paths: tuple[str, ...] | None = None,
+    ) -> None:
+        self.samples = x if isinstance(x, Samples) else TensorSamples.of(x)
+        self.y, self.ids = y, ids
+        # the file behind each row (relative to the data folder), for data read from files
+        self.paths = paths
+        n = len(self.samples)
         if self.y.shape != (n,) or self.ids.shape != (n,):
             raise ValueError(
                 f"x, y, ids disagree in length: {n}, {tuple(self.y.shape)}, {tuple(self.ids.shape)}"
@@ -32,16 +46,28 @@ class ArraySplit:
         if self.paths is not None and len(self.paths) != n:
             raise ValueError(f"{len(self.paths)} paths for {n} rows")
 
+    @property
+    def x(self) -> torch.Tensor:
+        """Every row's model inputs (float32, N x C x H x W), materialised on each access."""
+        return self.samples.materialise()
+
     def __len__(self) -> int:
-        return int(self.x.shape[0])
+        return len(self.samples)
+
+    def __repr__(self) -> str:
+        return f"ArraySplit({len(self)} rows, {type(self.samples).__name__})"
 
     def subset(self, index: torch.Tensor) -> ArraySplit:
-        """Rows by position (int tensor) or by boolean mask."""
+        """Rows by position (int tensor) or by boolean mask; a view, no pixel is copied."""
         paths = None
         if self.paths is not None:
             rows = torch.arange(len(self))[index].reshape(-1).tolist()
             paths = tuple(self.paths[i] for i in rows)
-        return ArraySplit(self.x[index], self.y[index], self.ids[index], paths)
+        return ArraySplit(self.samples.take(index), self.y[index], self.ids[index], paths)
+
+    def with_labels(self, y: torch.Tensor) -> ArraySplit:
+        """The same samples with other labels (no pixel is copied)."""
+        return ArraySplit(self.samples, y, self.ids, self.paths)
 
     def id_mask(self, ids: Iterable[int] | torch.Tensor) -> torch.Tensor:
         wanted = torch.as_tensor(
@@ -66,11 +92,23 @@ class ArraySplit:
         return self.subset(~self.id_mask(ids))
 
     def fingerprint(self) -> str:
-        """A short content hash: detects a checkpoint or score file made for other data."""
+        """A short content hash: detects a checkpoint or score file made for other data.
+
+        In-memory pixels are hashed as model inputs batch by batch (the digest of the whole
+        float tensor, without holding it); files by their names and the preprocessing."""
         h = hashlib.sha256()
-        for t in (self.x, self.y, self.ids):
+        self.samples.fingerprint_into(h)
+        for t in (self.y, self.ids):
             h.update(t.contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
+
+
+def concat_splits(a: ArraySplit, b: ArraySplit) -> ArraySplit:
+    """``a``'s rows then ``b``'s: an index view when both are views of one data set."""
+    paths = a.paths + b.paths if a.paths is not None and b.paths is not None else None
+    return ArraySplit(
+        a.samples.concat(b.samples), torch.cat([a.y, b.y]), torch.cat([a.ids, b.ids]), paths
+    )
 
 
 @dataclass

@@ -12,7 +12,9 @@ from unlearnkit.data.registry import DATASETS
 
 # Without a public split: fixed constants (mean and std of all 1,797 images, computed once and
 # written down), so no deletion can move them.
-DIGITS = PixelSource(mean=(0.3053,), std=(0.3761,), note="fixed constants for digits")
+DIGITS = PixelSource(
+    mean=(0.3053,), std=(0.3761,), note="fixed constants for digits", raw_white=16.0
+)
 
 
 @DATASETS.register("digits")
@@ -25,7 +27,8 @@ def digits(
 ) -> DatasetBundle:
     """1,797 grey 8x8 images, 10 classes; a fixed seeded train/test split."""
     raw = load_digits()
-    x = torch.tensor(raw.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    # kept as uint8 (values 0..16); a batch becomes value / 16 in float32 when loaded
+    x = torch.tensor(raw.images, dtype=torch.uint8).unsqueeze(1)
     y = torch.tensor(raw.target, dtype=torch.long)
     train, test = split_train_test(x, y, test_fraction, seed=seed)
     return assemble("digits", train, test, 10, seed, public_fraction, subset, source=DIGITS)

@@ -1,15 +1,17 @@
 """A local folder of images, one sub-folder per class (torchvision's ImageFolder layout).
 
-Every image goes through :func:`unlearnkit.data.preprocess.image_pixels`: the shorter side is
-resized to ``image_size`` and the centre square cropped (never squashed), kept as uint8; the
-service decodes the images it is sent the same way. Samples are ordered by sorted relative
+The data set is kept as paths (``unlearnkit.data.samples.FileSamples``): each file is read
+and checked once when the data set is loaded (for the manifest, and so that an unreadable file
+is found before ids are given), and decoded again only when a batch asks for it, through
+:func:`unlearnkit.data.preprocess.image_pixels`: the shorter side is resized to
+``image_size`` and the centre square cropped (never squashed); the service decodes the images
+it is sent the same way. Samples are ordered by sorted relative
 path, so ids do not depend on the file system's listing order, and the bundle's manifest
 (``unlearnkit.data.manifest``) names the file behind every id.
 """
 
 from __future__ import annotations
 
-import io
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,8 +21,9 @@ import torch
 from unlearnkit.data.assemble import assemble
 from unlearnkit.data.base import DatasetBundle, split_train_test
 from unlearnkit.data.manifest import FileEntry, Manifest, file_entry
-from unlearnkit.data.preprocess import PixelSource, image_pixels
+from unlearnkit.data.preprocess import PixelSource
 from unlearnkit.data.registry import DATASETS
+from unlearnkit.data.samples import FileSamples, check_image
 from unlearnkit.errors import UnlearnkitError
 
 # the file types torchvision's ImageFolder reads
@@ -65,39 +68,29 @@ def scan_folder(root: Path) -> tuple[list[tuple[Path, int]], list[str]]:
     return samples, classes
 
 
-def _decode(path: Path, data: bytes, image_size: int) -> torch.Tensor:
-    from PIL import Image, UnidentifiedImageError  # deferred: only image folders need PIL
-
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.load()  # a truncated file fails here, not later
-            return image_pixels(img, CHANNELS, image_size, image_size)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise UnlearnkitError(f"imagefolder: cannot decode {path}: {exc}") from None
-
-
 @dataclass
 class _Part:
-    images: torch.Tensor  # uint8 (N, C, S, S)
+    files: list[FileEntry]  # one per readable image, in order
     labels: torch.Tensor
-    files: list[FileEntry]  # one per image, in order
     skipped: list[FileEntry]
 
 
 def _load_folder(
     data_root: Path,
     root: Path,
-    image_size: int,
     skip_bad: bool,
     classes: list[str] | None = None,
 ) -> tuple[_Part, list[str]]:
-    """The images of ``root`` (paths relative to ``data_root``) and its class names."""
+    """The readable images of ``root`` (paths relative to ``data_root``) and its class names.
+
+    Each file is read once for its manifest entry (size and content hash) and decoded once to
+    check it (JPEGs at reduced scale), but its pixels are not kept: batches decode on demand."""
     samples, found = scan_folder(root)
     if classes is not None and found != classes:
         raise UnlearnkitError(
             f"imagefolder: classes in {root} {found} differ from the train classes {classes}"
         )
-    images, labels, files, skipped = [], [], [], []
+    labels, files, skipped = [], [], []
     for path, label in samples:
         try:
             data = path.read_bytes()
@@ -105,7 +98,7 @@ def _load_folder(
             raise UnlearnkitError(f"imagefolder: cannot read {path}: {exc}") from None
         entry = file_entry(data_root, path, label, data)
         try:
-            images.append(_decode(path, data, image_size))
+            check_image(path, data)
         except UnlearnkitError:
             if not skip_bad:
                 raise
@@ -113,10 +106,23 @@ def _load_folder(
             continue
         labels.append(label)
         files.append(entry)
-    if not images:
+    if not files:
         raise UnlearnkitError(f"imagefolder: no readable image in {root}")
-    part = _Part(torch.stack(images), torch.tensor(labels, dtype=torch.long), files, skipped)
-    return part, found
+    return _Part(files, torch.tensor(labels, dtype=torch.long), skipped), found
+
+
+def _files(root: Path, entries: list[FileEntry], image_size: int) -> FileSamples:
+    """The entries' images, decoded on demand at ``image_size`` (shorter side, centre crop)."""
+    return FileSamples(
+        rows=None,
+        prep=None,
+        divisor=255.0,
+        root=root,
+        files=tuple(e.path for e in entries),
+        channels=CHANNELS,
+        size=image_size,
+        resize=image_size,
+    )
 
 
 def folder_files(root: Path) -> list[tuple[Path, int]]:
@@ -144,6 +150,12 @@ def _manifest(bundle: DatasetBundle, pool: list[FileEntry], test: list[FileEntry
         entries.append(replace(pool[row], part="train", id=i))
     if rows.get("public") is not None:
         entries += [replace(pool[row], part="public") for row in rows["public"].tolist()]
+    used = set(rows["train"].tolist())
+    if rows.get("public") is not None:
+        used |= set(rows["public"].tolist())
+    # pool files that --subset (or a leave-out) did not take: listed, so the folder still
+    # matches the manifest when the model is opened again
+    entries += [replace(e, part="unused") for r, e in enumerate(pool) if r not in used]
     return Manifest(tuple(sorted(entries, key=lambda e: e.path)))
 
 
@@ -175,19 +187,20 @@ def imagefolder(
     if not root.is_dir():
         raise UnlearnkitError(f"imagefolder: data dir {root} does not exist")
     if (root / "train").is_dir() and (root / "test").is_dir():
-        tr, classes = _load_folder(root, root / "train", image_size, skip_bad_images)
-        te, _ = _load_folder(root, root / "test", image_size, skip_bad_images, classes)
-        train, test = (tr.images, tr.labels), (te.images, te.labels)
+        tr, classes = _load_folder(root, root / "train", skip_bad_images)
+        te, _ = _load_folder(root, root / "test", skip_bad_images, classes)
         pool, test_files, bad = tr.files, te.files, tr.skipped + te.skipped
+        y_pool, y_test = tr.labels, te.labels
     else:
-        part, classes = _load_folder(root, root, image_size, skip_bad_images)
-        (tr_rows, y_tr), (te_rows, y_te) = split_train_test(
+        part, classes = _load_folder(root, root, skip_bad_images)
+        (tr_rows, y_pool), (te_rows, y_test) = split_train_test(
             torch.arange(len(part.labels)), part.labels, test_fraction, seed
         )
-        train, test = (part.images[tr_rows], y_tr), (part.images[te_rows], y_te)
         pool = [part.files[i] for i in tr_rows.tolist()]
         test_files = [part.files[i] for i in te_rows.tolist()]
         bad = part.skipped
+    train = (_files(root, pool, image_size), y_pool)
+    test = (_files(root, test_files, image_size), y_test)
     if bad:
         warnings.warn(
             f"imagefolder: skipped {len(bad)} unreadable image(s), first {root / bad[0].path}",

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from unlearnkit.data.base import ArraySplit, DatasetBundle
+from unlearnkit.data.base import DatasetBundle
 from unlearnkit.data.registry import DATASETS, load_dataset
 from unlearnkit.errors import UnlearnkitError
 
@@ -40,7 +40,7 @@ def add_label_noise(
     shift = torch.randint(1, bundle.num_classes, (count,), generator=gen)
     y = train.y.clone()
     y[chosen] = (y[chosen] + shift) % bundle.num_classes
-    noisy = ArraySplit(train.x, y, train.ids, train.paths)
+    noisy = train.with_labels(y)
     name = f"{bundle.name}+noise{fraction:g}"
     return (
         # no manifest: its labels are the files' own; the fingerprint then hashes the new ones

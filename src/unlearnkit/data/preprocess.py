@@ -183,3 +183,7 @@ class PixelSource:
     pixel_max: float = 1.0
     resize: int | None = None
     interpolation: Interpolation = "bilinear"
+    # the stored value of a white pixel when the loader keeps integer pixels (uint8): 255 for
+    # 8-bit images, 16 for scikit-learn's 4-bit digits; stored value / raw_white * pixel_max
+    # is the pixel in the units of mean / std
+    raw_white: float = 255.0

@@ -135,8 +135,8 @@ class ShardedEnsemble:
         spec = StackSpec(
             config.model,
             num_classes or int(data.y.max()) + 1,
-            int(data.x.shape[1]),
-            int(data.x.shape[-1]),
+            int(data.samples.sample_shape[0]),
+            int(data.samples.sample_shape[-1]),
             dict(config.model_options),
             config.lora_rank,
             config.lora_alpha,

@@ -113,7 +113,7 @@ def train_chunk(chunk: JobChunk) -> list[dict[str, Any]]:
                 chunk.recipe.model_copy(update={"seed": job.seed, "progress": False}),
                 spec.trainable,
             )
-            correct = predict_logits(model, chunk.data.x).argmax(1) == chunk.data.y
+            correct = predict_logits(model, chunk.data).argmax(1) == chunk.data.y
             out.append(
                 {
                     "index": job.index,

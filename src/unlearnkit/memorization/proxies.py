@@ -151,7 +151,9 @@ class Curvature(Proxy):
         model.eval()  # BatchNorm statistics fixed, so samples do not interact
         values = []
         for x, y in zip(
-            self.data.x.split(self.batch_size), self.data.y.split(self.batch_size), strict=True
+            self.data.samples.batches(self.batch_size),
+            self.data.y.split(self.batch_size),
+            strict=True,
         ):
             base = self._input_grad(model, x, y)
             acc = torch.zeros(len(x), dtype=torch.float64)
@@ -196,8 +198,8 @@ class HoldoutRetraining(Proxy):
             }
         )
         train(tuned, self.holdout, recipe, list(trainable))
-        p = F.log_softmax(predict_logits(model, self.data.x).double(), dim=1)
-        q = F.log_softmax(predict_logits(tuned, self.data.x).double(), dim=1)
+        p = F.log_softmax(predict_logits(model, self.data).double(), dim=1)
+        q = F.log_softmax(predict_logits(tuned, self.data).double(), dim=1)
         return ((p.exp() - q.exp()) * (p - q)).sum(dim=1)  # KL(p||q) + KL(q||p)
 
 

@@ -55,13 +55,13 @@ def recompute_bn_statistics(model: nn.Module, data: ArraySplit, batch_size: int 
         m.reset_running_stats()
         m.momentum = None
         m.train()
-    chunks = list(data.x.split(batch_size))
+    chunks = list(torch.arange(len(data)).split(batch_size))
     if len(chunks) > 1 and len(chunks[-1]) == 1:  # BatchNorm cannot normalise one sample
         last = chunks.pop()
         chunks[-1] = torch.cat([chunks[-1], last])
     try:
-        for chunk in chunks:
-            model(chunk)
+        for chunk in chunks:  # a batch loaded at a time: the inputs are never all held
+            model(data.samples.load(chunk))
     finally:
         for m, momentum in saved:
             m.momentum = momentum

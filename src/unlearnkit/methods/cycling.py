@@ -17,5 +17,5 @@ def cycle_batches(split: ArraySplit, batch_size: int, seed: int) -> Iterator[Bat
     generator = torch.Generator().manual_seed(seed + 7)
     while True:
         for index in batch_indices(len(split), batch_size, generator):
-            x, y = current_runtime().batch(split.x[index], split.y[index])
+            x, y = current_runtime().batch(split.samples.load(index), split.y[index])
             yield x, y, split.ids[index]

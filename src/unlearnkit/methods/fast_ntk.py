@@ -28,7 +28,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from unlearnkit.data.base import ArraySplit
+from unlearnkit.data.base import ArraySplit, concat_splits
 from unlearnkit.errors import ConflictError
 from unlearnkit.methods.base import UnlearningContext, UnlearningMethod, register_method
 from unlearnkit.methods.ntk import NTKParams, finish_ntk_batchnorm, ntk_unlearn
@@ -83,9 +83,8 @@ class FastNTKParams(NTKParams):
 
 def merge_by_id(a: ArraySplit, b: ArraySplit) -> ArraySplit:
     """D = D_r + D_f in id order (the order the training split had)."""
-    x, y, ids = torch.cat([a.x, b.x]), torch.cat([a.y, b.y]), torch.cat([a.ids, b.ids])
-    order = torch.argsort(ids)
-    return ArraySplit(x[order], y[order], ids[order])
+    both = concat_splits(a, b)  # an index view of the one data set, no pixel copied
+    return both.subset(torch.argsort(both.ids))
 
 
 @register_method

@@ -6,7 +6,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from unlearnkit.data.base import ArraySplit
+from unlearnkit.data.base import ArraySplit, concat_splits
 from unlearnkit.methods.base import (
     OptimParams,
     UnlearningContext,
@@ -24,11 +24,11 @@ def relabel_wrong(split: ArraySplit, num_classes: int, seed: int) -> ArraySplit:
     """Each label replaced by a uniformly drawn *different* class."""
     g = torch.Generator().manual_seed(seed + 31)
     shift = torch.randint(1, num_classes, (len(split),), generator=g)
-    return ArraySplit(split.x, (split.y + shift) % num_classes, split.ids)
+    return split.with_labels((split.y + shift) % num_classes)
 
 
 def concat(a: ArraySplit, b: ArraySplit) -> ArraySplit:
-    return ArraySplit(torch.cat([a.x, b.x]), torch.cat([a.y, b.y]), torch.cat([a.ids, b.ids]))
+    return concat_splits(a, b)
 
 
 @register_method

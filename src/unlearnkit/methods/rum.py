@@ -23,7 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from torch import nn
 
-from unlearnkit.data.base import ArraySplit
+from unlearnkit.data.base import ArraySplit, concat_splits
 from unlearnkit.data.scores import load_scores
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.memorization.proxies import PROXIES, run_with_proxies
@@ -144,11 +144,8 @@ class RumParams(BaseModel):
 
 def full_training_set(ctx: UnlearningContext) -> ArraySplit:
     """D rebuilt from D_r and D_f in id order (the order the original model was trained in)."""
-    x = torch.cat([ctx.retain.x, ctx.forget.x])
-    y = torch.cat([ctx.retain.y, ctx.forget.y])
-    ids = torch.cat([ctx.retain.ids, ctx.forget.ids])
-    order = torch.argsort(ids)
-    return ArraySplit(x[order], y[order], ids[order])
+    both = concat_splits(ctx.retain, ctx.forget)  # an index view, no pixel copied
+    return both.subset(torch.argsort(both.ids))
 
 
 def forget_scores(ctx: UnlearningContext, source: str) -> torch.Tensor:

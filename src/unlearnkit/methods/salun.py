@@ -37,7 +37,7 @@ def saliency_masks(
     model.eval()
     model.zero_grad(set_to_none=True)
     runtime = current_runtime()
-    for x, y in zip(ctx.forget.x.split(256), ctx.forget.y.split(256), strict=True):
+    for x, y in zip(ctx.forget.samples.batches(256), ctx.forget.y.split(256), strict=True):
         x, y = runtime.batch(x, y)
         with runtime.autocast():
             loss = F.cross_entropy(model(x), y, reduction="sum")

@@ -14,7 +14,7 @@ from unlearnkit.training import predict_logits
 
 
 def true_label_confidence(model: nn.Module, split: ArraySplit) -> np.ndarray:
-    probs = F.softmax(predict_logits(model, split.x), dim=1)
+    probs = F.softmax(predict_logits(model, split), dim=1)
     return probs.gather(1, split.y[:, None]).squeeze(1).numpy()
 
 

@@ -374,8 +374,8 @@ def compute_gram(
             on_disk.difference_update(range(next_index))
             saved.update(next=next_index, at=time.monotonic(), cost=time.monotonic() - began)
 
-    items = [
-        (i, data.x[bounds[i][0] : bounds[i][1]], data.y[bounds[i][0] : bounds[i][1]]) for i in todo
+    items = [  # each shard's inputs loaded by its rows (never the whole set once per shard)
+        (i, data.samples.load(slice(*bounds[i])), data.y[bounds[i][0] : bounds[i][1]]) for i in todo
     ]
     try:
         merge()

@@ -111,6 +111,9 @@ class Runtime:
     precision: str = "fp32"
     threads: int | None = None
     deterministic: bool = False
+    # DataLoader worker processes that decode batches for training and bulk predictions
+    # (--workers; 0: the main process decodes)
+    workers: int = 0
 
     # -- creation ---------------------------------------------------------------------------
     @classmethod
@@ -120,12 +123,15 @@ class Runtime:
         precision: str | None = "fp32",
         threads: int | None = None,
         deterministic: bool = False,
+        workers: int = 0,
     ) -> Runtime:
         """Validate and resolve; every mistake is an ``UnlearnkitError`` (one line, exit 2)."""
         dev = resolve_device("auto" if device is None else device)
         prec = "fp32" if precision is None else precision
         check_precision(dev.type, prec)
-        return cls(dev, prec, threads, deterministic)
+        if workers < 0:
+            raise UnlearnkitError(f"workers must be >= 0, got {workers}")
+        return cls(dev, prec, threads, deterministic, workers)
 
     @classmethod
     def from_config(
@@ -274,7 +280,9 @@ def install_worker_runtime(runtime: Runtime | None, threads: int, index: int = 0
     apply_threads(threads)
     if runtime is None:
         return
-    mine = replace(runtime.for_worker(index), threads=threads)
+    # a worker decodes its own batches: pool workers are daemonic and cannot start DataLoader
+    # workers of their own
+    mine = replace(runtime.for_worker(index), threads=threads, workers=0)
     if mine.deterministic and mine.is_cuda:
         enable_deterministic()
     if mine.is_cuda:

@@ -94,8 +94,8 @@ class ApproximateServedModel:
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
-        x = self.bundle.train.x
-        return (int(x.shape[1]), int(x.shape[2]), int(x.shape[3]))
+        c, h, w = self.bundle.train.samples.sample_shape  # no pixel is loaded
+        return (int(c), int(h), int(w))
 
     @property
     def num_classes(self) -> int:
