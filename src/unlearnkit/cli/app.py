@@ -185,12 +185,14 @@ def demo(
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
     subset: SubsetOpt = None,
+    image_size: ImageSizeOpt = None,
 ) -> None:
     """Train on digits, forget a random 10%, compare every method with the retrain reference."""
     with user_errors():
         cfg = make_config(
             config,
             subset=subset,
+            image_size=image_size,
             forget=forget,
             seeds=seeds,
             methods=methods,
@@ -298,6 +300,7 @@ def unlearn(
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
     subset: SubsetOpt = None,
+    image_size: ImageSizeOpt = None,
 ) -> None:
     """Unlearn a forget set with one method, measure it against retraining, save the model.
 
@@ -316,6 +319,7 @@ def unlearn(
             cfg = make_config(
                 config,
                 subset=subset,
+                image_size=image_size,
                 forget=forget,
                 seeds=seeds,
                 methods=method,
@@ -351,6 +355,7 @@ def unlearn(
             epochs=epochs,
             config=config,
             subset=subset,
+            image_size=image_size,
         )
         opened = open_trained(model_dir, data_dir)
         refuse_unlearned_parent(opened.meta, model_dir)

@@ -86,8 +86,9 @@ SubsetOpt = Annotated[
 ImageSizeOpt = Annotated[
     int | None,
     typer.Option(
-        help="model input size in pixels for image folders (and synthetic): the shorter side "
-        "is resized to it and the centre square cropped; saved with the model (default 32)",
+        help="model input size in pixels for imagefolder (the shorter side resized to it, the "
+        "centre square cropped) and synthetic; saved with the model (default 32); the "
+        "fixed-size sets (digits, MNIST-format, CIFAR) refuse it",
         min=1,
     ),
 ]
