@@ -79,7 +79,8 @@ ModelDirOpt = Annotated[
 SubsetOpt = Annotated[
     int | None,
     typer.Option(
-        help="use a seeded, class-stratified sample of N training samples (quick runs on big sets)",
+        help="use a seeded, class-stratified sample of N training samples; a preset's epochs "
+        "grow to keep its optimisation steps (epoch_scaling: null keeps them as they are)",
         min=2,
     ),
 ]
