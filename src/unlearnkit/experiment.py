@@ -41,7 +41,7 @@ from unlearnkit.models import (
     prepare_model,
     select_trainable,
 )
-from unlearnkit.recipe import TrainedModel, load_bundle, train_original
+from unlearnkit.recipe import TrainedModel, load_bundle, sized_for, train_original
 from unlearnkit.runtime import current_runtime, thread_report
 from unlearnkit.training import channels_last
 
@@ -51,12 +51,22 @@ StepCallback = Callable[[str], None]  # told the name of each step as it starts
 UnlearnedCallback = Callable[[str, Mapping[str, Any], UnlearningContext, nn.Module], None]
 
 
-def evaluate(model: nn.Module, ctx: UnlearningContext, cfg: ExperimentConfig) -> dict[str, Any]:
+def evaluate(
+    model: nn.Module,
+    ctx: UnlearningContext,
+    cfg: ExperimentConfig,
+    threshold: float | None = None,
+) -> dict[str, Any]:
+    """Accuracies, MIA and relearn time of ``model``; ``threshold``: the relearn threshold of
+    this seed (``cfg.relearn_target`` of the original's accuracy on D_f), needed when the
+    config's threshold is relative (the original's own row computes it from itself)."""
     acc = {
         "retain": accuracy(model, ctx.retain),
         "forget": accuracy(model, ctx.forget),
         "test": accuracy(model, ctx.test),
     }
+    if threshold is None:
+        threshold = cfg.relearn_target(None)
     return {
         "acc": acc,
         "acc_heldout": accuracy(model, heldout_split(ctx)),
@@ -65,10 +75,11 @@ def evaluate(model: nn.Module, ctx: UnlearningContext, cfg: ExperimentConfig) ->
             model,
             ctx.forget,
             ctx.trainable,
-            threshold=cfg.relearn_threshold,
+            threshold=threshold,
             max_epochs=cfg.relearn_max_epochs,
             seed=ctx.seed,
         ),
+        "relearn_threshold": threshold,
     }
 
 
@@ -82,9 +93,18 @@ def heldout_split(ctx: UnlearningContext) -> ArraySplit:
 def evaluate_original(
     model: nn.Module, ctx: UnlearningContext, cfg: ExperimentConfig
 ) -> dict[str, Any]:
-    """``evaluate`` of the shared original, in the fast layout and left as it was."""
+    """``evaluate`` of the shared original, in the fast layout and left as it was; its relearn
+    threshold is the seed's (``relearn_threshold`` in the row, for every method)."""
     with channels_last(model):
-        return evaluate(model, ctx, cfg)
+        return evaluate(model, ctx, cfg, seed_threshold(model, ctx, cfg))
+
+
+def seed_threshold(original: nn.Module, ctx: UnlearningContext, cfg: ExperimentConfig) -> float:
+    """The relearn threshold of one seed: absolute, or the configured fraction of the
+    original model's accuracy on this seed's D_f."""
+    if cfg.relearn_threshold_fraction is None:
+        return cfg.relearn_target(None)
+    return cfg.relearn_target(accuracy(original, ctx.forget))
 
 
 def unlearning_context(
@@ -143,10 +163,11 @@ def run_seed(
             "params_touched": 0,
         }
     ]
+    threshold = rows[0]["relearn_threshold"]
     for name in cfg.methods:
         progress(f"seed {seed}: {name}")
         params = cfg.method_params.get(name, {})
-        row, stage = run_method(cfg, name, params, base_ctx, original, on_unlearned)
+        row, stage = run_method(cfg, name, params, base_ctx, original, on_unlearned, threshold)
         stages.append(stage_record(f"seed {seed}: {name} + evaluation", stage))
         rows.append(row)
     reference = next(r for r in rows if r["method"] == "retrain")
@@ -162,18 +183,23 @@ def run_method(
     base_ctx: UnlearningContext,
     original: TrainedModel,
     on_unlearned: UnlearnedCallback | None = None,
+    threshold: float | None = None,
 ) -> tuple[dict[str, Any], Cost]:
     """One method with ``params`` on a private copy of the original, then measured.
 
     Returns the result row (without ToW: that needs the retrain row) and the cost of the whole
-    stage, unlearning plus evaluation."""
+    stage, unlearning plus evaluation. ``threshold``: the seed's relearn threshold (computed
+    from the original when not given)."""
+    if threshold is None:
+        with channels_last(original.model):
+            threshold = seed_threshold(original.model, base_ctx, cfg)
     method = create_method(name, **params)
     ctx = copy.copy(base_ctx)
     ctx.model = copy.deepcopy(original.model)
     with measure_cost() as stage, channels_last(ctx.model):
         with measure_cost() as cost:
             unlearned = method.run(ctx)
-        measured = evaluate(unlearned, ctx, cfg)
+        measured = evaluate(unlearned, ctx, cfg, threshold)
     if on_unlearned is not None:  # after the layout went back: contiguous weights to save
         on_unlearned(name, params, ctx, unlearned)
     row = {
@@ -331,6 +357,7 @@ def run_experiment(
     with measure_cost() as cost:
         bundle = bundle or load_bundle(cfg)
     stages = [stage_record("load data", cost)]
+    cfg = sized_for(cfg, bundle)  # epochs scaled to this data, recorded in results["config"]
     select_forget(bundle.train, cfg.forget, cfg.seeds[0])  # fail fast on a bad spec
     if model is None:
         probe = create_model(

@@ -52,7 +52,7 @@ from unlearnkit.metrics.audit_stats import (
     roc_auc,
     tpr_at_fpr,
 )
-from unlearnkit.recipe import load_bundle, starting_model
+from unlearnkit.recipe import load_bundle, sized_for, starting_model
 from unlearnkit.runtime import Executor, create_executor, thread_report
 
 ModelProgress = Callable[[int, int], None]  # (models done, models in total)
@@ -98,7 +98,10 @@ def settings_key(cfg: ExperimentConfig, bundle: DatasetBundle, audit: AuditConfi
     recipe = cfg.model_dump(
         mode="json",
         exclude={"forget", "seeds", "methods", "method_params", "relearn_threshold"}
-        | {"relearn_max_epochs", "reference_tolerance"},  # judge the run, not its models
+        | {"relearn_threshold_fraction", "relearn_max_epochs", "reference_tolerance"}
+        # judge the run, not its models; the scaling block is a record (the epochs it gives
+        # are in the key already)
+        | {"epoch_scaling"},
     )
     text = json.dumps(
         {
@@ -155,6 +158,7 @@ def run_audit(
     machine = thread_report()
     started = time.perf_counter()
     bundle = bundle or load_bundle(cfg)
+    cfg = sized_for(cfg, bundle)  # epochs scaled to this data, as the comparison run does
     protocol = make_protocol(cfg, bundle, audit)
     methods = [(m, dict(cfg.method_params.get(m, {}))) for m in cfg.methods]
     for name, params in methods:

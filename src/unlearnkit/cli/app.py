@@ -187,12 +187,14 @@ def demo(
     precision: PrecisionOpt = None,
     workers: WorkersOpt = 0,
     subset: SubsetOpt = None,
+    image_size: ImageSizeOpt = None,
 ) -> None:
     """Train on digits, forget a random 10%, compare every method with the retrain reference."""
     with user_errors():
         cfg = make_config(
             config,
             subset=subset,
+            image_size=image_size,
             forget=forget,
             seeds=seeds,
             methods=methods,
@@ -302,6 +304,7 @@ def unlearn(
     precision: PrecisionOpt = None,
     workers: WorkersOpt = 0,
     subset: SubsetOpt = None,
+    image_size: ImageSizeOpt = None,
 ) -> None:
     """Unlearn a forget set with one method, measure it against retraining, save the model.
 
@@ -320,6 +323,7 @@ def unlearn(
             cfg = make_config(
                 config,
                 subset=subset,
+                image_size=image_size,
                 forget=forget,
                 seeds=seeds,
                 methods=method,
@@ -355,6 +359,7 @@ def unlearn(
             epochs=epochs,
             config=config,
             subset=subset,
+            image_size=image_size,
         )
         opened = open_trained(model_dir, data_dir)
         refuse_unlearned_parent(opened.meta, model_dir)

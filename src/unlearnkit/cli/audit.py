@@ -20,6 +20,7 @@ from unlearnkit.cli.common import (
     DeviceOpt,
     EpochsOpt,
     ForgetOpt,
+    ImageSizeOpt,
     ModelOpt,
     PeftOpt,
     PrecisionOpt,
@@ -102,6 +103,7 @@ def audit(
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
     subset: SubsetOpt = None,
+    image_size: ImageSizeOpt = None,
 ) -> None:
     """Audit unlearning per example: shadow models unlearned vs retrained, U-LiRA AUC / TPR and
     the NeurIPS 2023 challenge score; writes OUT/results.json, report.md, llr_hist.png, llr.csv."""
@@ -132,6 +134,7 @@ def audit(
         cfg = make_config(
             config,
             subset=subset,
+            image_size=image_size,
             forget=forget,
             methods=methods,
             dataset=dataset,

@@ -79,15 +79,17 @@ ModelDirOpt = Annotated[
 SubsetOpt = Annotated[
     int | None,
     typer.Option(
-        help="use a seeded, class-stratified sample of N training samples (quick runs on big sets)",
+        help="use a seeded, class-stratified sample of N training samples; a preset's epochs "
+        "grow to keep its optimisation steps (epoch_scaling: null keeps them as they are)",
         min=2,
     ),
 ]
 ImageSizeOpt = Annotated[
     int | None,
     typer.Option(
-        help="model input size in pixels for image folders (and synthetic): the shorter side "
-        "is resized to it and the centre square cropped; saved with the model (default 32)",
+        help="model input size in pixels for imagefolder (the shorter side resized to it, the "
+        "centre square cropped) and synthetic; saved with the model (default 32); the "
+        "fixed-size sets (digits, MNIST-format, CIFAR) refuse it",
         min=1,
     ),
 ]

@@ -13,6 +13,7 @@ import typer
 
 from unlearnkit.cli.common import (
     DeviceOpt,
+    ImageSizeOpt,
     PrecisionOpt,
     SubsetOpt,
     ThreadsOpt,
@@ -64,6 +65,7 @@ def memorize(
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
     subset: SubsetOpt = None,
+    image_size: ImageSizeOpt = None,
 ) -> None:
     """Score memorization of every training sample; writes OUT/scores.csv (+ .json sidecar)."""
     # deferred: torch and the memorization engine, so --help stays fast
@@ -82,6 +84,7 @@ def memorize(
             peft=peft,
             epochs=epochs,
             subset=subset,
+            image_size=image_size,
             device=device,
             precision=precision,
         )

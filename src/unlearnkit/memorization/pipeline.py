@@ -26,7 +26,7 @@ from unlearnkit.memorization.feldman_zhang import (
 )
 from unlearnkit.memorization.proxies import PROXIES, ProxyRun, run_with_proxies
 from unlearnkit.models import select_trainable
-from unlearnkit.recipe import RecipeConfig, starting_model
+from unlearnkit.recipe import RecipeConfig, sized_for, starting_model
 
 
 def spec_for(cfg: RecipeConfig, bundle: DatasetBundle, seed: int) -> SubsetModelSpec:
@@ -56,6 +56,7 @@ def feldman_zhang_scores(
     progress: ModelProgress | None = None,
     **kwargs: Any,
 ) -> FZResult:
+    cfg = sized_for(cfg, bundle)  # the original's epochs on this data
     spec = spec_for(cfg, bundle, fz.seed)
     recipe = cfg.train.model_copy(update={"seed": fz.seed, "progress": False})
     result = estimate_memorization(
@@ -76,6 +77,7 @@ def proxy_scores(
     the test split serves as the held-out data of the holdout proxy."""
     for name in names:
         PROXIES.get(name)  # unknown name: fail before any training
+    cfg = sized_for(cfg, bundle)  # the original's epochs on this data
     model = starting_model(cfg, bundle, seed)
     trainable = select_trainable(model, cfg.peft)
     recipe = cfg.train.model_copy(update={"seed": seed})

@@ -23,6 +23,7 @@ from unlearnkit.data.base import ArraySplit
 from unlearnkit.training import TrainConfig, accuracy, train
 
 RELEARN_BN = "frozen"  # BatchNorm in eval mode while relearning, for every method
+RELEARN_BATCH_SIZE = 64  # one batch size for every method (a relearn budget scales with it)
 
 
 def relearn_epochs(
@@ -38,7 +39,9 @@ def relearn_epochs(
     model = copy.deepcopy(model)
     if accuracy(model, forget) >= threshold:
         return 0.0
-    cfg = TrainConfig(epochs=1, lr=lr, batch_size=64, schedule="constant", seed=seed)
+    cfg = TrainConfig(
+        epochs=1, lr=lr, batch_size=RELEARN_BATCH_SIZE, schedule="constant", seed=seed
+    )
     for epoch in range(1, max_epochs + 1):
         train(
             model, forget, cfg.model_copy(update={"seed": seed + epoch}), trainable, eval_mode=True

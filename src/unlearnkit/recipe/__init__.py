@@ -5,7 +5,13 @@ Below every engine (methods, NTK, memorization, exact, service), above data / mo
 
 from __future__ import annotations
 
-from unlearnkit.recipe.build import TrainedModel, load_bundle, starting_model, train_original
+from unlearnkit.recipe.build import (
+    TrainedModel,
+    load_bundle,
+    sized_for,
+    starting_model,
+    train_original,
+)
 from unlearnkit.recipe.config import RecipeConfig, check_name, recipe_of
 from unlearnkit.recipe.store import (
     INITIAL_FILE,
@@ -30,6 +36,7 @@ __all__ = [
     "open_trained",
     "recipe_of",
     "save_trained",
+    "sized_for",
     "starting_model",
     "train_original",
 ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -15,7 +16,10 @@ from torch import nn
 from unlearnkit.data import DatasetBundle, load_dataset
 from unlearnkit.models import create_model, prepare_model, reset_head, select_trainable
 from unlearnkit.recipe.config import RecipeConfig
+from unlearnkit.recipe.scaling import resolve_epochs
 from unlearnkit.training import channels_last, train
+
+C = TypeVar("C", bound=RecipeConfig)
 
 
 @dataclass
@@ -36,6 +40,14 @@ def load_bundle(cfg: RecipeConfig) -> DatasetBundle:
     )
 
 
+def sized_for(cfg: C, bundle: DatasetBundle) -> C:
+    """``cfg`` with the epoch counts its ``epoch_scaling`` lists resolved for the sizes of
+    ``bundle``'s D and public split (``recipe/scaling.py``); ``cfg`` itself when it has none or
+    they were resolved already. Every engine calls it where a config first meets its data."""
+    public = len(bundle.public) if bundle.public is not None else None
+    return resolve_epochs(cfg, len(bundle.train), public)
+
+
 def starting_model(
     cfg: RecipeConfig, bundle: DatasetBundle, seed: int, model: nn.Module | None = None
 ) -> nn.Module:
@@ -44,6 +56,7 @@ def starting_model(
     ``model``: the user's own network instead of ``cfg.model`` (a copy is used; its head is
     found by convention or named with ``models.name_head``, and always re-initialised).
     """
+    cfg = sized_for(cfg, bundle)
     torch.manual_seed(seed)
     given = model is not None
     if model is None:
@@ -78,6 +91,7 @@ def train_original(
 ) -> TrainedModel:
     """w0, then the PEFT parameters trained on D: the model every method unlearns from
     (``model``: the user's own network, see ``starting_model``)."""
+    cfg = sized_for(cfg, bundle)
     model = starting_model(cfg, bundle, seed, model)
     trainable = select_trainable(model, cfg.peft)
     initial = copy.deepcopy(model.state_dict())

@@ -23,6 +23,7 @@ from pydantic import (
 from unlearnkit.data import DATASETS
 from unlearnkit.errors import UnlearnkitError, validation_message
 from unlearnkit.models import TRAINABLE, check_model_name, check_trainable_mode
+from unlearnkit.recipe.scaling import EpochScaling
 from unlearnkit.registry import Registry
 from unlearnkit.training import TrainConfig
 
@@ -59,6 +60,11 @@ class RecipeConfig(BaseModel):
         default_factory=lambda: TrainConfig(epochs=20, lr=0.05, schedule="cosine")
     )
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(epochs=30, lr=0.05))
+    epoch_scaling: EpochScaling | None = Field(
+        None,
+        description="epoch counts that keep their optimisation steps on a smaller or larger "
+        "set (recipe/scaling.py); a data set's preset sets it, null turns it off",
+    )
 
     @field_validator("dataset")
     @classmethod

@@ -27,7 +27,7 @@ from unlearnkit.models.checkpoint import (
     save_checkpoint,
     save_state,
 )
-from unlearnkit.recipe.build import TrainedModel, load_bundle
+from unlearnkit.recipe.build import TrainedModel, load_bundle, sized_for
 from unlearnkit.recipe.config import RecipeConfig, recipe_of
 
 MODEL_FILE, INITIAL_FILE = "model.safetensors", "initial.safetensors"
@@ -37,6 +37,7 @@ def save_trained(
     directory: Path, trained: TrainedModel, cfg: RecipeConfig, bundle: DatasetBundle
 ) -> None:
     directory = Path(directory)
+    cfg = sized_for(cfg, bundle)  # the epochs it was trained with, and what they were sized for
     recipe = cfg.model_dump(mode="json", include=set(RecipeConfig.model_fields))
     save_state(directory / INITIAL_FILE, trained.initial_state, {"role": "initial"})
     if bundle.manifest is not None:  # which file is which sample, checked when reopened

@@ -26,6 +26,7 @@ from unlearnkit.models.checkpoint import (
     save_state,
     versions,
 )
+from unlearnkit.recipe.build import sized_for
 from unlearnkit.recipe.config import RecipeConfig
 from unlearnkit.recipe.store import INITIAL_FILE, MODEL_FILE, preprocessing_of
 
@@ -117,6 +118,7 @@ def save_unlearned(
 ) -> Path:
     """Write ``directory`` in ``train``'s layout plus the ``unlearning`` record; returns it."""
     directory = Path(directory)
+    cfg = sized_for(cfg, bundle)  # the recipe as it ran (epochs resolved for this data)
     save_state(directory / INITIAL_FILE, model.initial_state, {"role": "initial"})
     atomic_save_tensors(directory / MODEL_FILE, model.state)
     record = {
