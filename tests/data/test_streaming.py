@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -221,3 +222,14 @@ def test_cli_bad_workers_value_is_one_clean_line(tmp_path):
     proc = cli("train", "--out", str(tmp_path / "m"), "--workers", "-1")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "--workers" in proc.stderr and not (tmp_path / "m").exists()
+
+
+def test_a_pickled_view_ships_its_own_rows_only() -> None:
+    """A shard job pickled for a worker process must not carry the whole data set."""
+    train = load_dataset("digits").train
+    shard = train.subset(torch.arange(0, len(train), 10))
+    whole = len(pickle.dumps(train))
+    sent = pickle.loads(pickle.dumps(shard))
+    assert len(pickle.dumps(shard)) < whole / 5
+    assert sent.samples.storage.dtype == torch.uint8  # still the stored bytes, not floats
+    assert torch.equal(sent.x, shard.x) and torch.equal(sent.ids, shard.ids)

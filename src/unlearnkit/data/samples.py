@@ -194,6 +194,15 @@ class TensorSamples(Samples):
     def _same_store(self, other: Samples) -> bool:
         return isinstance(other, TensorSamples) and other.storage is self.storage
 
+    def __getstate__(self) -> dict[str, Any]:
+        """A pickled view carries its own rows only: a shard job sent to another process (or a
+        Ray task) ships that shard's pixels, not the whole store (same inputs, same dtype)."""
+        state = dict(self.__dict__)
+        if self.rows is not None:
+            state["storage"] = self.storage[self.rows].clone()
+            state["rows"] = None
+        return state
+
     def _identity(self) -> bytes:
         return b""
 

@@ -155,7 +155,8 @@ class ShardedEnsemble:
             raise UnlearnkitError(f"sample id {min(unknown)} is not in the partition")
         live = sorted(set(data.ids.tolist()) - partition.deleted)
         data = data.select_ids(live) if len(live) != len(data) else data
-        data = ArraySplit(data.x.clone(), data.y.clone(), data.ids.clone())
+        # a view of the data set, never a float copy of it: the pixels stay in their store
+        # (uint8 in memory, or files) and a shard job pickles its own rows only
         partition = partition.without(())  # a private copy
         if backbone_state is None:
             backbone_state = random_backbone(spec, config.seed)
@@ -229,7 +230,8 @@ class ShardedEnsemble:
         return self.predict_logits(x).argmax(dim=1)
 
     def accuracy(self, split: ArraySplit) -> float:
-        return 100.0 * float((self.predict(split.x) == split.y).float().mean())
+        pred = torch.cat([self.predict(x) for x in split.samples.batches(512)])
+        return 100.0 * float((pred == split.y).float().mean())
 
     # -- deletion --------------------------------------------------------------------------------
     def delete(self, sample_ids: Iterable[int]) -> list[dict[str, Any]]:
@@ -272,7 +274,6 @@ class ShardedEnsemble:
         shard, slc = self.partition.owner[sample_id]
         switched = self.blocks.switch_off(shard, slc)
         self.partition.deleted.add(sample_id)
-        self.data.x[self._row_of[sample_id]].zero_()  # the sample's content leaves memory too
         return {"sample_id": sample_id, "shard": shard, "slice": slc, "switched_off": switched}
 
     # -- retraining ------------------------------------------------------------------------------
