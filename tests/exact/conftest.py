@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+import typer
 
+from unlearnkit.cli.exact import mount
 from unlearnkit.data.base import ArraySplit
 from unlearnkit.exact import S3TConfig, SISAConfig
 from unlearnkit.exact.backbone import random_backbone
@@ -66,3 +68,12 @@ def sisa_config():
         return SISAConfig(**{**base, **kw})
 
     return make
+
+
+@pytest.fixture(scope="module")
+def cli() -> typer.Typer:
+    """The s3t / sisa command groups on their own app (the CLI tests' entry point)."""
+    app = typer.Typer()
+    app.command("noop")(lambda: None)  # a group needs >1 command to keep sub-command names
+    mount(app)
+    return app

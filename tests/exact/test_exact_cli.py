@@ -5,24 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-import typer
 from typer.testing import CliRunner
 
-from unlearnkit.cli.exact import mount
 from unlearnkit.exact import load_ensemble
 
 FAST = [
     "--no-pretrain", "--shards", "2", "--slices", "2", "--epochs", "1", "--rank", "4",
     "--threads", "1",
 ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def cli() -> typer.Typer:
-    app = typer.Typer()
-    app.command("noop")(lambda: None)  # a group needs >1 command to keep sub-command names
-    mount(app)
-    return app
 
 
 @pytest.fixture(scope="module")

@@ -7,21 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
-import typer
 from typer.testing import CliRunner
 
-from unlearnkit.cli.exact import mount
 from unlearnkit.exact.store import read_ensemble
 
 TINY = ["--shards", "2", "--slices", "1", "--epochs", "1", "--rank", "2", "--threads", "1"]
-
-
-@pytest.fixture(scope="module")
-def cli() -> typer.Typer:
-    app = typer.Typer()
-    app.command("noop")(lambda: None)  # a group needs >1 command to keep sub-command names
-    mount(app)
-    return app
 
 
 @pytest.fixture(scope="module")
