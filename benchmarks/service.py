@@ -65,6 +65,15 @@ TOKEN = "bench-token-0123456789"
 MIN_P99_SAMPLES = 100  # fewer samples than this: a "p99" is the max or close to it; not reported
 
 
+def stop_server(proc: subprocess.Popen) -> None:
+    """Ask the server to shut down (SIGINT, as Ctrl-C); kill it if it has not within 60 s."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def percentiles(values: list[float]) -> dict[str, Any]:
     """n, p50, mean and max in ms, and p99 only from at least ``MIN_P99_SAMPLES`` values
     (else ``p99_ms`` is None: report n and max instead)."""
@@ -294,11 +303,7 @@ def steady(
                 )
                 after = served_work(client.get("/v1/model", headers=headers).json())
         finally:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_server(proc)
     if before != after:
         raise SystemExit(f"the served work changed during the steady run: {before} -> {after}")
     return {"clients": clients, "served_work": before, "alone": alone, **out}
@@ -470,11 +475,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         client.close()
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
         log.close()
     # 3. the same live shards as 2. without a retrain: predictions alone, then during deletions
     # of shard 0's samples (switched off already, so the served work does not change)
@@ -659,11 +660,7 @@ def load_test(args: argparse.Namespace) -> dict[str, Any]:
             final = client.get("/v1/model", headers={"Authorization": f"Bearer {TOKEN}"}).json()
             metrics = client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).text
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
         log.close()
     events = ledger_deletions(directory / "service" / "ledger.sqlite3")
     applied = [(rid, sids) for rid, status, sids in events if status == "applied"]

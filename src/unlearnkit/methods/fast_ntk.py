@@ -128,7 +128,7 @@ class FastNTK(UnlearningMethod):
             ctx.num_classes,
             p.lam,
             p.chunk_size,
-            budget=None if p.max_memory_gb is None else int(p.max_memory_gb * 2**30),
+            budget=p.budget_bytes,
             kernel=p.kernel,
             target_scale=p.target_value,
         )
@@ -150,7 +150,7 @@ class FastNTK(UnlearningMethod):
                 ctx.num_classes,
                 p.lam,
                 p.chunk_size,
-                budget=None if p.max_memory_gb is None else int(p.max_memory_gb * 2**30),
+                budget=p.budget_bytes,
                 kernel=p.kernel,
                 workers=p.workers,
                 executor=p.executor,

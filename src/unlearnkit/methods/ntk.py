@@ -26,6 +26,11 @@ class NTKParams(BaseModel):
     chunk_size: int = Field(32, ge=1, le=4096)
     max_memory_gb: float | None = Field(None, gt=0, description="memory budget (default: free)")
 
+    @property
+    def budget_bytes(self) -> int | None:
+        """``max_memory_gb`` in bytes (None: the free memory decides)."""
+        return None if self.max_memory_gb is None else int(self.max_memory_gb * 2**30)
+
 
 def ntk_unlearn(
     ctx: UnlearningContext,
