@@ -49,7 +49,7 @@ def ece_from_logits(logits: torch.Tensor, labels: torch.Tensor, bins: int = ECE_
 
 def expected_calibration_error(model: nn.Module, data: ArraySplit, bins: int = ECE_BINS) -> float:
     """ECE of ``model`` on ``data`` (eval mode, the model left as it was)."""
-    return ece_from_logits(predict_logits(model, data.x), data.y, bins)
+    return ece_from_logits(predict_logits(model, data), data.y, bins)
 
 
 def nll_at_temperature(logits: torch.Tensor, labels: torch.Tensor, temperature: float) -> float:

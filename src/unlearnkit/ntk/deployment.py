@@ -104,7 +104,7 @@ def calibrate(model: nn.Module, retain: ArraySplit, temperature: str = "fit") ->
         return 1.0
     model.temperature = 1.0
     if temperature == "fit" and len(retain) > 0:
-        model.temperature = fit_temperature(predict_logits(model, retain.x), retain.y)
+        model.temperature = fit_temperature(predict_logits(model, retain), retain.y)
     return model.temperature
 
 
