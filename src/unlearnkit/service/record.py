@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 from unlearnkit.errors import UnlearnkitError
-from unlearnkit.service.changes import Change, apply_group, group_changes
+from unlearnkit.service.changes import Change, apply_group
 from unlearnkit.service.engine import LEDGER_FILE
 from unlearnkit.service.ledger import FORMAT, Event, Ledger, read_events
 from unlearnkit.service.metrics import service_metrics
-from unlearnkit.service.replay import replay
+from unlearnkit.service.replay import apply_events, replay
 from unlearnkit.service.served import ServedModel
 from unlearnkit.service.snapshots import SnapshotStore
 from unlearnkit.service.writer_lock import WriterLock
@@ -74,9 +74,7 @@ def _read_state(model_dir: Path, mode: str) -> DirectoryState:
             f"the model snapshot in {model_dir} reflects ledger event {snap.ledger_seq} but the "
             f"ledger ends at {len(events)} (ledger lost or replaced)"
         )
-    later = [Change.from_event(e) for e in events[snap.ledger_seq :] if e.status != "failed"]
-    for group in group_changes(model, later):
-        apply_group(model, group, service_metrics(), replay=True)
+    apply_events(model, events[snap.ledger_seq :], service_metrics())
     return DirectoryState(model, len(events), events)
 
 

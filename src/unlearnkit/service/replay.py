@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.service.changes import Change, ResultRow, apply_group, group_changes
-from unlearnkit.service.ledger import Ledger
+from unlearnkit.service.ledger import Event, Ledger
 from unlearnkit.service.metrics import MetricSet
 from unlearnkit.service.served import ServedModel
 
@@ -33,13 +33,23 @@ def replay(model: ServedModel, ledger: Ledger, snapshot_seq: int, metrics: Metri
         )
     events = ledger.after(snapshot_seq)
     unfinished = {e.seq for e in events if e.status == "accepted"}
-    changes = [Change.from_event(e) for e in events if e.status != "failed"]
-    applied_seq = snapshot_seq
-    results: list[ResultRow] = []
-    for group in group_changes(model, changes):
-        rows = apply_group(model, group, metrics, replay=True)
-        results += [row for row in rows if row[0] in unfinished]
-        applied_seq = group[-1].seq
+    applied_seq, rows = apply_events(model, events, metrics)
+    results = [row for row in rows if row[0] in unfinished]
     if results:
         ledger.finish(results)
-    return Replayed(len(events), applied_seq)
+    return Replayed(len(events), snapshot_seq if applied_seq is None else applied_seq)
+
+
+def apply_events(
+    model: ServedModel, events: list[Event], metrics: MetricSet
+) -> tuple[int | None, list[ResultRow]]:
+    """Apply ledger events to ``model`` in order, as the applier did (failed ones skipped):
+    the last event applied (None: none) and every change's result row. Also the CLI's
+    read-only view of a directory (``record``)."""
+    applied_seq = None
+    results: list[ResultRow] = []
+    changes = [Change.from_event(e) for e in events if e.status != "failed"]
+    for group in group_changes(model, changes):
+        results += apply_group(model, group, metrics, replay=True)
+        applied_seq = group[-1].seq
+    return applied_seq, results
