@@ -31,12 +31,13 @@ from s3t import pct  # p50/p99 in ms, the digits benchmark's definition
 from unlearnkit.data import load_dataset
 from unlearnkit.exact import EnsembleRecipe, S3TConfig, S3TEnsemble, SISAConfig, build_ensemble
 from unlearnkit.exact.recipe import make_backbone, stack_spec
+from unlearnkit.exact.stack import build_backbone
 from unlearnkit.experiment import stage_record
 from unlearnkit.metrics import measure_cost, peak_rss_mb
 from unlearnkit.models.checkpoint import atomic_write_text
 from unlearnkit.recipe.presets import DATASET_PRESETS
 from unlearnkit.runtime import apply_threads, thread_report
-from unlearnkit.training import TrainConfig
+from unlearnkit.training import TrainConfig, accuracy
 
 
 def log(msg: str) -> None:
@@ -53,6 +54,13 @@ def configs(args: argparse.Namespace) -> dict[str, Any]:
         f"S3T B={args.sequences}": S3TConfig(num_sequences=args.sequences, **common),
         "SISA": SISAConfig(**common),
     }
+
+
+def backbone_alone_accuracy(spec: Any, backbone: dict, test: Any) -> float:
+    """Test accuracy of the frozen backbone with its own head (the public split's model, no
+    block): the figure an ensemble has to beat to earn its cost."""
+    net, head = build_backbone(spec, backbone)
+    return accuracy(torch.nn.Sequential(net, head), test)
 
 
 def checkpoint_row(ens: Any, test: Any, deleted: int, latencies: list[float],
@@ -150,6 +158,8 @@ def report(res: dict[str, Any]) -> str:
         "",
         "| scheme | train s | test % |",
         "|---|---|---|",
+        f"| backbone alone (its own head, no block) | 0 | "
+        f"{res.get('backbone_alone_test_acc', float('nan')):.2f} |",
     ]
     for name, s in res["streams"].items():
         lines.append(
@@ -216,6 +226,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--save", type=Path, default=None,
                     help="save the trained S3T ensemble (for benchmarks/service.py)")  # fmt: skip
+    ap.add_argument("--backbone-only", action="store_true",
+                    help="only measure the backbone alone: OUT/backbone_alone.json")  # fmt: skip
     ap.add_argument("--out", type=Path, default=Path("results/fashion_mnist/s3t"))
     args = ap.parse_args()
     threads = apply_threads(args.threads)
@@ -250,6 +262,17 @@ def main() -> None:
     if 0 < args.eval_size < len(test):
         keep = np.random.default_rng(7).choice(len(test), args.eval_size, replace=False)
         test = test.subset(torch.from_numpy(np.sort(keep)))
+    spec = stack_spec(next(iter(schemes.values())), bundle)
+    backbone_acc = backbone_alone_accuracy(spec, backbone, test)
+    log(f"backbone alone: {backbone_acc:.2f}% on {len(test)} test images")
+    if args.backbone_only:
+        args.out.mkdir(parents=True, exist_ok=True)
+        record = {"backbone_alone_test_acc": backbone_acc, "test_images": len(test),
+                  "eval_sample_seed": 7, "pretrain_config": pretrain.model_dump(),
+                  "data": {"train": len(bundle.train), "public": len(bundle.public)},
+                  "stages": stages, "threads": threads, "machine": machine}  # fmt: skip
+        atomic_write_text(args.out / "backbone_alone.json", json.dumps(record, indent=1))
+        return
     order = np.random.default_rng(1000).permutation(bundle.train.ids.numpy())
     order = order[: max(checkpoints)].tolist()
     streams, train_s = {}, {}
@@ -269,6 +292,7 @@ def main() -> None:
                  "public": len(bundle.public)},
         "pretrain_config": pretrain.model_dump(),
         "checkpoints": checkpoints,
+        "backbone_alone_test_acc": backbone_acc,
         "train_seconds": train_s,
         "streams": streams,
         "stages": stages,
