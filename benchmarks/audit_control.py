@@ -386,11 +386,14 @@ def smallest_k(rows: list[dict[str, Any]], interval: str, target: float) -> int 
     draws) and at which the interval can exclude 0.5 at all (some draw against the shift
     detected; an interval that never excludes 0.5 covers it trivially)."""
     null = {r["k"]: r for r in rows if r["shift"] == 0.0}
-    power = {r["k"]: r for r in rows if r["shift"] != 0.0}
+    power: dict[int, float] = {}  # the best detection rate over the shifts simulated
+    for r in rows:
+        if r["shift"] != 0.0:
+            power[r["k"]] = max(power.get(r["k"], 0.0), r["detected"][interval])
     for k in sorted(null):
         slack = 1.96 * math.sqrt(target * (1 - target) / null[k]["draws"])
         ok = null[k]["coverage"][interval] >= target - slack
-        if ok and k in power and power[k]["detected"][interval] > 0:
+        if ok and power.get(k, 0.0) > 0:
             return k
     return None
 
