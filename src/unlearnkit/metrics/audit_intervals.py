@@ -88,7 +88,7 @@ class Fit:
         return out
 
 
-SWAP_BATCH = 64  # role exchanges scored in one array (memory: 64 x K x targets floats x ~10)
+SWAP_CELLS = 2_000_000  # phi cells scored in one array (~10 such arrays: ~160 MB at most)
 PAIR_INTERVALS: Registry[dict[str, PairInterval]] = Registry("U-LiRA interval")
 
 
@@ -175,8 +175,9 @@ def permutation(
     k, fit = phi_in.shape[0], fit or Fit()
     swaps = role_swaps(k, resamples, seed)
     null = {name: np.empty(len(swaps)) for name in statistics}
-    for start in range(0, len(swaps), SWAP_BATCH):  # a batch of exchanges scored at once
-        batch = swaps[start : start + SWAP_BATCH, :, None]
+    step = max(1, min(64, SWAP_CELLS // phi_in.size))  # exchanges scored at once
+    for start in range(0, len(swaps), step):
+        batch = swaps[start : start + step, :, None]
         a = np.where(batch, phi_out, phi_in)
         b = np.where(batch, phi_in, phi_out)
         for s, values in enumerate(fit.evaluate_batch(a, b, statistics), start):
