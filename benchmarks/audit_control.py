@@ -15,12 +15,21 @@ and draws many audits from it:
 * ``analyse``: the N study (N per side drawn from the fixed pool, both F's; beyond the pool,
   F of Gaussians fitted per example, labelled extrapolated), finetune for contrast from the
   audit's cache, and the K study (K pairs drawn from each pool, U-LiRA AUC with the audit's
-  pair-bootstrap interval; share of draws whose interval covers 0.5). Writes
-  results/audit/control/{control.json,report.md}.
+  pair-bootstrap interval and the calibrated ones, ``--intervals``; share of draws whose
+  interval covers 0.5). Writes results/audit/control/{control.json,report.md}.
+* ``simulate``: no models. The same K study on simulated confidences with a known answer
+  (``unlearnkit.metrics.audit_simulation``: a per-model effect shared by a model's forget
+  examples, strong for a class, weak for a random share, calibrated on the measured K study),
+  under the null (coverage of 0.5) and against a small shift (power), for every interval in
+  ``PAIR_INTERVALS``. Writes results/audit/control/simulation.json and appends its section to
+  report.md.
 
     python benchmarks/audit_control.py train --kind fixed --models 96 --budget-s 1800
     python benchmarks/audit_control.py train --kind random --models 32 --budget-s 1200
     python benchmarks/audit_control.py analyse
+    python benchmarks/audit_control.py simulate --kinds fixed    # then --kinds random
+    python benchmarks/audit_control.py simulate --kinds fixed --draws 20 --ks 4,8 \
+        --power-ks 8 --power-draws 10 --out /tmp/sim-out      # a smoke run (seconds)
     python benchmarks/audit_control.py train --kind fixed --models 6 --subset 300 --epochs 2 \
         --cache /tmp/ac && python benchmarks/audit_control.py analyse --cache /tmp/ac \
         --subset 300 --epochs 2 --out /tmp/ac-out        # a smoke run (about a minute)
@@ -42,10 +51,10 @@ import torch
 from unlearnkit.audit import audit_config, make_protocol, settings_key
 from unlearnkit.audit.jobs import REFERENCE, AuditJob, OutputCache, ids_hash, params_hash, run_job
 from unlearnkit.config import build_config
+from unlearnkit.metrics.audit_intervals import PAIR_INTERVALS, Fit, pair_interval
+from unlearnkit.metrics.audit_simulation import KIND_DEFAULTS, simulate_pairs
 from unlearnkit.metrics.audit_stats import (
-    bootstrap_ci,
     forgetting_quality,
-    loo_llr,
     official_forgetting_quality,
     roc_auc,
 )
@@ -185,13 +194,16 @@ def n_study(args, cfg, bundle, cache, rng) -> dict[str, Any]:
     }
 
 
-def _auc_run(phi_in, phi_out, n_boot, seed) -> tuple[float, list[float]]:
-    llr_in, llr_out = loo_llr(phi_in, phi_out)
-    valid = ~np.isnan(llr_in) & ~np.isnan(llr_out)
-    pairs, cols = np.nonzero(valid)
-    pos, neg = llr_in[pairs, cols], llr_out[pairs, cols]
-    ci = bootstrap_ci(roc_auc, pos, neg, n_boot=n_boot, seed=seed, groups=(pairs, pairs))
-    return roc_auc(pos, neg), [ci[0], ci[1]]
+def _auc_run(phi_in, phi_out, intervals, n_boot, seed) -> tuple[float, dict[str, Any]]:
+    """The control's AUC and, per interval method, its interval of the AUC."""
+    found = {
+        name: pair_interval(name, phi_in, phi_out, {"auc": roc_auc}, resamples=n_boot, seed=seed)[
+            "auc"
+        ]
+        for name in intervals
+    }
+    auc = Fit().evaluate(phi_in, phi_out, {"auc": roc_auc})["auc"]
+    return auc, found
 
 
 def k_study(args, kind, rng) -> dict[str, Any]:
@@ -224,7 +236,9 @@ def k_study(args, kind, rng) -> dict[str, Any]:
     for k in args.ks:
         if (k > pairs_available) or k < 3:
             continue
-        covered, aucs, widths = [], [], []
+        covered: dict[str, list[bool]] = {name: [] for name in args.intervals}
+        widths: dict[str, list[float]] = {name: [] for name in args.intervals}
+        aucs = []
         for d in range(args.k_draws):
             if kind == "fixed":
                 pick = rng.permutation(len(pool))[: 2 * k]
@@ -236,19 +250,20 @@ def k_study(args, kind, rng) -> dict[str, Any]:
                 phi_out = np.stack(
                     [pair_rows[p][1 - int(s)] for p, s in zip(pick, swap, strict=True)]
                 )
-            auc, ci = _auc_run(phi_in, phi_out, args.n_boot, d)
-            covered.append(ci[0] <= 0.5 <= ci[1])
+            auc, found = _auc_run(phi_in, phi_out, args.intervals, args.n_boot, d)
             aucs.append(auc)
-            widths.append(ci[1] - ci[0])
+            for name, interval in found.items():
+                covered[name].append(interval.covers(0.5))
+                widths[name].append(interval.high - interval.low)
         distinct = math.comb(len(pool), 2 * k) if kind == "fixed" else math.comb(pairs_available, k)
         result["rows"].append(
             {
                 "k": k,
                 "draws": args.k_draws,
                 "distinct_draws_possible": min(distinct, 10**12),
-                "coverage": float(np.mean(covered)),
+                "coverage_by_interval": {n: float(np.mean(v)) for n, v in covered.items()},
+                "ci_width_by_interval": {n: float(np.nanmean(v)) for n, v in widths.items()},
                 "auc": _summary(aucs),
-                "ci_width_mean": float(np.mean(widths)),
             }
         )
     return result
@@ -270,8 +285,12 @@ def analyse(args: argparse.Namespace) -> None:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2))
-    (args.out / "report.md").write_text(render(out))
-    print((args.out / "report.md").read_text())
+    text = render(out)
+    simulated = args.out / "simulation.json"
+    if simulated.is_file():  # keep the simulation's section
+        text += "\n" + render_simulation(json.loads(simulated.read_text()))
+    (args.out / "report.md").write_text(text)
+    print(text)
 
 
 def _ms(s: dict[str, float] | None) -> str:
@@ -317,23 +336,193 @@ def render(out: dict[str, Any]) -> str:
             "|---|---|---|---|---|",
         ]
         for r in k["rows"]:
+            coverage, width = _by_interval(r)
+            lines.append(f"| {r['k']} | {r['draws']} | {coverage} | {_ms(r['auc'])} | {width} |")
+    return "\n".join(lines) + "\n"
+
+
+def _by_interval(row: dict[str, Any]) -> tuple[str, str]:
+    """Coverage and mean width per interval method (an older row: the pair bootstrap only)."""
+    if "coverage_by_interval" not in row:
+        return f"{row['coverage']:.2f} (pair_bootstrap)", f"{row['ci_width_mean']:.3f}"
+    cov, width = row["coverage_by_interval"], row["ci_width_by_interval"]
+    return (
+        ", ".join(f"{n} {v:.2f}" for n, v in cov.items()),
+        ", ".join(f"{n} {v:.3f}" for n, v in width.items()),
+    )
+
+
+# -- the simulation study: the same K study on confidences with a known answer ----------------
+def _simulated_row(kind: str, k: int, shift: float, draws: int, args, rng) -> dict[str, Any]:
+    model = KIND_DEFAULTS[kind].model_copy(update={"shift": shift})
+    covered = {n: 0 for n in args.intervals}
+    above = {n: 0 for n in args.intervals}  # lower end above 0.5: "distinguishable"
+    widths: dict[str, list[float]] = {n: [] for n in args.intervals}
+    aucs = []
+    for d in range(draws):
+        phi_in, phi_out = simulate_pairs(model, k, rng)
+        aucs.append(Fit().evaluate(phi_in, phi_out, {"auc": roc_auc})["auc"])
+        for name in args.intervals:
+            iv = pair_interval(
+                name, phi_in, phi_out, {"auc": roc_auc}, resamples=args.resamples, seed=d
+            )["auc"]
+            covered[name] += int(iv.covers(0.5))
+            above[name] += int(iv.low > 0.5)
+            widths[name].append(iv.high - iv.low)
+    return {
+        "k": k,
+        "shift": shift,
+        "draws": draws,
+        "coverage": {n: covered[n] / draws for n in args.intervals},
+        "detected": {n: above[n] / draws for n in args.intervals},
+        "ci_width_mean": {n: float(np.nanmean(widths[n])) for n in args.intervals},
+        "auc": _summary(aucs),
+    }
+
+
+def smallest_k(rows: list[dict[str, Any]], interval: str, target: float) -> int | None:
+    """The smallest K whose null coverage is not significantly below ``target`` (the measured
+    share within 1.96 binomial sd of it: an exact 95% test measures 0.95 +- 0.011 over 400
+    draws) and at which the interval can exclude 0.5 at all (some draw against the shift
+    detected; an interval that never excludes 0.5 covers it trivially)."""
+    null = {r["k"]: r for r in rows if r["shift"] == 0.0}
+    power: dict[int, float] = {}  # the best detection rate over the shifts simulated
+    for r in rows:
+        if r["shift"] != 0.0:
+            power[r["k"]] = max(power.get(r["k"], 0.0), r["detected"][interval])
+    for k in sorted(null):
+        slack = 1.96 * math.sqrt(target * (1 - target) / null[k]["draws"])
+        ok = null[k]["coverage"][interval] >= target - slack
+        if ok and power.get(k, 0.0) > 0:
+            return k
+    return None
+
+
+def simulate(args: argparse.Namespace) -> None:
+    """Coverage of 0.5 under the null and power against a shift, per kind, K and interval."""
+    path = args.out / "simulation.json"
+
+    def stored() -> dict[str, Any]:
+        return json.loads(path.read_text()) if path.is_file() else {"kinds": {}}
+
+    done = {}
+    for kind in args.kinds:
+        rng = np.random.default_rng([args.seed, list(KIND_DEFAULTS).index(kind), *args.ks])
+        earlier = stored()["kinds"].get(kind, {}).get("rows", [])
+        redone = {(k, 0.0) for k in args.ks} | {(k, args.shift) for k in args.power_ks}
+        rows = [r for r in earlier if (r["k"], r["shift"]) not in redone]  # rows kept
+        for k in args.ks:
+            rows.append(_simulated_row(kind, k, 0.0, args.draws, args, rng))
+            print(f"{kind} K={k} null: {rows[-1]['coverage']}", flush=True)
+        for k in args.power_ks:
+            rows.append(_simulated_row(kind, k, args.shift, args.power_draws, args, rng))
+            print(f"{kind} K={k} shift {args.shift}: {rows[-1]['detected']}", flush=True)
+        rows.sort(key=lambda r: (r["shift"], r["k"]))
+        done[kind] = {
+            "generator": KIND_DEFAULTS[kind].model_dump(),
+            "rows": rows,
+            "smallest_k": {n: smallest_k(rows, n, args.target) for n in args.intervals},
+            "runs": [  # the settings of every simulate run that made these rows
+                *stored()["kinds"].get(kind, {}).get("runs", []),
+                {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
+                | {"func": "simulate"},
+            ],
+        }
+    out = stored()  # read again: a run for another kind may have finished meanwhile
+    out["kinds"].update(done)
+    out["target"] = args.target
+    out["default_k"] = {
+        n: _both(out["kinds"], n) for n in next(iter(out["kinds"].values()))["smallest_k"]
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
+    report = args.out / "report.md"
+    kept = report.read_text().split(SIMULATION_HEADING)[0] if report.is_file() else ""
+    report.write_text(kept.rstrip("\n") + "\n\n" + render_simulation(out))
+    print(render_simulation(out))
+
+
+def _both(kinds: dict[str, Any], interval: str) -> int | None:
+    """The smallest K that is enough for every kind simulated (None: some kind never)."""
+    found = [v["smallest_k"].get(interval) for v in kinds.values()]
+    return None if any(k is None for k in found) else max(found)
+
+
+SIMULATION_HEADING = "## Simulation study"
+
+
+def render_simulation(out: dict[str, Any]) -> str:
+    lines = [
+        f"{SIMULATION_HEADING}: coverage of 0.5 by the control's interval (no models)",
+        "",
+        "Simulated logit-scaled confidences (`unlearnkit.metrics.audit_simulation`): per model "
+        "an effect shared by all its forget examples plus per-example noise; the 'unlearned' "
+        "model of each pair drawn like its reference (the null), or shifted (power). Coverage: "
+        "share of draws whose interval covers 0.5; detected: share whose lower end is above "
+        "0.5 (for `permutation`: the AUC above the null's upper quantile).",
+    ]
+    for kind, v in out["kinds"].items():
+        g = v["generator"]
+        lines += [
+            "",
+            f"### {kind}: {g['targets']} targets, model effect sd {g['model_sd']}, noise sd "
+            f"{g['noise_sd']}",
+            "",
+            "| K | shift | draws | AUC mean (sd) | "
+            + " | ".join(f"{n}: coverage / detected / width" for n in v["rows"][0]["coverage"])
+            + " |",
+            "|---|---|---|---|" + "---|" * len(v["rows"][0]["coverage"]),
+        ]
+        for r in v["rows"]:
+            cells = [
+                f"{r['coverage'][n]:.3f} / {r['detected'][n]:.3f} / {r['ci_width_mean'][n]:.3f}"
+                for n in r["coverage"]
+            ]
             lines.append(
-                f"| {r['k']} | {r['draws']} | {r['coverage']:.2f} | {_ms(r['auc'])} | "
-                f"{r['ci_width_mean']:.3f} |"
+                f"| {r['k']} | {r['shift']} | {r['draws']} | {r['auc']['mean']:.3f} "
+                f"({r['auc']['sd']:.3f}) | " + " | ".join(cells) + " |"
             )
+        lines += [
+            "",
+            f"Smallest K (coverage not significantly below {out['target']}, can detect): "
+            f"{v['smallest_k']}",
+        ]
+    lines += ["", f"Enough for every kind simulated: {out['default_k']}"]
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(required=True)
-    for name, func in (("train", train), ("analyse", analyse)):
+    ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
+    names = lambda s: [x for x in s.split(",") if x]  # noqa: E731
+    for name, func in (("train", train), ("analyse", analyse), ("simulate", simulate)):
         p = sub.add_parser(name)
         p.set_defaults(func=func)
+        p.add_argument("--threads", type=int, default=1)
+        if name == "simulate":
+            continue
         p.add_argument("--cache", type=Path, default=Path("results/audit/cache"))
         p.add_argument("--epochs", type=int, default=None)
         p.add_argument("--subset", type=int, default=None)
-        p.add_argument("--threads", type=int, default=1)
+    for name in ("analyse", "simulate"):
+        sub.choices[name].add_argument(
+            "--intervals",
+            type=names,
+            default=PAIR_INTERVALS.names(),
+            help=f"interval methods compared ({', '.join(PAIR_INTERVALS.names())})",
+        )
+    m = sub.choices["simulate"]
+    m.add_argument("--kinds", type=names, default=list(KIND_DEFAULTS))
+    m.add_argument("--ks", type=ints, default=[4, 8, 16, 32, 48])
+    m.add_argument("--draws", type=int, default=400, help="simulated audits per K (null)")
+    m.add_argument("--power-ks", type=ints, default=[4, 8, 16, 32])
+    m.add_argument("--power-draws", type=int, default=200, help="simulated audits per K (shift)")
+    m.add_argument("--shift", type=float, default=1.0, help="added to every unlearned phi")
+    m.add_argument("--resamples", type=int, default=200, help="bootstrap / permutation draws")
+    m.add_argument("--target", type=float, default=0.95)
+    m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--out", type=Path, default=Path("results/audit/control"))
     t = sub.choices["train"]
     t.add_argument("--kind", choices=list(KINDS), default="fixed")
     t.add_argument("--models", type=int, default=64, help="fixed: seeds; random: pairs")

@@ -70,6 +70,8 @@ def test_audit_writes_the_run_directory_and_resumes(tmp_path, tiny_config):
     assert results["control"]["method"] == "retrain"
     assert "Floor of" in res.output  # the control's official F, printed as the run's floor
     assert ("Control check passed" in res.output) == results["control"]["covers_chance"]
+    # the default interval is the permutation null's: the CLI names what it told apart
+    assert results["audit"]["interval"] == "permutation" and "Told apart from" in res.output
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     assert json.loads((out / "results.json").read_text())["cost"]["models_trained_now"] == 0
@@ -87,6 +89,7 @@ def test_audit_writes_the_run_directory_and_resumes(tmp_path, tiny_config):
         (["--forget", "class:99"], "class:99"),
         (["--forget", "random:0.7"], "under half of D"),
         (["--ensembles", "s3t", "--ensemble-policies", "lazy"], "ensemble_policies"),
+        (["--interval", "wald"], "invalid interval"),
     ],
 )
 def test_user_mistakes_are_one_line_and_write_nothing(tmp_path, tiny_config, flags, message):

@@ -13,8 +13,12 @@ import torch
 from unlearnkit.audit import FILES, audit_config, make_protocol, run_audit, write_audit
 from unlearnkit.audit.output import render_report
 from unlearnkit.audit.run import CONTROL_WARNING, control_check
+from unlearnkit.cli.audit import print_summary
 from unlearnkit.config import build_config
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.metrics.audit_intervals import Fit, pair_interval
+from unlearnkit.metrics.audit_simulation import KIND_DEFAULTS, simulate_pairs
+from unlearnkit.metrics.audit_stats import roc_auc
 from unlearnkit.recipe import load_bundle
 from unlearnkit.runtime import create_executor
 
@@ -74,9 +78,13 @@ def test_retrain_scores_as_exact(class_audit):
     assert s["final_score_official"] == pytest.approx(
         s["forgetting_quality_official"] * s["score"] / s["forgetting_quality"]
     )
+    # the default interval is the permutation null's (issue 27): the AUC lies within it
+    assert run.results["audit"]["interval"] == "permutation"
+    low, high = s["auc_null95"]
+    assert low <= s["auc"] <= high and s["distinguishable"] is False
     control = run.results["control"]
     assert control["method"] == "retrain" and control["covers_chance"] is True
-    assert control["warning"] is None
+    assert control["warning"] is None and control["auc_null95"] == s["auc_null95"]
     assert control["floor_forgetting_quality_official"] == s["forgetting_quality_official"]
 
 
@@ -84,6 +92,10 @@ def test_a_method_that_keeps_the_class_is_caught(class_audit):
     _, _, run, _ = class_audit
     s = run.results["summary"]["finetune"]
     assert s["auc"] > 0.95 and s["tpr_at_1pct_fpr"] > 0.5
+    # above every role exchange but the identity: 1 of the 128 at K = 8
+    assert s["distinguishable"] is True and s["auc"] > s["auc_null95"][1]
+    assert s["auc_p_value"] == pytest.approx(1 / 128)
+    assert "Told apart from retraining" in render_report(run.results)
     # with N = 8 the smallest resolvable F (Clopper-Pearson rates) is 0.5
     assert s["forgetting_quality"] <= 0.5
     assert s["score"] < run.results["summary"]["retrain"]["score"]
@@ -177,6 +189,30 @@ def test_a_control_whose_interval_excludes_chance_is_flagged(class_audit):
     assert "Floor of this run" in render_report(run.results)
 
 
+def test_a_control_distinguishable_from_its_null_is_flagged_everywhere(class_audit, capsys):
+    """A constructed control whose 'unlearned' models sit apart from their references: its
+    AUC is outside the permutation null, and results.json, the report and the CLI say so."""
+    _, _, run, _ = class_audit
+    model = KIND_DEFAULTS["fixed"].model_copy(update={"targets": 30, "shift": 6.0})
+    phi_in, phi_out = simulate_pairs(model, 8, np.random.default_rng(0))
+    interval = pair_interval("permutation", phi_in, phi_out, {"auc": roc_auc})["auc"]
+    retrain = {
+        **run.results["summary"]["retrain"],
+        "auc": Fit().evaluate(phi_in, phi_out, {"auc": roc_auc})["auc"],
+        "auc_ci95": [interval.low, interval.high],
+        "auc_null95": list(interval.null),
+    }
+    control = control_check({**run.results["summary"], "retrain": retrain})
+    assert control["covers_chance"] is False and control["warning"] == CONTROL_WARNING
+    results = {**run.results, "control": control}
+    assert json.loads(json.dumps(results))["control"]["warning"] == CONTROL_WARNING
+    report = render_report(results)
+    assert f"WARNING: {CONTROL_WARNING}" in report and "lies outside the permutation" in report
+    print_summary(results)
+    printed = capsys.readouterr().out
+    assert CONTROL_WARNING in printed and "Control check passed" not in printed
+
+
 def test_s3t_is_audited_under_both_deletion_policies(tmp_path):
     """The eager policy (touched shards retrained) and deactivation only (manual: blocks
     switched off, nothing retrained) are two rows, each against S3T trained without F, and
@@ -262,7 +298,13 @@ def test_ray_executor_gives_the_same_outputs(tmp_path):
 
 @pytest.mark.parametrize(
     ("values", "field"),
-    [({"k": 2}, "k"), ({"delta": 0}, "delta"), ({"rates": "exact"}, "rates"), ({"n": 1}, "n")],
+    [
+        ({"k": 2}, "k"),
+        ({"delta": 0}, "delta"),
+        ({"rates": "exact"}, "rates"),
+        ({"n": 1}, "n"),
+        ({"interval": "wald"}, "interval"),
+    ],
 )
 def test_bad_settings_name_the_field(values, field):
     with pytest.raises(UnlearnkitError, match=f"audit: invalid {field}"):

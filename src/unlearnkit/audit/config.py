@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from unlearnkit.errors import UnlearnkitError, validation_message
 from unlearnkit.exact import ENSEMBLES
+from unlearnkit.metrics.audit_intervals import PAIR_INTERVALS
 
 
 class AuditConfig(BaseModel):
@@ -37,7 +38,15 @@ class AuditConfig(BaseModel):
         "per_example", description="U-LiRA: per-example Gaussian variances or one pooled"
     )
     min_sd: float = Field(1e-3, gt=0, description="U-LiRA: floor of each fitted sd")
-    n_boot: int = Field(1000, ge=10, le=100_000, description="bootstrap resamples per interval")
+    n_boot: int = Field(
+        1000, ge=10, le=100_000, description="resamples (or role exchanges) per interval"
+    )
+    interval: str = Field(
+        "permutation",
+        description="U-LiRA intervals (AUC, TPR): permutation (the null from exchanging the "
+        "roles within pairs; exact under the null), pair_jackknife (t at K - 1 df) or "
+        "pair_bootstrap (the percentile interval before issue 27; too narrow); docs/audit.md",
+    )
     ensembles: list[str] = Field(
         default_factory=list,
         description="exact ensembles audited too (s3t, sisa): trained on D, the forget set "
@@ -62,6 +71,13 @@ class AuditConfig(BaseModel):
             if name not in ENSEMBLES.names():
                 raise ValueError(f"unknown ensemble {name!r}; choose from {ENSEMBLES.names()}")
         return list(dict.fromkeys(names))
+
+    @field_validator("interval")
+    @classmethod
+    def _known_interval(cls, name: str) -> str:
+        if name not in PAIR_INTERVALS:
+            raise ValueError(f"unknown interval {name!r}; choose from {PAIR_INTERVALS.names()}")
+        return name
 
     @field_validator("ensemble_policies")
     @classmethod

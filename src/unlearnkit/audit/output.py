@@ -134,18 +134,37 @@ def control_lines(results: dict[str, Any]) -> str:
         "a method at or above the floor is as indistinguishable from retraining as this run "
         "can show, whatever its distance from 1."
     )
+    null = c.get("auc_null95")
+    against = (
+        ""
+        if null is None
+        else f" (the AUC {'lies within' if c['covers_chance'] else 'lies outside'} the "
+        f"permutation null's central 95%, {_interval(null)})"
+    )
     if c["covers_chance"]:
         verdict = (
             f"Control check passed: {c['method']} AUC {c['auc']:.3f} "
-            f"{_interval(c['auc_ci95'])} covers 0.5."
+            f"{_interval(c['auc_ci95'])} covers 0.5{against}."
         )
     else:
         verdict = (
             f"WARNING: {c['warning']}: the exact control {c['method']} scores AUC "
-            f"{c['auc']:.3f} {_interval(c['auc_ci95'])}, an interval that excludes 0.5 "
-            "(raise --k; docs/audit.md, the K study)."
+            f"{c['auc']:.3f} {_interval(c['auc_ci95'])}, an interval that excludes 0.5"
+            f"{against} (raise --k or change --seed; docs/audit.md, the K study)."
         )
     return f"{verdict}\n\n{floor}"
+
+
+def distinguishable_line(results: dict[str, Any]) -> str:
+    """Which methods the U-LiRA AUC sets apart from retraining (interval above 0.5)."""
+    apart = [m for m, s in results["summary"].items() if s.get("distinguishable")]
+    rule = (
+        "AUC above the permutation null's 97.5% quantile"
+        if results["audit"].get("interval") == "permutation"
+        else "AUC interval above 0.5"
+    )
+    named = ", ".join(apart) if apart else "none"
+    return f"Told apart from retraining ({rule}): {named}."
 
 
 def render_report(results: dict[str, Any]) -> str:
@@ -158,9 +177,12 @@ U-LiRA over {p["pairs"]} shadow pairs ({p["targets"]} target examples; forget se
 NeurIPS 2023 challenge score over {p["challenge_models"]} unlearned and {p["challenge_models"]}
 retrained models on the {p["forget_size"]} forget examples (delta {a["delta"]}, bucket width
 {a["bucket_width"]}, {a["rates"]} rates). Perfect unlearning: AUC 0.5, TPR at x% FPR about x%,
-F 1. See docs/audit.md for the definitions.
+F 1. U-LiRA intervals: {a.get("interval", "pair_bootstrap")} over the {p["pairs"]} pairs
+({a["n_boot"]} resamples at most). See docs/audit.md for the definitions.
 
 {summary_table(results)}
+
+{distinguishable_line(results)}
 
 {control_lines(results)}
 

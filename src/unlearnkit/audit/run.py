@@ -42,8 +42,8 @@ from unlearnkit.data import DatasetBundle
 from unlearnkit.data.forget import select_forget
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods import create_method
+from unlearnkit.metrics.audit_intervals import Fit, PairInterval, pair_interval
 from unlearnkit.metrics.audit_stats import (
-    bootstrap_ci,
     challenge_score,
     forgetting_quality,
     loo_llr,
@@ -259,18 +259,20 @@ def run_audit(
 
 
 def control_check(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Does the exact control pass its own audit? Its U-LiRA AUC interval must cover 0.5;
-    otherwise chance alone separates exact from exact and no verdict of the run can be trusted.
+    """Does the exact control pass its own audit? Its U-LiRA AUC interval must cover 0.5 (with
+    the permutation interval: its AUC must lie within the null's central range); otherwise
+    chance alone separates exact from exact and no verdict of the run can be trusted.
     Its official F is the run's floor: no method can be read below it as "worse than exact"."""
     s = summary.get(CONTROL)
     if s is None:
         return {"method": None, "covers_chance": None, "warning": None}
     ci = s["auc_ci95"]
-    covers = ci is not None and ci[0] <= 0.5 <= ci[1]
+    covers = bool(ci is not None and ci[0] <= 0.5 <= ci[1])
     return {
         "method": CONTROL,
         "auc": s["auc"],
         "auc_ci95": ci,
+        "auc_null95": s.get("auc_null95"),
         "covers_chance": covers,
         "warning": None if covers else CONTROL_WARNING,
         "floor_forgetting_quality_official": s["forgetting_quality_official"],
@@ -279,7 +281,22 @@ def control_check(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 
 def _ci(pair: tuple[float, float]) -> list[float] | None:
-    return None if any(math.isnan(v) for v in pair) else [pair[0], pair[1]]
+    return None if any(math.isnan(v) for v in pair) else [float(pair[0]), float(pair[1])]
+
+
+def _interval(interval: PairInterval) -> list[float] | None:
+    return _ci((interval.low, interval.high))
+
+
+def _null(interval: PairInterval) -> dict[str, Any]:
+    """The permutation null's central range and p-value (None for the other interval methods),
+    and whether the AUC sets the method apart from retraining: its interval lies above 0.5
+    (with the permutation interval: the AUC is above the null's upper quantile)."""
+    return {
+        "auc_null95": None if interval.null is None else [float(v) for v in interval.null],
+        "auc_p_value": interval.p_value,
+        "distinguishable": None if math.isnan(interval.low) else bool(interval.low > 0.5),
+    }
 
 
 def _score_method(
@@ -310,21 +327,28 @@ def _score_method(
     valid = ~np.isnan(llr_in) & ~np.isnan(llr_out)
     pairs, cols = np.nonzero(valid)
     pos, neg = llr_in[pairs, cols], llr_out[pairs, cols]
-    # intervals resample whole pairs: the scores of one model move together
-    boot = {"n_boot": audit.n_boot, "seed": audit.seed, "groups": (pairs, pairs)}
-    entry: dict[str, Any] = {
-        "auc": roc_auc(pos, neg),
-        "auc_ci95": _ci(bootstrap_ci(roc_auc, pos, neg, **boot)),
-        "n_unlearned_pairs": int(pos.size),
-        "n_retrained_pairs": int(neg.size),
-    }
+    statistics = {"auc": roc_auc}
     for label, level in FPR_LEVELS.items():
 
         def stat(p: np.ndarray, n: np.ndarray, level: float = level) -> float:
             return tpr_at_fpr(p, n, level)
 
-        entry[f"tpr_at_{label}_fpr"] = stat(pos, neg)
-        entry[f"tpr_at_{label}_fpr_ci95"] = _ci(bootstrap_ci(stat, pos, neg, **boot))
+        statistics[f"tpr_at_{label}_fpr"] = stat
+    # every interval treats the pair as the sample: the scores of one model move together
+    intervals = pair_interval(
+        audit.interval,
+        phi_in,
+        phi_out,
+        statistics,
+        fit=Fit(audit.min_sd, audit.variance),
+        resamples=audit.n_boot,
+        seed=audit.seed,
+    )
+    entry: dict[str, Any] = {"n_unlearned_pairs": int(pos.size), "n_retrained_pairs": int(neg.size)}
+    for label, f in statistics.items():
+        entry[label] = f(pos, neg)
+        entry[f"{label}_ci95"] = _interval(intervals[label])
+    entry.update(_null(intervals["auc"]))
     u_rows, r_rows, acc = [], [], {"ru": [], "rr": [], "tu": [], "tr": []}
     for i in range(audit.n):
         u = load(protocol.challenge_forget, audit.seed + i, name)

@@ -76,7 +76,14 @@ def audit(
         str, typer.Option(help="challenge decision rules: single_and_double | single")
     ] = "single_and_double",
     delta: Annotated[float, typer.Option(help="challenge delta")] = 1e-5,
-    n_boot: Annotated[int, typer.Option(help="bootstrap resamples per interval")] = 1000,
+    n_boot: Annotated[int, typer.Option(help="resamples (or role exchanges) per interval")] = 1000,
+    interval: Annotated[
+        str,
+        typer.Option(
+            help="U-LiRA intervals: permutation (exact under the null) | pair_jackknife | "
+            "pair_bootstrap (the old, too narrow one)"
+        ),
+    ] = "permutation",
     executor: Annotated[str, typer.Option(help="local | processes | ray")] = "local",
     workers: Annotated[
         int | None, typer.Option(help="processes: worker count (default: the cores)", min=1)
@@ -125,6 +132,7 @@ def audit(
             thresholds=thresholds,
             delta=delta,
             n_boot=n_boot,
+            interval=interval,
             ensembles=[e.strip() for e in ensembles.split(",") if e.strip()] if ensembles else None,
             ensemble_options=parse_params(ensemble_param) if ensemble_param else None,
             ensemble_policies=[p.strip() for p in ensemble_policies.split(",") if p.strip()]
@@ -177,7 +185,7 @@ def audit(
 
 
 def print_summary(results: dict[str, Any]) -> None:
-    from unlearnkit.audit.output import control_lines  # deferred with the engines
+    from unlearnkit.audit.output import control_lines, distinguishable_line  # deferred
 
     table = Table(
         title=f"audit: {results['dataset']} / {results['model']} - forget {results['forget']}"
@@ -199,6 +207,7 @@ def print_summary(results: dict[str, Any]) -> None:
             f"{s['final_score_official']:.3f}",
         )
     Console().print(table)
+    Console().print(distinguishable_line(results), markup=False, highlight=False)
     Console().print(control_lines(results), markup=False, highlight=False)
 
 
