@@ -117,6 +117,17 @@ WorkersOpt = Annotated[
         min=0,
     ),
 ]
+# the same DataLoader workers on commands whose --workers already counts pool processes
+# (audit's shadow-model pool, ntk precompute's shards)
+LoaderWorkersOpt = Annotated[
+    int,
+    typer.Option(
+        "--loader-workers",
+        help="DataLoader worker processes that decode batches in this process (one thread "
+        "each; 0: this process does it); pool processes always decode their own",
+        min=0,
+    ),
+]
 DeviceOpt = Annotated[
     str | None,
     typer.Option(help="auto | cpu | cuda | cuda:N | mps (default auto: CUDA when present)"),
