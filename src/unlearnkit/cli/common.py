@@ -137,6 +137,14 @@ PrecisionOpt = Annotated[
     typer.Option(help="fp32 | bf16 | fp16: autocast for training and inference (default fp32)"),
 ]
 IdsOpt = Annotated[str, typer.Option(help="comma-separated sample ids, or @file (one per line)")]
+VerifyContentOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verify-content",
+        help="image folders: read and hash every file against the model's manifest (the deep "
+        "check; by default a file whose size and mtime are as recorded is not read)",
+    ),
+]
 
 
 def fail(message: str, code: int = 2) -> None:
