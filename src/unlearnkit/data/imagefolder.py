@@ -21,6 +21,7 @@ import torch
 from unlearnkit.data.assemble import assemble
 from unlearnkit.data.base import DatasetBundle, split_train_test
 from unlearnkit.data.manifest import FileEntry, Manifest, file_entry, unchanged_entry
+from unlearnkit.data.paths import PathTable
 from unlearnkit.data.preprocess import PixelSource
 from unlearnkit.data.registry import DATASETS
 from unlearnkit.data.samples import FileSamples, check_image
@@ -131,7 +132,7 @@ def _files(root: Path, entries: list[FileEntry], image_size: int) -> FileSamples
         prep=None,
         divisor=255.0,
         root=root,
-        files=tuple(e.path for e in entries),
+        files=PathTable.of(e.path for e in entries),
         channels=CHANNELS,
         size=image_size,
         resize=image_size,
@@ -236,5 +237,5 @@ def imagefolder(
     )
     bundle.skipped = tuple(str(root / e.path) for e in bad)
     bundle.manifest = _manifest(bundle, pool, test_files, bad)
-    bundle.train.paths = tuple(pool[r].path for r in bundle.pool_rows["train"].tolist())
+    bundle.train.paths = PathTable.of(pool[r].path for r in bundle.pool_rows["train"].tolist())
     return bundle
