@@ -9,8 +9,8 @@ For each size the script
    records each stage's wall time, images per second and peak RSS (the stage process and,
    separately, its largest DataLoader worker). Training uses ``--subset`` (a stratified sample
    of the training pool, stated in the results), but every stage still loads the whole folder
-   (reads and checks every file for the manifest), so RSS growth with the folder size is what
-   the pipeline costs;
+   (``train`` reads and checks every file for the manifest; the later stages check it with a
+   stat per file), so memory growth with the folder size is what the pipeline costs;
 3. measures decode + transform throughput with ``--workers`` processes: unlearnkit's
    ``FileSamples`` through its DataLoader against a plain ``torchvision.datasets.ImageFolder``
    + ``DataLoader`` reading the same files with the same transforms (resize the shorter side,
@@ -313,7 +313,7 @@ def main() -> None:
             "generate_s": round(time.perf_counter() - gen_start, 1),
             "train_subset": min(args.train_subset, int(0.8 * n)),
             "note": "train/unlearn run on a stratified --subset of the pool; every stage loads "
-            "(reads and checks) the whole folder",
+            "the whole folder (train reads every file, the later stages stat them)",
             "machine_before": thread_report(),
         }
         work = args.data_root / f"runs_n{n}"
