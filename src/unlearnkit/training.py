@@ -260,10 +260,26 @@ def channels_last(model: nn.Module) -> Iterator[nn.Module]:
         model.to(memory_format=torch.contiguous_format)
 
 
+Inputs = torch.Tensor | ArraySplit
+
+
+def input_batches(x: Inputs, batch_size: int) -> Iterator[torch.Tensor]:
+    """Model inputs in order, ``batch_size`` rows at a time (the last batch may be shorter).
+
+    A split's batches are loaded through the shared DataLoader path (the current runtime's
+    ``--workers``, pinned memory on CUDA) and never augmented, so no consumer holds the whole
+    split's inputs; a tensor is sliced. Either way batch k is rows [k b, (k + 1) b) of what
+    ``split.x`` would hold, bit for bit: every bulk consumer (predictions, Jacobians, the
+    ensembles' logits) reads its inputs here."""
+    if not isinstance(x, ArraySplit):
+        yield from x.split(batch_size)
+        return
+    runtime = current_runtime()
+    yield from split_inputs(x, batch_size, workers=runtime.workers, pin_memory=runtime.is_cuda)
+
+
 @torch.no_grad()
-def predict_logits(
-    model: nn.Module, x: torch.Tensor | ArraySplit, batch_size: int = 256
-) -> torch.Tensor:
+def predict_logits(model: nn.Module, x: Inputs, batch_size: int = 256) -> torch.Tensor:
     """Logits in eval mode (BatchNorm running statistics), batched to bound memory; computed
     on the current runtime's device and precision, returned on the CPU in float32.
 
@@ -272,12 +288,7 @@ def predict_logits(
     runtime = current_runtime()
     was_training = model.training
     model.eval()
-    if isinstance(x, ArraySplit):
-        chunks: Iterable[torch.Tensor] = split_inputs(
-            x, batch_size, workers=runtime.workers, pin_memory=runtime.is_cuda
-        )
-    else:
-        chunks = x.split(batch_size)
+    chunks: Iterable[torch.Tensor] = input_batches(x, batch_size)
     with runtime.placed(model), runtime.autocast():
         out = [runtime.to_cpu(model(runtime.tensor(chunk))) for chunk in chunks]
     model.train(was_training)

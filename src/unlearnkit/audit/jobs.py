@@ -166,7 +166,7 @@ def _ensemble_on(job: AuditJob, scheme: str, split: ArraySplit, seed: int) -> Sh
 def _ensemble_outputs(
     ensemble: ShardedEnsemble, forget: ArraySplit, retain: ArraySplit, test: ArraySplit
 ) -> dict:
-    logits = ensemble.predict_logits(forget.x).numpy()
+    logits = ensemble.predict_logits(forget).numpy()
     return {
         "ids": forget.ids.numpy(),
         "phi": logit_confidence(logits, forget.y.numpy()),

@@ -36,6 +36,7 @@ from unlearnkit.cli.common import (
     SkipBadOpt,
     SubsetOpt,
     ThreadsOpt,
+    VerifyContentOpt,
     WeightsOpt,
     WeightsSkipHeadOpt,
     WorkersOpt,
@@ -50,6 +51,7 @@ from unlearnkit.cli.common import (
     warn_skipped,
 )
 from unlearnkit.cli.export import export
+from unlearnkit.errors import UnlearnkitError
 
 MlflowOpt = Annotated[
     str | None,
@@ -303,6 +305,7 @@ def unlearn(
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
     workers: WorkersOpt = 0,
+    verify_content: VerifyContentOpt = False,
     subset: SubsetOpt = None,
     image_size: ImageSizeOpt = None,
 ) -> None:
@@ -319,6 +322,10 @@ def unlearn(
         METHODS.create(method, **params)  # bad hyper-parameters fail before any training
         method_params = {method: params} if params else None
         out = out or Path(f"runs/unlearn-{method}")
+        if model_dir is None and verify_content:
+            raise UnlearnkitError(
+                "--verify-content checks a saved model's image folder: give --from"
+            )
         if model_dir is None:
             cfg = make_config(
                 config,
@@ -361,7 +368,7 @@ def unlearn(
             subset=subset,
             image_size=image_size,
         )
-        opened = open_trained(model_dir, data_dir)
+        opened = open_trained(model_dir, data_dir, verify_content)
         refuse_unlearned_parent(opened.meta, model_dir)
         cfg = make_config(
             opened.recipe.model_dump(mode="json"),
@@ -395,6 +402,7 @@ def evaluate(
     device: DeviceOpt = None,
     precision: PrecisionOpt = None,
     workers: WorkersOpt = 0,
+    verify_content: VerifyContentOpt = False,
 ) -> None:
     """Accuracy on retain / forget / test and MIA efficacy of a saved (or unlearned) model."""
     import torch
@@ -406,7 +414,7 @@ def evaluate(
 
     with user_errors():
         use_runtime(threads, device, precision, workers=workers)
-        opened = open_trained(model_dir, data_dir)
+        opened = open_trained(model_dir, data_dir, verify_content)
         model, train = opened.trained.model, opened.bundle.train
         record = unlearning_record(opened.meta)
         if forget is None and record is not None:

@@ -21,6 +21,7 @@ from unlearnkit.cli.common import (
     EpochsOpt,
     ForgetOpt,
     ImageSizeOpt,
+    LoaderWorkersOpt,
     ModelOpt,
     PeftOpt,
     PrecisionOpt,
@@ -111,6 +112,7 @@ def audit(
     precision: PrecisionOpt = None,
     subset: SubsetOpt = None,
     image_size: ImageSizeOpt = None,
+    loader_workers: LoaderWorkersOpt = 0,
 ) -> None:
     """Audit unlearning per example: shadow models unlearned vs retrained, U-LiRA AUC / TPR and
     the NeurIPS 2023 challenge score; writes OUT/results.json, report.md, llr_hist.png, llr.csv."""
@@ -156,7 +158,7 @@ def audit(
             device=device,
             precision=precision,
         )
-        use_runtime(threads, cfg.device, cfg.precision)
+        use_runtime(threads, cfg.device, cfg.precision, workers=loader_workers)
         bundle = load_bundle(cfg)
         cache_dir = cache or Path(f"{out}.cache")
         options: dict[str, Any] = {}

@@ -117,6 +117,17 @@ WorkersOpt = Annotated[
         min=0,
     ),
 ]
+# the same DataLoader workers on commands whose --workers already counts pool processes
+# (audit's shadow-model pool, ntk precompute's shards)
+LoaderWorkersOpt = Annotated[
+    int,
+    typer.Option(
+        "--loader-workers",
+        help="DataLoader worker processes that decode batches in this process (one thread "
+        "each; 0: this process does it); pool processes always decode their own",
+        min=0,
+    ),
+]
 DeviceOpt = Annotated[
     str | None,
     typer.Option(help="auto | cpu | cuda | cuda:N | mps (default auto: CUDA when present)"),
@@ -126,6 +137,14 @@ PrecisionOpt = Annotated[
     typer.Option(help="fp32 | bf16 | fp16: autocast for training and inference (default fp32)"),
 ]
 IdsOpt = Annotated[str, typer.Option(help="comma-separated sample ids, or @file (one per line)")]
+VerifyContentOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verify-content",
+        help="image folders: read and hash every file against the model's manifest (the deep "
+        "check; by default a file whose size and mtime are as recorded is not read)",
+    ),
+]
 
 
 def fail(message: str, code: int = 2) -> None:

@@ -36,6 +36,7 @@ from unlearnkit.cli.common import (
     SkipBadOpt,
     ThreadsOpt,
     WeightsSkipHeadOpt,
+    WorkersOpt,
     console,
     dataset_flags,
     model_option_flags,
@@ -272,7 +273,7 @@ def _predict(
     ens = _load(directory, scheme).model.ensemble
     bundle = ensemble_data(ens.meta)
     data = bundle.test if split == "test" else bundle.train.drop_ids(ens.partition.deleted)
-    pred = ens.predict_logits(data.x, packed=packed).argmax(dim=1)
+    pred = ens.predict_logits(data, packed=packed).argmax(dim=1)
     acc = 100.0 * float((pred == data.y).float().mean())
     if save is not None:
         rows = ["id,prediction,label"]
@@ -363,10 +364,11 @@ def _common(app: typer.Typer, scheme: str) -> None:
         threads: ThreadsOpt = None,
         device: DeviceOpt = None,
         precision: PrecisionOpt = None,
+        workers: WorkersOpt = 0,
     ) -> None:
         """Accuracy of the served ensemble on the data set it was trained for."""
         with guarded():
-            use_runtime(threads, device, precision, deterministic=True)
+            use_runtime(threads, device, precision, deterministic=True, workers=workers)
             _predict(directory, scheme, split, save, packed=not loop)
 
     @app.command()
@@ -379,10 +381,11 @@ def _common(app: typer.Typer, scheme: str) -> None:
         threads: ThreadsOpt = None,
         device: DeviceOpt = None,
         precision: PrecisionOpt = None,
+        workers: WorkersOpt = 0,
     ) -> None:
         """Retrain switched-off blocks on the remaining data (exact: as if never seen)."""
         with guarded():
-            use_runtime(threads, device, precision, deterministic=True)
+            use_runtime(threads, device, precision, deterministic=True, workers=workers)
             _retrain(directory, scheme, shard, pending)
 
 
@@ -451,11 +454,12 @@ def s3t_train(
     precision: PrecisionOpt = None,
     image_size: ImageSizeOpt = None,
     skip_bad_images: SkipBadOpt = None,
+    workers: WorkersOpt = 0,
 ) -> None:
     """Shard, slice and train B sequences of L LoRA blocks per shard."""
     opts = dict(locals())
     with guarded():
-        use_runtime(threads, device, precision, deterministic=True)
+        use_runtime(threads, device, precision, deterministic=True, workers=workers)
         extra: dict[str, Any] = {"num_sequences": sequences, **_adapt(adapt)}
         if prior is not None:
             extra["deletion_prior"] = parse_floats(prior, "--prior")
@@ -492,11 +496,12 @@ def sisa_train(
     precision: PrecisionOpt = None,
     image_size: ImageSizeOpt = None,
     skip_bad_images: SkipBadOpt = None,
+    workers: WorkersOpt = 0,
 ) -> None:
     """Shard, slice and train one LoRA model per shard with a checkpoint after every slice."""
     opts = dict(locals())
     with guarded():
-        use_runtime(threads, device, precision, deterministic=True)
+        use_runtime(threads, device, precision, deterministic=True, workers=workers)
         extra = {"aggregation": aggregation, **_adapt(adapt)}
         _train("sisa", out, overwrite, _rename(opts), extra)
 

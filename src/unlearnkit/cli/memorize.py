@@ -17,6 +17,7 @@ from unlearnkit.cli.common import (
     PrecisionOpt,
     SubsetOpt,
     ThreadsOpt,
+    WorkersOpt,
     console,
     console_progress,
     make_config,
@@ -66,6 +67,7 @@ def memorize(
     precision: PrecisionOpt = None,
     subset: SubsetOpt = None,
     image_size: ImageSizeOpt = None,
+    workers: WorkersOpt = 0,
 ) -> None:
     """Score memorization of every training sample; writes OUT/scores.csv (+ .json sidecar)."""
     # deferred: torch and the memorization engine, so --help stays fast
@@ -88,7 +90,7 @@ def memorize(
             device=device,
             precision=precision,
         )
-        runtime = use_runtime(threads, cfg.device, cfg.precision)
+        runtime = use_runtime(threads, cfg.device, cfg.precision, workers=workers)
         used = runtime.threads
         if method != "fz" and method not in PROXIES:
             raise UnlearnkitError(

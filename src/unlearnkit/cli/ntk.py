@@ -25,6 +25,7 @@ from unlearnkit.cli.common import (
     DataDirOpt,
     DeviceOpt,
     IdsOpt,
+    LoaderWorkersOpt,
     ModelDirOpt,
     PrecisionOpt,
     ThreadsOpt,
@@ -89,6 +90,7 @@ def precompute(
         float, typer.Option(help="s of --target scaled", min=0.0, max=1000.0)
     ] = DEFAULT_TARGET_SCALE,
     data_dir: DataDirOpt = None,
+    loader_workers: LoaderWorkersOpt = 0,
 ) -> None:
     """Stream the Jacobians of D once and save A, b and (A + lambda I)^-1 next to the model."""
     from unlearnkit.ntk.deployment import STATE_FILE, target_value  # deferred: torch
@@ -104,7 +106,7 @@ def precompute(
         check_options(kernel, executor, workers)
         scale = target_value(target, target_scale)
         # this process; pool workers are pinned to one thread (one GPU each on CUDA)
-        used = use_runtime(threads, device, precision).threads
+        used = use_runtime(threads, device, precision, workers=loader_workers).threads
         opened = open_trained(model_dir, data_dir)
         trained, train = opened.trained, opened.bundle.train
         start = time.perf_counter()
@@ -152,6 +154,7 @@ def delete(
     data_dir: DataDirOpt = None,
     threads: ThreadsOpt = None,
     device: DeviceOpt = None,
+    loader_workers: LoaderWorkersOpt = 0,
 ) -> None:
     """Delete samples: their Jacobian + a Woodbury downdate; writes the state and served model."""
     import torch  # deferred: torch, so --help stays fast
@@ -170,7 +173,8 @@ def delete(
 
     with user_errors():
         check_update(mode, scale)
-        use_runtime(threads, device)  # the deleted samples' Jacobians run on the device
+        # the deleted samples' Jacobians run on the device
+        use_runtime(threads, device, workers=loader_workers)
         wanted = parse_ids(ids)
         opened = open_trained(model_dir, data_dir)
         trained, train = opened.trained, opened.bundle.train

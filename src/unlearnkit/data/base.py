@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import torch
 
 from unlearnkit.data.manifest import Manifest
+from unlearnkit.data.paths import PathTable
 from unlearnkit.data.preprocess import Preprocessing
 from unlearnkit.data.samples import Samples, TensorSamples
 from unlearnkit.errors import NotFoundError, UnlearnkitError
@@ -32,12 +33,13 @@ class ArraySplit:
         x: torch.Tensor | Samples,
         y: torch.Tensor,
         ids: torch.Tensor,
-        paths: tuple[str, ...] | None = None,
+        paths: Sequence[str] | None = None,
     ) -> None:
         self.samples = x if isinstance(x, Samples) else TensorSamples.of(x)
         self.y, self.ids = y, ids
-        # the file behind each row (relative to the data folder), for data read from files
-        self.paths = paths
+        # the file behind each row (relative to the data folder), for data read from files: a
+        # PathTable (two arrays), not a Python object per row for DataLoader workers to copy
+        self.paths = paths if paths is None or isinstance(paths, PathTable) else PathTable.of(paths)
         n = len(self.samples)
         if self.y.shape != (n,) or self.ids.shape != (n,):
             raise ValueError(
@@ -59,10 +61,9 @@ class ArraySplit:
 
     def subset(self, index: torch.Tensor) -> ArraySplit:
         """Rows by position (int tensor) or by boolean mask; a view, no pixel is copied."""
-        paths = None
+        paths: PathTable | None = None
         if self.paths is not None:
-            rows = torch.arange(len(self))[index].reshape(-1).tolist()
-            paths = tuple(self.paths[i] for i in rows)
+            paths = self.paths.take(torch.arange(len(self))[index].reshape(-1).numpy())
         return ArraySplit(self.samples.take(index), self.y[index], self.ids[index], paths)
 
     def with_labels(self, y: torch.Tensor) -> ArraySplit:

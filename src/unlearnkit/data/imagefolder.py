@@ -20,7 +20,8 @@ import torch
 
 from unlearnkit.data.assemble import assemble
 from unlearnkit.data.base import DatasetBundle, split_train_test
-from unlearnkit.data.manifest import FileEntry, Manifest, file_entry
+from unlearnkit.data.manifest import FileEntry, Manifest, file_entry, unchanged_entry
+from unlearnkit.data.paths import PathTable
 from unlearnkit.data.preprocess import PixelSource
 from unlearnkit.data.registry import DATASETS
 from unlearnkit.data.samples import FileSamples, check_image
@@ -80,11 +81,15 @@ def _load_folder(
     root: Path,
     skip_bad: bool,
     classes: list[str] | None = None,
+    known: dict[str, FileEntry] | None = None,
 ) -> tuple[_Part, list[str]]:
     """The readable images of ``root`` (paths relative to ``data_root``) and its class names.
 
     Each file is read once for its manifest entry (size and content hash) and decoded once to
-    check it (JPEGs at reduced scale), but its pixels are not kept: batches decode on demand."""
+    check it (JPEGs at reduced scale), but its pixels are not kept: batches decode on demand.
+    A file ``known`` (a checked manifest's entries) with the same label, size and mtime is
+    neither read nor decoded: its entry is the recorded one (a reopened model costs a stat per
+    file, not a read)."""
     samples, found = scan_folder(root)
     if classes is not None and found != classes:
         raise UnlearnkitError(
@@ -92,6 +97,15 @@ def _load_folder(
         )
     labels, files, skipped = [], [], []
     for path, label in samples:
+        recorded = unchanged_entry(known, data_root, path, label)
+        if recorded is not None and (recorded.part != "skipped" or skip_bad):
+            entry = replace(recorded, part="train", id=-1)
+            if recorded.part == "skipped":
+                skipped.append(replace(entry, part="skipped"))
+            else:
+                labels.append(label)
+                files.append(entry)
+            continue
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -118,7 +132,7 @@ def _files(root: Path, entries: list[FileEntry], image_size: int) -> FileSamples
         prep=None,
         divisor=255.0,
         root=root,
-        files=tuple(e.path for e in entries),
+        files=PathTable.of(e.path for e in entries),
         channels=CHANNELS,
         size=image_size,
         resize=image_size,
@@ -134,11 +148,12 @@ def folder_files(root: Path) -> list[tuple[Path, int]]:
     return scan_folder(root)[0]
 
 
-def check_folder(root: Path, manifest: Manifest) -> None:
-    """A file added, removed or changed since ``manifest`` was made: one line naming it."""
+def check_folder(root: Path, manifest: Manifest, verify_content: bool = False) -> None:
+    """A file added, removed or changed since ``manifest`` was made: one line naming it (a stat
+    per file; ``verify_content``: every file read and hashed, see ``Manifest.check_folder``)."""
     if not root.is_dir():
         raise UnlearnkitError(f"imagefolder: data dir {root} does not exist")
-    manifest.check_folder(root, folder_files(root))
+    manifest.check_folder(root, folder_files(root), verify_content)
 
 
 def _manifest(bundle: DatasetBundle, pool: list[FileEntry], test: list[FileEntry],
@@ -168,12 +183,15 @@ def imagefolder(
     public_fraction: float = 0.0,
     subset: int | None = None,
     skip_bad_images: bool = False,
+    known: Manifest | None = None,
 ) -> DatasetBundle:
     """Uses ``root/train`` and ``root/test`` when both exist, else a seeded split of ``root``.
 
     ``skip_bad_images``: leave unreadable or truncated files out (a warning gives the count;
     the bundle lists them in ``skipped``) instead of stopping at the first one. The bundle's
-    ``manifest`` names the file behind every sample.
+    ``manifest`` names the file behind every sample. ``known``: the manifest of a model being
+    reopened, already checked against the folder (``check_folder``): its files are not read
+    again.
     """
     if not data_dir:
         raise UnlearnkitError(
@@ -186,13 +204,14 @@ def imagefolder(
     root = Path(data_dir).expanduser()
     if not root.is_dir():
         raise UnlearnkitError(f"imagefolder: data dir {root} does not exist")
+    recorded = known.by_path() if known is not None else None
     if (root / "train").is_dir() and (root / "test").is_dir():
-        tr, classes = _load_folder(root, root / "train", skip_bad_images)
-        te, _ = _load_folder(root, root / "test", skip_bad_images, classes)
+        tr, classes = _load_folder(root, root / "train", skip_bad_images, known=recorded)
+        te, _ = _load_folder(root, root / "test", skip_bad_images, classes, recorded)
         pool, test_files, bad = tr.files, te.files, tr.skipped + te.skipped
         y_pool, y_test = tr.labels, te.labels
     else:
-        part, classes = _load_folder(root, root, skip_bad_images)
+        part, classes = _load_folder(root, root, skip_bad_images, known=recorded)
         (tr_rows, y_pool), (te_rows, y_test) = split_train_test(
             torch.arange(len(part.labels)), part.labels, test_fraction, seed
         )
@@ -218,5 +237,5 @@ def imagefolder(
     )
     bundle.skipped = tuple(str(root / e.path) for e in bad)
     bundle.manifest = _manifest(bundle, pool, test_files, bad)
-    bundle.train.paths = tuple(pool[r].path for r in bundle.pool_rows["train"].tolist())
+    bundle.train.paths = PathTable.of(pool[r].path for r in bundle.pool_rows["train"].tolist())
     return bundle

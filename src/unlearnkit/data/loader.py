@@ -9,13 +9,15 @@ batches are the same for ``workers=0`` and ``workers=N``; workers only do the de
 
 Workers: forked (or spawned) by the DataLoader with the split's view, never a copy of the data
 set per worker (an in-memory store is shared copy-on-write or through shared memory; files
-stay on disk). Each worker pins one thread so N workers and the training threads do not
-oversubscribe the cores. ``pin_memory`` (the caller passes True when the device is CUDA)
-makes the host-to-device copies asynchronous.
+stay on disk, their paths in two numpy arrays; the parent's Python objects are frozen for the
+fork, so the workers' garbage collector does not copy them). Each worker pins one thread so N
+workers and the training threads do not oversubscribe the cores. ``pin_memory`` (the caller
+passes True when the device is CUDA) makes the host-to-device copies asynchronous.
 """
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator, Sequence
 
 import torch
@@ -81,7 +83,25 @@ def iterate_batches(
         generator=torch.Generator().manual_seed(0),
         prefetch_factor=4 if workers > 0 else None,
     )
-    yield from loader
+    yield from started(loader)
+
+
+def started(loader: DataLoader[Batch]) -> Iterator[Batch]:
+    """Iterate ``loader``, its worker processes forked with this process's objects frozen.
+
+    A forked worker shares the parent's pages copy-on-write, but its cyclic garbage collector
+    writes to every container object it visits, so a full collection would copy the parent's
+    whole Python heap (the data set's per-file records included) into each worker.
+    ``gc.freeze()`` moves the objects that exist now to a permanent generation that the
+    workers' collector never visits; the parent unfreezes right after the fork."""
+    frozen_before = gc.get_freeze_count()
+    gc.freeze()
+    try:
+        batches = iter(loader)  # the workers start here
+    finally:
+        if frozen_before == 0:
+            gc.unfreeze()
+    yield from batches
 
 
 def in_order(n: int, batch_size: int) -> list[torch.Tensor]:

@@ -6,6 +6,8 @@ of the manifest rows (path, label, size, content), not of decoded pixels, and a 
 keeps a copy (``manifest.csv``) so that a file added, removed or changed since training is
 named in one line before anything is decoded. Copying the folder elsewhere (new mtimes, same
 bytes) keeps the fingerprint: a changed mtime only triggers a content check of that file.
+Reopening a model costs a stat per file: a file whose size and mtime are as recorded is not
+read again (its hash comes from the manifest); ``verify_content`` re-reads every file.
 """
 
 from __future__ import annotations
@@ -109,12 +111,20 @@ class Manifest:
             raise UnlearnkitError(f"manifest {path} is unreadable: {exc}") from None
         return cls(entries)
 
-    def check_folder(self, root: Path, current: Iterable[tuple[Path, int]]) -> None:
+    def by_path(self) -> dict[str, FileEntry]:
+        return {e.path: e for e in self.entries}
+
+    def check_folder(
+        self, root: Path, current: Iterable[tuple[Path, int]], verify_content: bool = False
+    ) -> None:
         """The first file added, removed or changed since the manifest was made, in one line.
 
-        ``current``: (file, label) of the folder now. Size and label are compared for every
-        file; the content only where the mtime moved (so an unchanged folder costs a stat)."""
-        recorded = {e.path: e for e in self.entries}
+        ``current``: (file, label) of the folder now. The routine check is one stat per file:
+        a changed label or size is an error; a file whose mtime moved (touched, or copied
+        without its times) is read and hashed, and an error if its content changed, so an
+        unchanged folder costs a stat per file and reads nothing. ``verify_content``: the deep
+        check, every file read and hashed (finds an edit that kept both size and mtime)."""
+        recorded = self.by_path()
         seen = set()
         for path, label in current:
             rel = path.relative_to(root).as_posix()
@@ -124,9 +134,25 @@ class Manifest:
                 raise ConflictError(f"{path} was added since training; the data set differs")
             stat = path.stat()
             changed = entry.label != label or entry.size != stat.st_size
-            if not changed and entry.mtime_ns != stat.st_mtime_ns:
+            if not changed and (verify_content or entry.mtime_ns != stat.st_mtime_ns):
                 changed = content_hash(path.read_bytes()) != entry.sha256
             if changed:
                 raise ConflictError(f"{path} changed since training; the data set differs")
         for rel in sorted(set(recorded) - seen):
             raise ConflictError(f"{root / rel} was removed since training; the data set differs")
+
+
+def unchanged_entry(
+    known: dict[str, FileEntry] | None, root: Path, path: Path, label: int
+) -> FileEntry | None:
+    """The recorded entry of ``path`` when its label, size and mtime are as recorded (then its
+    content hash is taken from the record and the file is not read), else None."""
+    if not known:
+        return None
+    entry = known.get(path.relative_to(root).as_posix())
+    if entry is None or entry.label != label:
+        return None
+    stat = path.stat()
+    if (entry.size, entry.mtime_ns) != (stat.st_size, stat.st_mtime_ns):
+        return None
+    return entry

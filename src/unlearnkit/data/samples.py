@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from unlearnkit.data.paths import PathTable
 from unlearnkit.data.preprocess import Interpolation, Preprocessing, image_pixels
 from unlearnkit.errors import UnlearnkitError
 
@@ -217,14 +218,22 @@ class TensorSamples(Samples):
 
 @dataclass(frozen=True, eq=False)
 class FileSamples(Samples):
-    """A view of image files under ``root``, decoded when a batch asks for them."""
+    """A view of image files under ``root``, decoded when a batch asks for them.
+
+    ``files`` (relative to root, one per store row) is a :class:`PathTable`: two numpy arrays,
+    not one Python object per file that every DataLoader worker would copy as it reads them
+    (a sequence of str is converted)."""
 
     root: Path
-    files: tuple[str, ...]  # relative to root, one per store row
+    files: PathTable
     channels: int
     size: int
     resize: int
     interpolation: Interpolation = "bilinear"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.files, PathTable):
+            object.__setattr__(self, "files", PathTable.of(self.files))
 
     @property
     def store_len(self) -> int:
@@ -255,7 +264,7 @@ class FileSamples(Samples):
         )
 
     def _identity(self) -> bytes:
-        h = hashlib.sha256("\n".join(self.files).encode())
+        h = hashlib.sha256(self.files.joined())  # the digest of "\n".join(files), as before
         return f"files:{h.hexdigest()}:{self.sample_shape}".encode()
 
 

@@ -41,6 +41,7 @@ from unlearnkit.exact.stack import LoRAStack, Scheme, StackSpec, block_name
 from unlearnkit.exact.store import SavedEnsemble, read_ensemble, read_kind, save_ensemble
 from unlearnkit.registry import Registry
 from unlearnkit.runtime import Executor, LocalExecutor
+from unlearnkit.training import Inputs, input_batches
 
 __all__ = ["ENSEMBLES", "Plan", "RetrainTicket", "ShardedEnsemble", "load_ensemble"]
 
@@ -213,25 +214,37 @@ class ShardedEnsemble:
 
     def predict_logits(
         self,
-        x: torch.Tensor,
+        x: Inputs,
         plan: Plan | None = None,
         batch_size: int = 512,
         packed: bool = True,
     ) -> torch.Tensor:
         """Mean logits over live shards, each with its served prefix (or ``plan``).
         ``packed``: the shared trunk once and every shard in one pass (the default); False:
-        the per-shard loop, the reference the packed pass is tested against."""
+        the per-shard loop, the reference the packed pass is tested against. ``x``: inputs or
+        a split, read through the shared batched path (``--workers``) in batches that are whole
+        multiples of the passes' chunks, so a split's logits are those of its inputs' tensor."""
         plan = self.serving_plan() if plan is None else plan
+        if isinstance(x, ArraySplit) and len(x) == 0:
+            x = x.samples.load(torch.zeros(0, dtype=torch.long))  # nothing to stream
         if packed:
-            return self.packed_view(plan).logits(x, batch_size)
-        return ensemble_logits(self.stack, plan, x, self._aggregation(), batch_size)
+            view = self.packed_view(plan)
+            rows = view.chunk_rows(batch_size)
+            chunks = input_batches(x, rows * max(1, batch_size // rows))
+            return torch.cat([view.logits(chunk, batch_size) for chunk in chunks])
+        aggregation = self._aggregation()
+        return torch.cat(
+            [
+                ensemble_logits(self.stack, plan, chunk, aggregation, batch_size)
+                for chunk in input_batches(x, batch_size)
+            ]
+        )
 
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
+    def predict(self, x: Inputs) -> torch.Tensor:
         return self.predict_logits(x).argmax(dim=1)
 
     def accuracy(self, split: ArraySplit) -> float:
-        pred = torch.cat([self.predict(x) for x in split.samples.batches(512)])
-        return 100.0 * float((pred == split.y).float().mean())
+        return 100.0 * float((self.predict(split) == split.y).float().mean())
 
     # -- deletion --------------------------------------------------------------------------------
     def delete(self, sample_ids: Iterable[int]) -> list[dict[str, Any]]:

@@ -96,6 +96,10 @@ class PackedView:
         )
 
     @torch.no_grad()
+    def chunk_rows(self, batch_size: int) -> int:
+        """Rows per packed pass for ``batch_size``: all shards at once, so batch / m each."""
+        return max(8, batch_size // len(self.shards))
+
     def logits(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
         """Mean over the shards of each one's (aggregated) output on ``x``. Chunks of
         ``batch_size / m`` rows keep the activations as large as one loop pass's."""
@@ -105,7 +109,7 @@ class PackedView:
         def one_shard(w: Tensors, h: Tensors, *trunk: Any) -> torch.Tensor:
             return functional_call(net.head, h, (functional_call(net.split.rest, w, trunk),))
 
-        rows = max(8, batch_size // len(self.shards))
+        rows = self.chunk_rows(batch_size)
         outs = []
         with net.lock, runtime.placed(net.modules), runtime.autocast():
             weights, heads = ({k: runtime.tensor(v) for k, v in d.items()} for d in self.stacked)

@@ -154,7 +154,7 @@ def save_ensemble(directory: str | Path, state: SavedEnsemble) -> Path:
     files = {"backbone": state.backbone, "blocks": state.blocks}
     if has_reference(state.meta):  # ids only: the pixels are re-read from the data set
         files["ids"] = {"ids": d.ids.clone()}
-    else:
+    else:  # a bare-array ensemble (no data set to name): its inputs inline, as handed in
         files["data"] = {"x": d.x, "y": d.y, "ids": d.ids}
     return save_record(directory, record, files)
 

@@ -28,6 +28,7 @@ from unlearnkit.ntk.jacobian import Kernel, State, iter_jacobians, residuals
 from unlearnkit.ntk.params import ParamSpace
 from unlearnkit.runtime.device import current_runtime
 from unlearnkit.runtime.progress import report
+from unlearnkit.training import Inputs
 
 
 @dataclass
@@ -110,7 +111,7 @@ def rhs_columns(kernel: Kernel, num_classes: int) -> int | None:
 def accumulate_gram(
     model: nn.Module,
     space: ParamSpace,
-    x: torch.Tensor,
+    x: Inputs,
     y: torch.Tensor,
     num_classes: int,
     state: State | None = None,
@@ -122,7 +123,8 @@ def accumulate_gram(
     product_dtype: torch.dtype | None = None,
     target_scale: float | None = None,
 ) -> GramStats:
-    """A and b of the set (x, y) in this process, one chunk of Jacobians at a time.
+    """A and b of the set (x, y) in this process, one chunk of Jacobians at a time (``x``:
+    inputs or a split, loaded a chunk at a time).
     (``ntk.precompute`` splits the same work over processes or Ray and can resume.)
     ``product_dtype``: dtype of the chunk GEMMs (default: the Jacobian's, float32 for a float32
     model); ``dtype``: the accumulator's. ``target_scale``: None regresses onto one-hot
@@ -143,7 +145,7 @@ def accumulate_gram(
 def stack_jacobian(
     model: nn.Module,
     space: ParamSpace,
-    x: torch.Tensor,
+    x: Inputs,
     y: torch.Tensor,
     num_classes: int,
     state: State | None = None,

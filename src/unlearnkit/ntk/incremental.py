@@ -19,12 +19,11 @@ from torch import nn
 from unlearnkit.data.base import ArraySplit
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.ntk.gram import jacobian_rows
-from unlearnkit.ntk.jacobian import Kernel, batched_jacobian, check_kernel, residuals
+from unlearnkit.ntk.jacobian import Kernel, check_kernel, iter_jacobians, residuals
 from unlearnkit.ntk.memory import check_state_fits, precompute_memory
 from unlearnkit.ntk.params import ParamSpace, state_hash
 from unlearnkit.ntk.precompute import cache_dir_for, compute_gram, remove_cache
 from unlearnkit.ntk.state import NTKState
-from unlearnkit.runtime.device import current_runtime
 
 
 def target_label(target_scale: float | None) -> str:
@@ -133,17 +132,23 @@ def precompute_state_file(path: str | Path, *args: Any, **kwargs: Any) -> NTKSta
 
 
 def forget_rows(
-    model: nn.Module, state: NTKState, w0: Mapping[str, torch.Tensor], samples: ArraySplit
+    model: nn.Module,
+    state: NTKState,
+    w0: Mapping[str, torch.Tensor],
+    samples: ArraySplit,
+    chunk_size: int = 256,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stacked Jacobian rows and residuals of the samples to delete (of the state's kernel)."""
+    """Stacked Jacobian rows and residuals of the samples to delete (of the state's kernel),
+    ``chunk_size`` samples at a time through the shared batched path (``iter_jacobians``: the
+    Jacobians on the runtime's device, the rows back on the CPU)."""
     space = ParamSpace.from_model(model, state.names)
-    runtime = current_runtime()  # the Jacobians on its device, the rows back on the CPU
-    at = {k: runtime.tensor(v) for k, v in w0.items()}
-    with runtime.placed(model):
-        jac, f0 = batched_jacobian(model, space, runtime.tensor(samples.x), at, state.kernel)
-    resid = residuals(samples.y, f0, state.num_classes, state.target_scale)
-    u, r = jacobian_rows(jac, resid, state.gram.dtype)
-    return u.cpu(), r.cpu()
+    us, rs = [], []
+    for rows, jac, f0 in iter_jacobians(model, space, samples, w0, chunk_size, state.kernel):
+        resid = residuals(samples.y[rows], f0, state.num_classes, state.target_scale)
+        u, r = jacobian_rows(jac, resid, state.gram.dtype)
+        us.append(u.cpu())
+        rs.append(r.cpu())
+    return torch.cat(us), torch.cat(rs)
 
 
 def delete_samples(
@@ -155,10 +160,5 @@ def delete_samples(
 ) -> None:
     """Downdate ``state`` by ``samples`` (validated first: unknown/deleted ids change nothing)."""
     state.positions(samples.ids)
-    us, rs = [], []
-    for start in range(0, len(samples), chunk_size):
-        part = samples.subset(torch.arange(start, min(start + chunk_size, len(samples))))
-        u, r = forget_rows(model, state, w0, part)
-        us.append(u)
-        rs.append(r)
-    state.downdate(samples.ids, torch.cat(us), torch.cat(rs))
+    u, r = forget_rows(model, state, w0, samples, chunk_size)
+    state.downdate(samples.ids, u, r)

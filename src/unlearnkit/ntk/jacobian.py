@@ -31,6 +31,7 @@ from unlearnkit.errors import UnlearnkitError
 from unlearnkit.ntk.params import ParamSpace
 from unlearnkit.ntk.rules import HeadTap, JacobianPlan, jacobian_plan
 from unlearnkit.runtime.device import current_runtime
+from unlearnkit.training import Inputs, input_batches
 
 State = Mapping[str, torch.Tensor]
 Kernel = Literal["exact", "pntk"]
@@ -239,22 +240,26 @@ def per_sample_jacobian(
 def iter_jacobians(
     model: nn.Module,
     space: ParamSpace,
-    x: torch.Tensor,
+    x: Inputs,
     state: State | None = None,
     chunk_size: int = 64,
     kernel: Kernel = "exact",
 ) -> Iterator[tuple[slice, torch.Tensor, torch.Tensor]]:
     """Stream (rows, J_chunk, f0_chunk) over ``x``: memory bounded by one chunk, not by N.
-    The Jacobians are computed on the current runtime's device (no autocast: float32) and
-    yielded there; ``x`` and ``state`` may stay on the CPU."""
+    ``x``: model inputs or a split, whose chunks are loaded through the shared batched path
+    (``training.input_batches``: ``--workers``), never all at once. The Jacobians are computed
+    on the current runtime's device (no autocast: float32) and yielded there; ``x`` and
+    ``state`` may stay on the CPU."""
     runtime = current_runtime()
     if state is not None:
         state = {k: runtime.tensor(v) for k, v in state.items()}
     with runtime.placed(model):
         plan = jacobian_plan(model, space)
-        for start in range(0, len(x), chunk_size):
-            rows = slice(start, min(start + chunk_size, len(x)))
-            jac, f0 = batched_jacobian(model, space, runtime.tensor(x[rows]), state, kernel, plan)
+        start = 0
+        for chunk in input_batches(x, chunk_size):
+            rows = slice(start, start + len(chunk))
+            start = rows.stop
+            jac, f0 = batched_jacobian(model, space, runtime.tensor(chunk), state, kernel, plan)
             yield rows, jac, f0
 
 

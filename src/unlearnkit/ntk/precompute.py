@@ -39,6 +39,7 @@ from unlearnkit.ntk.jacobian import Kernel, check_kernel
 from unlearnkit.ntk.params import ParamSpace, state_hash
 from unlearnkit.runtime import create_executor
 from unlearnkit.runtime.progress import report
+from unlearnkit.training import Inputs
 
 EXECUTORS = ("local", "ray")
 CACHE_FORMAT = "unlearnkit-ntk-shards/1"
@@ -73,8 +74,9 @@ class GramJob:
     target_scale: float | None = None  # None: one-hot targets; s: s (onehot - 1/C)
 
 
-def shard_stats(job: GramJob, x: torch.Tensor, y: torch.Tensor, on_chunk: Any = None) -> GramStats:
-    """The partial sums of one shard (in the calling process, on its threads)."""
+def shard_stats(job: GramJob, x: Inputs, y: torch.Tensor, on_chunk: Any = None) -> GramStats:
+    """The partial sums of one shard (in the calling process, on its threads). ``x``: the
+    shard's inputs or a view of its rows (a pickled view carries those rows only)."""
     space = ParamSpace.from_model(job.model, list(job.names))
     return accumulate_gram(
         job.model,
@@ -93,7 +95,7 @@ def shard_stats(job: GramJob, x: torch.Tensor, y: torch.Tensor, on_chunk: Any = 
 
 
 # -- where shards run ------------------------------------------------------------------------------
-Item = tuple[int, torch.Tensor, torch.Tensor]
+Item = tuple[int, Inputs, torch.Tensor]
 
 
 def _shard_task(job: GramJob, item: Item) -> GramStats:
@@ -374,8 +376,9 @@ def compute_gram(
             on_disk.difference_update(range(next_index))
             saved.update(next=next_index, at=time.monotonic(), cost=time.monotonic() - began)
 
-    items = [  # each shard's inputs loaded by its rows (never the whole set once per shard)
-        (i, data.samples.load(slice(*bounds[i])), data.y[bounds[i][0] : bounds[i][1]]) for i in todo
+    items = [  # each shard a view of its rows: inputs loaded a chunk at a time where it runs
+        (i, data.subset(torch.arange(*bounds[i])), data.y[bounds[i][0] : bounds[i][1]])
+        for i in todo
     ]
     try:
         merge()

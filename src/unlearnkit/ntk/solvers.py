@@ -14,7 +14,7 @@ from torch.func import functional_call
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.ntk.jacobian import State, jvp_logits, residuals, vjp_logits
 from unlearnkit.ntk.params import ParamSpace
-from unlearnkit.training import predict_logits
+from unlearnkit.training import Inputs, input_batches, predict_logits
 
 
 def _cholesky(matrix: torch.Tensor, what: str) -> torch.Tensor:
@@ -114,7 +114,7 @@ def conjugate_gradient(
 def solve_cg(
     model: nn.Module,
     space: ParamSpace,
-    x: torch.Tensor,
+    x: Inputs,
     y: torch.Tensor,
     num_classes: int,
     lam: float,
@@ -125,24 +125,21 @@ def solve_cg(
     target_scale: float | None = None,
 ) -> torch.Tensor:
     """Matrix-free (J^T J + lambda I)^-1 J^T r: one jvp + vjp pass over the data per iteration,
-    memory O(P) — for when neither P x P nor (N C)^2 fits."""
+    memory O(P) — for when neither P x P nor (N C)^2 fits. ``x``: inputs or a split; a split
+    is streamed a chunk at a time on every pass (decoded again, never held whole)."""
     dtype = next(iter(model.parameters())).dtype
-
-    def chunks() -> list[slice]:
-        return [slice(s, min(s + chunk_size, len(x))) for s in range(0, len(x), chunk_size)]
+    ys = y.split(chunk_size)
 
     rhs = torch.zeros(space.numel, dtype=dtype)
-    for rows in chunks():
-        f0 = _logits_at(model, x[rows], state)
-        rhs += vjp_logits(
-            model, space, x[rows], residuals(y[rows], f0, num_classes, target_scale), state
-        )
+    for chunk, yc in zip(input_batches(x, chunk_size), ys, strict=True):
+        f0 = _logits_at(model, chunk, state)
+        rhs += vjp_logits(model, space, chunk, residuals(yc, f0, num_classes, target_scale), state)
 
     def matvec(v: torch.Tensor) -> torch.Tensor:
         out = lam * v
-        for rows in chunks():
-            _, jv = jvp_logits(model, space, x[rows], v, state)
-            out = out + vjp_logits(model, space, x[rows], jv, state)
+        for chunk in input_batches(x, chunk_size):
+            _, jv = jvp_logits(model, space, chunk, v, state)
+            out = out + vjp_logits(model, space, chunk, jv, state)
         return out
 
     solution, _ = conjugate_gradient(matvec, rhs, tol=tol, max_iter=max_iter)

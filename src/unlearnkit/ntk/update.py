@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from unlearnkit.data.base import ArraySplit
+from unlearnkit.data.base import ArraySplit, concat_splits
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.ntk.gram import accumulate_gram, stack_jacobian
 from unlearnkit.ntk.incremental import delete_samples
@@ -85,7 +85,7 @@ def ridge_solutions(
             accumulate_gram(
                 model,
                 space,
-                part.x,
+                part,
                 part.y,
                 num_classes,
                 w0,
@@ -98,28 +98,23 @@ def ridge_solutions(
         )
         full = solve_primal(a_r.gram + a_f.gram, a_r.rhs + a_f.rhs, lam)
         return Solutions(full, solve_primal(a_r.gram, a_r.rhs, lam), "primal", kernel)
+    both = concat_splits(retain, forget)  # D as a view: its inputs are loaded chunk by chunk
     if plan.solver == "dual":
-        both = ArraySplit(
-            torch.cat([retain.x, forget.x]),
-            torch.cat([retain.y, forget.y]),
-            torch.cat([retain.ids, forget.ids]),
-        )
         u, r = stack_jacobian(
-            model, space, both.x, both.y, num_classes, w0, chunk_size, target_scale=target_scale
+            model, space, both, both.y, num_classes, w0, chunk_size, target_scale=target_scale
         )
         kernel = dual_kernel(u)  # one kernel; D_r's is its leading block
         full = solve_dual(u, r, lam, kernel=kernel)
         n_r = len(retain) * num_classes
         part = solve_dual(u[:n_r], r[:n_r], lam, kernel=kernel[:n_r, :n_r])
         return Solutions(full, part, "dual")
-    both_x, both_y = torch.cat([retain.x, forget.x]), torch.cat([retain.y, forget.y])
     full = solve_cg(
-        model, space, both_x, both_y, num_classes, lam, w0, chunk_size, target_scale=target_scale
+        model, space, both, both.y, num_classes, lam, w0, chunk_size, target_scale=target_scale
     )
     part = solve_cg(
         model,
         space,
-        retain.x,
+        retain,
         retain.y,
         num_classes,
         lam,

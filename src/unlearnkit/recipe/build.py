@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from unlearnkit.data import DatasetBundle, load_dataset
+from unlearnkit.data.manifest import Manifest
 from unlearnkit.models import create_model, prepare_model, reset_head, select_trainable
 from unlearnkit.recipe.config import RecipeConfig
 from unlearnkit.recipe.scaling import resolve_epochs
@@ -32,11 +33,13 @@ class TrainedModel:
     seed: int
 
 
-def load_bundle(cfg: RecipeConfig) -> DatasetBundle:
-    """The data set of a recipe, with the public split carved out when it pretrains."""
+def load_bundle(cfg: RecipeConfig, known: Manifest | None = None) -> DatasetBundle:
+    """The data set of a recipe, with the public split carved out when it pretrains.
+    ``known``: the checked manifest of a reopened image folder (its files are not re-read)."""
     public = cfg.public_fraction if cfg.pretrain and cfg.weights is None else 0.0
+    extra = {} if known is None else {"known": known}
     return load_dataset(
-        cfg.dataset, cfg.data_dir, seed=0, public_fraction=public, **cfg.dataset_options
+        cfg.dataset, cfg.data_dir, seed=0, public_fraction=public, **cfg.dataset_options, **extra
     )
 
 

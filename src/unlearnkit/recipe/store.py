@@ -137,17 +137,24 @@ class OpenedModel:
         return saved_preprocessing(self.meta, Path(".")) or preprocessing_of(self.bundle)
 
 
-def open_trained(directory: Path, data_dir: str | None = None) -> OpenedModel:
+def open_trained(
+    directory: Path, data_dir: str | None = None, verify_content: bool = False
+) -> OpenedModel:
     """Load a trained model and its data set, refusing data other than what it was trained on.
 
     ``data_dir`` points at the same data in another folder (the fingerprint still decides).
+    An image folder is checked against the saved manifest with a stat per file, and its files
+    whose size and mtime are as recorded are not read again; ``verify_content`` reads and
+    hashes every file (the deep check).
     """
     trained, cfg, meta = load_trained(directory)
     if data_dir is not None:
         cfg = cfg.model_copy(update={"data_dir": data_dir})
-    manifest = Path(directory) / MANIFEST_FILE
-    if manifest.is_file() and cfg.data_dir:  # a changed folder is named before any decoding
-        check_folder(Path(cfg.data_dir).expanduser(), Manifest.read(manifest))
-    bundle = load_bundle(cfg)
+    path = Path(directory) / MANIFEST_FILE
+    known = None
+    if path.is_file() and cfg.data_dir:  # a changed folder is named before any decoding
+        known = Manifest.read(path)
+        check_folder(Path(cfg.data_dir).expanduser(), known, verify_content)
+    bundle = load_bundle(cfg, known)
     check_fingerprint(meta, bundle, Path(directory))
     return OpenedModel(trained, cfg, bundle, meta)
