@@ -325,7 +325,11 @@ def scaling(
     done, gram_s, inverse_s = 0, 0.0, None
     # warm-up of the Jacobian path (first-call set-up; not timed): what forget_rows reads
     like_state = SimpleNamespace(
-        names=list(space.names), num_classes=10, kernel="exact", gram=torch.empty(0).double()
+        names=list(space.names),
+        num_classes=10,
+        kernel="exact",
+        gram=torch.empty(0).double(),
+        target_scale=None,  # the targets do not change the work timed here
     )
     forget_rows(model, like_state, w0, bundle.train.subset(torch.arange(1)))
     rows: list[dict[str, Any]] = []
