@@ -11,8 +11,10 @@ Workers: forked (or spawned) by the DataLoader with the split's view, never a co
 set per worker (an in-memory store is shared copy-on-write or through shared memory; files
 stay on disk, their paths in two numpy arrays; the parent's Python objects are frozen for the
 fork, so the workers' garbage collector does not copy them). Each worker pins one thread so N
-workers and the training threads do not oversubscribe the cores. ``pin_memory`` (the caller
-passes True when the device is CUDA) makes the host-to-device copies asynchronous.
+workers and the training threads do not oversubscribe the cores, and returns its batch-sized
+blocks to the system (``worker_heap``: otherwise glibc keeps every batch a worker made).
+``pin_memory`` (the caller passes True when the device is CUDA) makes the host-to-device
+copies asynchronous.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from unlearnkit.data.base import ArraySplit
 from unlearnkit.data.transforms import Augmentation
+from unlearnkit.data.worker_heap import pin_mmap_threshold
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 Item = tuple[torch.Tensor, int | None]
@@ -46,10 +49,13 @@ class SplitBatches(Dataset[Batch]):
         return x, self.split.y[rows], self.split.ids[rows]
 
 
-def _one_thread(worker_id: int) -> None:
-    """Each worker decodes on one thread (N workers + the training threads share the cores)."""
+def _start_worker(worker_id: int) -> None:
+    """Each worker decodes on one thread (N workers + the training threads share the cores),
+    with large blocks served by mmap so its heap does not keep every batch it sent
+    (``worker_heap``)."""
     del worker_id
     torch.set_num_threads(1)
+    pin_mmap_threshold()
 
 
 def iterate_batches(
@@ -77,7 +83,7 @@ def iterate_batches(
         sampler=items,
         num_workers=workers,
         pin_memory=pin_memory,
-        worker_init_fn=_one_thread if workers > 0 else None,
+        worker_init_fn=_start_worker if workers > 0 else None,
         # a private generator: the loader's worker seeds never draw from the global RNG, so
         # dropout and everything else seeded globally is the same with and without workers
         generator=torch.Generator().manual_seed(0),
