@@ -2,18 +2,24 @@
 rank and epochs per slice against accuracy before and after uniform deletions, retrains over
 the stream and packed prediction latency, S3T and SISA side by side, over seeds (95% CIs).
 
-Every configuration of the grid is trained on one frozen backbone per seed (pretrained on the
-public split, the CLI's recipe); the same deletion stream (uniform over the training ids, per
-seed) is replayed on S3T and SISA with the ``dead_shard`` policy. The frozen backbone alone (its
-own head) is the baseline an ensemble must beat. Latency: the packed pass on 16 test images,
-in process, after training (p50 of ``--latency-reps``): run it on an idle machine.
+``--design oat`` (the default): one factor at a time around a centre (m = 10, the last 3
+layers adapted, rank 8, 1 epoch per slice), the centre over ``--seeds`` seeds and every other
+point over ``--sweep-seeds`` (a full grid of 4 x 3 x 3 x 2 points x 3 seeds is days on 2
+cores); ``--design grid`` runs every combination. Each deletion checkpoint deletes the stream's
+next ids as one request, so the retrain counts are per checkpoint batch (the one-request-per-
+sample stream is benchmarks/s3t_scale.py's). Every configuration is trained on one frozen
+backbone per seed (pretrained on the public split, the CLI's recipe); the same deletion stream
+(uniform over the training ids, per seed) is replayed on S3T and SISA with the ``dead_shard``
+policy. The frozen backbone alone (its own head) is the baseline an ensemble must beat.
+Latency: the packed pass on 16 test images, in process, after training (p50 of
+``--latency-reps``): run it on an idle machine.
 
     # the study (hours; on an idle machine, for the latency column)
     PYTHONPATH=src python benchmarks/s3t_trunk_study.py --dataset fashion_mnist \
         --out results/s3t_trunk/study
-    # a check that it runs (tiny: digits, one point of the grid, one seed)
-    PYTHONPATH=src python benchmarks/s3t_trunk_study.py --dataset digits --shards 2 \
-        --adapt 3 --ranks 4 --epochs 1 --seeds 1 --deletions 5 10 --max-train 300 \
+    # a check that it runs (tiny: digits, one point, one seed)
+    PYTHONPATH=src python benchmarks/s3t_trunk_study.py --dataset digits --design grid \
+        --shards 2 --adapt 3 --ranks 4 --epochs 1 --seeds 1 --deletions 5 10 --max-train 300 \
         --out /tmp/study
 """
 
@@ -23,6 +29,7 @@ import argparse
 import itertools
 import json
 import math
+import os
 import statistics
 import time
 from pathlib import Path
@@ -81,26 +88,52 @@ def ci95(values: list[float]) -> list[float]:
 
 
 def table(rows: list[dict[str, Any]], checkpoints: list[int]) -> str:
-    head = ["scheme", "m", "adapt", "rank", "epochs", *[f"acc@{k}" for k in [0, *checkpoints]],
+    head = ["scheme", "m", "adapt", "rank", "epochs", "seeds",
+            *[f"acc@{k}" for k in [0, *checkpoints]],
             f"retrains@{checkpoints[-1]}", "latency ms (16)"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         acc = [f"{m:.2f} ± {h:.2f}" for m, h in (r["acc"][str(k)] for k in [0, *checkpoints])]
-        cells = [r["scheme"], r["shards"], r["adapt"], r["rank"], r["epochs"], *acc,
+        cells = [r["scheme"], r["shards"], r["adapt"], r["rank"], r["epochs"], r["seeds"], *acc,
                  f"{r['retrains'][0]:.1f}", f"{r['latency_ms_16'][0]:.1f}"]  # fmt: skip
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines) + "\n"
 
 
+def design(args: argparse.Namespace) -> list[tuple[tuple[int, str, int, int], int]]:
+    """(point, seeds) to run. ``grid``: every combination, ``--seeds`` each. ``oat`` (one factor
+    at a time): the centre with ``--seeds`` seeds, and each other value of one factor (the rest
+    at the centre) with ``--sweep-seeds``: 1 + 3 + 2 + 1 + 1 points instead of 4 x 2 x 2 x 2."""
+    if args.design == "grid":
+        grid = itertools.product(args.shards, args.adapt, args.ranks, args.epochs)
+        return [(p, args.seeds) for p in grid]
+    centre = (args.centre_shards, args.centre_adapt, args.centre_rank, args.centre_epochs)
+    points = [(centre, args.seeds)]
+    for axis, values in enumerate((args.shards, args.adapt, args.ranks, args.epochs)):
+        for v in values:
+            if v != centre[axis]:
+                point = list(centre)
+                point[axis] = v
+                points.append((tuple(point), args.sweep_seeds))  # type: ignore[arg-type]
+    return points
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="fashion_mnist")
+    ap.add_argument("--design", choices=["oat", "grid"], default="oat")
     ap.add_argument("--shards", type=int, nargs="+", default=[5, 10, 20, 50])
     ap.add_argument("--slices", type=int, default=3)
-    ap.add_argument("--adapt", nargs="+", default=["all", "3"], help="all | K | pattern")
-    ap.add_argument("--ranks", type=int, nargs="+", default=[4, 16])
-    ap.add_argument("--epochs", type=int, nargs="+", default=[2, 5])
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--adapt", nargs="+", default=["all", "4", "3"], help="all | K | pattern")
+    ap.add_argument("--ranks", type=int, nargs="+", default=[4, 8, 16])
+    ap.add_argument("--epochs", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--centre-shards", type=int, default=10)
+    ap.add_argument("--centre-adapt", default="3")
+    ap.add_argument("--centre-rank", type=int, default=8)
+    ap.add_argument("--centre-epochs", type=int, default=1)
+    ap.add_argument("--seeds", type=int, default=3, help="seeds of every grid point / the centre")
+    ap.add_argument("--sweep-seeds", type=int, default=1, help="seeds of the other oat points")
+    ap.add_argument("--schemes", nargs="+", default=list(SCHEMES), choices=list(SCHEMES))
     ap.add_argument("--deletions", type=int, nargs="+", default=[50, 100, 200, 500])
     ap.add_argument("--max-train", type=int, default=None, help="subsample (a quick check)")
     ap.add_argument("--latency-reps", type=int, default=20)
@@ -113,25 +146,34 @@ def main() -> None:
     if args.max_train is not None:
         bundle.train = bundle.train.subset(torch.arange(min(args.max_train, len(bundle.train))))
     checkpoints = sorted(args.deletions)
+    points = design(args)
     raw: dict[str, list[dict[str, Any]]] = {}
     alone = []
-    for seed in range(args.seeds):
+    started = time.perf_counter()
+    for seed in range(max(n for _, n in points)):
         spec = stack_spec(S3TConfig(seed=seed), bundle)
         backbone = make_backbone(recipe, spec, bundle, seed)
         alone.append(backbone_alone(spec, backbone, bundle.test))
         ids = bundle.train.ids.tolist()
         stream = np.random.default_rng(1000 + seed).permutation(ids)[: checkpoints[-1]].tolist()
-        grid = itertools.product(SCHEMES, args.shards, args.adapt, args.ranks, args.epochs)
-        for scheme, m, adapt, rank, epochs in grid:
-            cfg = SCHEMES[scheme](
-                num_shards=m, num_slices=args.slices, lora_rank=rank, adapt=_adapt(adapt),
-                retrain_policy="dead_shard", seed=seed,
-                train=TrainConfig(epochs=epochs, lr=0.01, batch_size=32, schedule="cosine"),
-            )  # fmt: skip
-            key = json.dumps([scheme, m, adapt, rank, epochs])
-            got = run_one(cfg, recipe, bundle, backbone, stream, checkpoints, args.latency_reps)
-            raw.setdefault(key, []).append(got)
-            print(key, seed, json.dumps(got["acc"]), f"{got['latency_ms_16']:.1f} ms", flush=True)
+        for (m, adapt, rank, epochs), n_seeds in points:
+            if seed >= n_seeds:
+                continue
+            for scheme in args.schemes:
+                cfg = SCHEMES[scheme](
+                    num_shards=m, num_slices=args.slices, lora_rank=rank, adapt=_adapt(adapt),
+                    retrain_policy="dead_shard", seed=seed,
+                    train=TrainConfig(epochs=epochs, lr=0.01, batch_size=32, schedule="cosine"),
+                )  # fmt: skip
+                key = json.dumps([scheme, m, adapt, rank, epochs])
+                t0 = time.perf_counter()
+                got = run_one(cfg, recipe, bundle, backbone, stream, checkpoints,
+                              args.latency_reps)  # fmt: skip
+                got["wall_s"] = round(time.perf_counter() - t0, 1)
+                got["load_after"] = list(os.getloadavg())
+                raw.setdefault(key, []).append(got)
+                print(key, seed, json.dumps(got["acc"]), f"{got['latency_ms_16']:.1f} ms",
+                      f"{got['wall_s']} s", flush=True)  # fmt: skip
     rows = []
     for key, runs in raw.items():
         scheme, m, adapt, rank, epochs = json.loads(key)
@@ -139,12 +181,15 @@ def main() -> None:
             "scheme": scheme, "shards": m, "adapt": adapt, "rank": rank, "epochs": epochs,
             "acc": {str(k): ci95([r["acc"][str(k)] for r in runs]) for k in [0, *checkpoints]},
             "retrains": ci95([r["retrains"][str(checkpoints[-1])] for r in runs]),
+            "seeds": len(runs),
             "latency_ms_16": ci95([r["latency_ms_16"] for r in runs]),
             "runs": runs,
         })  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     res = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-           "backbone_alone_acc": ci95(alone), "rows": rows}  # fmt: skip
+           "backbone_alone_acc": ci95(alone), "backbone_alone_runs": alone,
+           "wall_s": round(time.perf_counter() - started, 1), "threads": args.threads,
+           "load_end": list(os.getloadavg()), "rows": rows}  # fmt: skip
     atomic_write_text(args.out / "study.json", json.dumps(res, indent=1) + "\n")
     md = f"Backbone alone: {ci95(alone)[0]:.2f} ± {ci95(alone)[1]:.2f}%\n\n"
     atomic_write_text(args.out / "study.md", md + table(rows, checkpoints))

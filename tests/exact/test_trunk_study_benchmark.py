@@ -1,0 +1,47 @@
+"""benchmarks/s3t_trunk_study.py: the one-factor-at-a-time design and a tiny run end to end."""
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).parents[2] / "benchmarks" / "s3t_trunk_study.py"
+
+
+def _args(**over):
+    spec = importlib.util.spec_from_file_location("s3t_trunk_study", SCRIPT)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    base = dict(design="oat", shards=[5, 10, 20, 50], adapt=["all", "4", "3"], ranks=[4, 8, 16],
+                epochs=[1, 2], centre_shards=10, centre_adapt="3", centre_rank=8,
+                centre_epochs=1, seeds=3, sweep_seeds=1)  # fmt: skip
+    return study, type("Args", (), {**base, **over})()
+
+
+def test_oat_design_varies_one_factor_at_a_time_and_seeds_the_centre():
+    study, args = _args()
+    points = study.design(args)
+    assert points[0] == ((10, "3", 8, 1), 3)
+    others = [p for p, seeds in points[1:] if seeds == 1]
+    assert len(others) == len(points) - 1 == 3 + 2 + 2 + 1
+    for point in others:  # each differs from the centre in exactly one factor
+        assert sum(a != b for a, b in zip(point, (10, "3", 8, 1), strict=True)) == 1
+    _, full = _args(design="grid")
+    assert len(study.design(full)) == 4 * 3 * 3 * 2
+
+
+def test_tiny_study_runs_end_to_end(tmp_path):
+    args = ["--dataset", "digits", "--shards", "2", "3", "--centre-shards", "2", "--adapt",
+            "3", "--centre-adapt", "3", "--ranks", "4", "--centre-rank", "4", "--epochs", "1",
+            "--centre-epochs", "1", "--seeds", "1", "--deletions", "5", "10", "--max-train",
+            "300", "--latency-reps", "2", "--threads", "1", "--out", str(tmp_path)]  # fmt: skip
+    done = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    res = json.loads((tmp_path / "study.json").read_text())
+    assert [(r["scheme"], r["shards"]) for r in res["rows"]] == [
+        ("s3t", 2), ("sisa", 2), ("s3t", 3), ("sisa", 3)
+    ]  # fmt: skip
+    for row in res["rows"]:
+        assert set(row["acc"]) == {"0", "5", "10"}
+        assert row["latency_ms_16"][0] > 0 and row["seeds"] == 1
