@@ -100,6 +100,39 @@ def table(rows: list[dict[str, Any]], checkpoints: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write(
+    args: argparse.Namespace,
+    raw: dict[str, list[dict[str, Any]]],
+    alone: list[float],
+    checkpoints: list[int],
+    started: float,
+    done: bool,
+) -> None:
+    """study.json / study.md from the runs so far (rewritten after every run: a study cut
+    short keeps what it measured, marked ``complete: false``)."""
+    rows = []
+    for key, runs in raw.items():
+        scheme, m, adapt, rank, epochs = json.loads(key)
+        rows.append({
+            "scheme": scheme, "shards": m, "adapt": adapt, "rank": rank, "epochs": epochs,
+            "acc": {str(k): ci95([r["acc"][str(k)] for r in runs]) for k in [0, *checkpoints]},
+            "retrains": ci95([r["retrains"][str(checkpoints[-1])] for r in runs]),
+            "seeds": len(runs),
+            "latency_ms_16": ci95([r["latency_ms_16"] for r in runs]),
+            "runs": runs,
+        })  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    res = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+           "complete": done, "backbone_alone_acc": ci95(alone), "backbone_alone_runs": alone,
+           "wall_s": round(time.perf_counter() - started, 1), "threads": args.threads,
+           "load_end": list(os.getloadavg()), "rows": rows}  # fmt: skip
+    atomic_write_text(args.out / "study.json", json.dumps(res, indent=1) + "\n")
+    md = f"Backbone alone: {ci95(alone)[0]:.2f} ± {ci95(alone)[1]:.2f}%\n\n"
+    atomic_write_text(args.out / "study.md", md + table(rows, checkpoints))
+    if done:
+        print(md + table(rows, checkpoints))
+
+
 def design(args: argparse.Namespace) -> list[tuple[tuple[int, str, int, int], int]]:
     """(point, seeds) to run. ``grid``: every combination, ``--seeds`` each. ``oat`` (one factor
     at a time): the centre with ``--seeds`` seeds, and each other value of one factor (the rest
@@ -174,26 +207,8 @@ def main() -> None:
                 raw.setdefault(key, []).append(got)
                 print(key, seed, json.dumps(got["acc"]), f"{got['latency_ms_16']:.1f} ms",
                       f"{got['wall_s']} s", flush=True)  # fmt: skip
-    rows = []
-    for key, runs in raw.items():
-        scheme, m, adapt, rank, epochs = json.loads(key)
-        rows.append({
-            "scheme": scheme, "shards": m, "adapt": adapt, "rank": rank, "epochs": epochs,
-            "acc": {str(k): ci95([r["acc"][str(k)] for r in runs]) for k in [0, *checkpoints]},
-            "retrains": ci95([r["retrains"][str(checkpoints[-1])] for r in runs]),
-            "seeds": len(runs),
-            "latency_ms_16": ci95([r["latency_ms_16"] for r in runs]),
-            "runs": runs,
-        })  # fmt: skip
-    args.out.mkdir(parents=True, exist_ok=True)
-    res = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-           "backbone_alone_acc": ci95(alone), "backbone_alone_runs": alone,
-           "wall_s": round(time.perf_counter() - started, 1), "threads": args.threads,
-           "load_end": list(os.getloadavg()), "rows": rows}  # fmt: skip
-    atomic_write_text(args.out / "study.json", json.dumps(res, indent=1) + "\n")
-    md = f"Backbone alone: {ci95(alone)[0]:.2f} ± {ci95(alone)[1]:.2f}%\n\n"
-    atomic_write_text(args.out / "study.md", md + table(rows, checkpoints))
-    print(md + table(rows, checkpoints))
+                write(args, raw, alone, checkpoints, started, done=False)
+    write(args, raw, alone, checkpoints, started, done=True)
 
 
 if __name__ == "__main__":
