@@ -130,8 +130,14 @@ def free_port() -> int:
 
 
 def start_server(
-    model_dir: Path, port: int, log: Any, background_retrain: bool = True
+    model_dir: Path,
+    port: int,
+    log: Any,
+    background_retrain: bool = True,
+    threads: int = 1,
 ) -> subprocess.Popen:
+    """``unlearnkit serve`` on ``model_dir`` as a child process (torch on ``threads``
+    threads), returned once its /healthz answers 200."""
     env = {
         **os.environ,
         "UNLEARNKIT_TOKENS": json.dumps(
@@ -148,7 +154,7 @@ def start_server(
         "--port",
         str(port),
         "--threads",
-        "1",
+        str(threads),
         "--snapshot-every",
         "50",
         *([] if background_retrain else ["--no-background-retrain"]),
