@@ -31,12 +31,21 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from s3t import pct  # p50/p99 in ms, the digits benchmark's definition
 
 from unlearnkit.data import load_dataset
-from unlearnkit.exact import EnsembleRecipe, S3TConfig, S3TEnsemble, SISAConfig, build_ensemble
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.exact import (
+    EnsembleRecipe,
+    S3TConfig,
+    S3TEnsemble,
+    SISAConfig,
+    build_ensemble,
+    check_ensemble,
+)
 from unlearnkit.exact.recipe import make_backbone, stack_spec
 from unlearnkit.exact.stack import build_backbone
 from unlearnkit.experiment import stage_record
@@ -270,6 +279,8 @@ def main() -> None:
                               subset=args.subset)  # fmt: skip
     stage("load data", cost)
     schemes = configs(args)
+    for cfg in schemes.values():  # a bad --adapt / --slices fails here, before any training
+        check_ensemble(cfg, bundle)
     if args.backbone is not None:
         backbone = S3TEnsemble.load(args.backbone).backbone_state
         log(f"backbone from {args.backbone}")
@@ -331,4 +342,12 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UnlearnkitError as exc:  # a bad value (e.g. --adapt for --slices): one line
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except ValidationError as exc:  # a config field out of range (e.g. --adapt 0)
+        first = exc.errors()[0]
+        print(f"error: {'.'.join(map(str, first['loc']))}: {first['msg']}", file=sys.stderr)
+        sys.exit(2)
