@@ -213,13 +213,13 @@ def main() -> None:
         print("error: --batch and --reps must be >= 1, --warmup and --http-requests >= 0",
               file=sys.stderr)  # fmt: skip
         sys.exit(2)
-    threads = apply_threads(args.threads)
     load_before = list(os.getloadavg())
     try:
         ens, test_x, dataset = load(args.ensemble)
     except UnlearnkitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    threads = apply_threads(args.threads)
     x = test_x[: args.batch]
     res: dict[str, Any] = {"ensemble": describe(ens, args.ensemble, dataset), "batch": len(x)}
     res["in_process"] = {**in_process(ens, x, args.reps, args.warmup), "reps": args.reps,
