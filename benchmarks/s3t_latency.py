@@ -45,6 +45,7 @@ from unlearnkit.metrics.latency import alternating_latency, latency_summary
 from unlearnkit.models.checkpoint import atomic_write_text
 from unlearnkit.runtime import apply_threads, thread_report
 from unlearnkit.runtime.device import current_runtime
+from unlearnkit.service import ServiceConfig
 from unlearnkit.service.record import read_state
 
 TARGETS_MS = {"in_process_p50": 50.0, "http_p50": 60.0}
@@ -137,8 +138,9 @@ def over_http(ens: Any, x: torch.Tensor, requests: int, warmup: int, threads: in
     return {
         **latency_summary(times),
         "clients": 1,
-        "server": "unlearnkit serve, packed pass, default micro-batching window, "
-        f"torch threads {threads}",
+        "server_threads": threads,
+        "batch_window_ms": ServiceConfig.model_fields["batch_window_ms"].default,
+        "server": "unlearnkit serve, packed pass (its default), default micro-batching window",
     }
 
 

@@ -114,6 +114,7 @@ def test_latency_over_http_with_a_real_server(saved, tmp_path):
     res = _latency(saved, tmp_path, 5)
     h = res["http"]
     assert h["n"] == 5 and h["clients"] == 1 and 0 < h["p50_ms"] <= h["max_ms"]
+    assert h["server_threads"] == 1 and h["batch_window_ms"] >= 0
     assert isinstance(res["targets"]["http_p50"]["met"], bool)
 
 
