@@ -11,6 +11,13 @@ shards; per deletion the latency (switching blocks off, and with a retrain).
 
     python benchmarks/s3t_scale.py --threads 2
     python benchmarks/s3t_scale.py --subset 3000 --checkpoints 5,10 --out /tmp/s3t   # a check
+    python benchmarks/s3t_scale.py --shards 10 --rank 8 --adapt 3 --save runs/fashion-preset \
+        --out results/fashion_mnist/s3t_preset   # the ensemble s3t_latency.py serves
+
+``--adapt`` (all | K | a name pattern, as benchmarks/s3t_trunk_study.py parses it) sets which
+layers both schemes' blocks adapt (the frozen layers below form the shared trunk); without it
+the configs' default. A ``--subset`` run records the subset in the ensembles' data reference,
+so a saved one reloads (and serves) on the same samples.
 """
 
 from __future__ import annotations
@@ -24,12 +31,21 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import ValidationError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from s3t import pct  # p50/p99 in ms, the digits benchmark's definition
 
 from unlearnkit.data import load_dataset
-from unlearnkit.exact import EnsembleRecipe, S3TConfig, S3TEnsemble, SISAConfig, build_ensemble
+from unlearnkit.errors import UnlearnkitError
+from unlearnkit.exact import (
+    EnsembleRecipe,
+    S3TConfig,
+    S3TEnsemble,
+    SISAConfig,
+    build_ensemble,
+    check_ensemble,
+)
 from unlearnkit.exact.recipe import make_backbone, stack_spec
 from unlearnkit.exact.stack import build_backbone
 from unlearnkit.experiment import stage_record
@@ -44,12 +60,19 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def parse_adapt(value: str) -> int | str | None:
+    """``--adapt``: "all" -> None (every layer), "K" -> the last K layers, else a name pattern."""
+    return None if value == "all" else int(value) if value.isdigit() else value
+
+
 def configs(args: argparse.Namespace) -> dict[str, Any]:
     stage = TrainConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                         schedule="cosine")  # fmt: skip
     common = dict(num_shards=args.shards, num_slices=args.slices, lora_rank=args.rank,
                   train=stage, retrain_policy=args.policy, head_init=args.head_init,
                   seed=0)  # fmt: skip
+    if args.adapt is not None:  # else the configs' own default
+        common["adapt"] = parse_adapt(args.adapt)
     return {
         f"S3T B={args.sequences}": S3TConfig(num_sequences=args.sequences, **common),
         "SISA": SISAConfig(**common),
@@ -147,7 +170,8 @@ def report(res: dict[str, Any]) -> str:
         f"{res['pretrain_config']['epochs']} epochs), frozen; D = {d['train']} samples, "
         f"accuracy on {d['test']} test images (a seeded sample). m = {a['shards']} shards, "
         f"L = {a['slices']} slices, "
-        f"B = {a['sequences']}, LoRA r = {a['rank']}, {a['epochs']} epoch(s) per stage "
+        f"B = {a['sequences']}, LoRA r = {a['rank']}, adapt {res.get('adapt') or 'all'}, "
+        f"{a['epochs']} epoch(s) per stage "
         f"(lr {a['lr']}, batch {a['batch_size']}); first-stage heads from "
         f"{a.get('head_init', 'random')}; policy {a['policy']}. One stream of "
         f"{max(res['checkpoints'])} uniform random deletions, one request per sample. "
@@ -210,6 +234,9 @@ def main() -> None:
     ap.add_argument("--slices", type=int, default=3)
     ap.add_argument("--sequences", type=int, default=3)
     ap.add_argument("--rank", type=int, default=16)
+    ap.add_argument("--adapt", default=None,
+                    help="which layers the blocks adapt: all | K (the last K) | a name "
+                         "pattern; default: the configs' default")  # fmt: skip
     ap.add_argument("--epochs", type=int, default=1, help="epochs of one stage")
     ap.add_argument("--lr", type=float, default=0.01)
     ap.add_argument("--batch-size", type=int, default=32)
@@ -237,8 +264,10 @@ def main() -> None:
     preset = DATASET_PRESETS.get(args.dataset, {}).get("pretrain_config", {})
     pretrain = TrainConfig(**{**preset, **({"epochs": args.pretrain_epochs}
                                            if args.pretrain_epochs else {})})  # fmt: skip
+    # the subset goes into the data reference a saved ensemble keeps: it reloads the same samples
+    options = {"subset": args.subset} if args.subset is not None else {}
     recipe = EnsembleRecipe(dataset=args.dataset, data_dir=args.data_dir,
-                            pretrain_config=pretrain)  # fmt: skip
+                            pretrain_config=pretrain, dataset_options=options)  # fmt: skip
     stages: list[dict[str, Any]] = []
 
     def stage(name: str, cost: Any) -> None:
@@ -250,6 +279,8 @@ def main() -> None:
                               subset=args.subset)  # fmt: skip
     stage("load data", cost)
     schemes = configs(args)
+    for cfg in schemes.values():  # a bad --adapt / --slices fails here, before any training
+        check_ensemble(cfg, bundle)
     if args.backbone is not None:
         backbone = S3TEnsemble.load(args.backbone).backbone_state
         log(f"backbone from {args.backbone}")
@@ -292,6 +323,7 @@ def main() -> None:
                  "public": len(bundle.public)},
         "pretrain_config": pretrain.model_dump(),
         "checkpoints": checkpoints,
+        "adapt": next(iter(schemes.values())).adapt,  # as the configs hold it (None: all)
         "backbone_alone_test_acc": backbone_acc,
         "train_seconds": train_s,
         "streams": streams,
@@ -310,4 +342,12 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UnlearnkitError as exc:  # a bad value (e.g. --adapt for --slices): one line
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except ValidationError as exc:  # a config field out of range (e.g. --adapt 0)
+        first = exc.errors()[0]
+        print(f"error: {'.'.join(map(str, first['loc']))}: {first['msg']}", file=sys.stderr)
+        sys.exit(2)

@@ -52,6 +52,8 @@ import torch
 
 from unlearnkit.data import load_dataset
 from unlearnkit.exact import S3TConfig, S3TEnsemble
+from unlearnkit.exact.data_ref import has_reference
+from unlearnkit.exact.recipe import ensemble_data
 from unlearnkit.models import create_model, select_trainable
 from unlearnkit.models.checkpoint import atomic_write_text
 from unlearnkit.service import DeletionService, ServiceConfig
@@ -130,8 +132,14 @@ def free_port() -> int:
 
 
 def start_server(
-    model_dir: Path, port: int, log: Any, background_retrain: bool = True
+    model_dir: Path,
+    port: int,
+    log: Any,
+    background_retrain: bool = True,
+    threads: int = 1,
 ) -> subprocess.Popen:
+    """``unlearnkit serve`` on ``model_dir`` as a child process (torch on ``threads``
+    threads), returned once its /healthz answers 200."""
     env = {
         **os.environ,
         "UNLEARNKIT_TOKENS": json.dumps(
@@ -148,7 +156,7 @@ def start_server(
         "--port",
         str(port),
         "--threads",
-        "1",
+        str(threads),
         "--snapshot-every",
         "50",
         *([] if background_retrain else ["--no-background-retrain"]),
@@ -375,24 +383,37 @@ def train_ensemble(bundle: Any, args: argparse.Namespace) -> tuple[S3TEnsemble, 
     return ensemble, time.perf_counter() - t0
 
 
-def served_ensemble(bundle: Any, args: argparse.Namespace) -> tuple[S3TEnsemble, float]:
-    """The ensemble ``--ensemble`` names (its shape replaces the benchmark's), or a fresh one."""
+def served_ensemble(args: argparse.Namespace) -> tuple[S3TEnsemble, float, Any]:
+    """The ensemble ``--ensemble`` names (its shape replaces the benchmark's) or a fresh one,
+    and its data. A saved ensemble's data comes from its own data reference (data set, folder,
+    options such as s3t_scale.py's ``--subset``; fingerprint-checked), so it is the data it was
+    trained on."""
     if args.ensemble is None:
-        return train_ensemble(bundle, args)
+        bundle = load_dataset(args.dataset, args.data_dir, public_fraction=0.3)
+        return (*train_ensemble(bundle, args), bundle)
     ensemble = S3TEnsemble.load(args.ensemble)
-    if ensemble.meta.get("train_fingerprint") not in (None, bundle.train.fingerprint()):
-        raise SystemExit(f"{args.ensemble} was not trained on {args.dataset}'s training split")
+    meta = ensemble.meta
+    if has_reference(meta):
+        if meta["dataset"] != args.dataset:
+            raise SystemExit(
+                f"{args.ensemble} was trained on {meta['dataset']}, not {args.dataset}"
+            )
+        bundle = ensemble_data(meta)
+    else:  # trained from Python on arrays: the named data set, checked as far as it can be
+        bundle = load_dataset(args.dataset, args.data_dir, public_fraction=0.3)
+        if meta.get("train_fingerprint") not in (None, bundle.train.fingerprint()):
+            raise SystemExit(f"{args.ensemble} was not trained on {args.dataset}'s training split")
     c = ensemble.config
     args.shards, args.slices, args.sequences = c.num_shards, c.num_slices, c.num_sequences
     args.epochs, args.pretrain_epochs, args.rank = c.train.epochs, None, c.lora_rank
-    return ensemble, ensemble.train_seconds
+    args.adapt = c.adapt
+    return ensemble, ensemble.train_seconds, bundle
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     torch.set_num_threads(1)
     load_start = os.getloadavg()
-    bundle = load_dataset(args.dataset, args.data_dir, public_fraction=0.3)
-    ensemble, train_s = served_ensemble(bundle, args)
+    ensemble, train_s, bundle = served_ensemble(args)
     test = bundle.test
     if 0 < args.eval_size < len(test):  # one forward per shard: the full test set costs minutes
         keep = np.random.default_rng(7).choice(len(test), args.eval_size, replace=False)
@@ -503,6 +524,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "num_slices": args.slices,
             "num_sequences": args.sequences,
             "lora_rank": args.rank,
+            "adapt": args.adapt,  # which layers the blocks adapt (None: all)
             "test_samples_scored": len(test),
             "epochs_per_stage": args.epochs,
             "pretrain_epochs_public": args.pretrain_epochs,
@@ -781,7 +803,8 @@ def markdown(res: dict[str, Any]) -> str:
         "",
         f"S3T on {s.get('dataset', 'digits')} ({s['train_samples']} training samples): "
         f"smallcnn, {s['num_shards']} shards x {s['num_slices']} slices x "
-        f"{s['num_sequences']} sequences, LoRA rank {s.get('lora_rank', 4)} on a backbone "
+        f"{s['num_sequences']} sequences, LoRA rank {s.get('lora_rank', 4)} (adapt "
+        f"{s.get('adapt') or 'all'}) on a backbone "
         f"pretrained on the public split, {s['epochs_per_stage']} epochs per stage; trained in "
         f"{s['train_seconds']} s, test accuracy {s['test_accuracy']}% "
         f"(on {s.get('test_samples_scored', 'all')} test images). Served by `unlearnkit "
@@ -895,7 +918,7 @@ def main() -> None:
     args.pretrain_epochs = 3 if args.quick else 10
     args.window = 4.0 if args.quick else 12.0
     args.deletions = 30 if args.quick else 150
-    args.batch, args.clients, args.rank = 16, 2, 4
+    args.batch, args.clients, args.rank, args.adapt = 16, 2, 4, None
     args.out.mkdir(parents=True, exist_ok=True)
     if args.part == "load":
         args.epochs, args.pretrain_epochs = 2, 3

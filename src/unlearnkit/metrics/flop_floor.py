@@ -292,3 +292,15 @@ def replay_assumptions(rate: MeasuredRate, what: str) -> str:
         f"{'/'.join(rate.dtypes)} on {rate.threads} thread(s) ({rate.device}), best of "
         f"{rate.repeats} after a warm-up, on fresh random inputs"
     )
+
+
+def counted_floor(
+    fn: Callable[[], Any], what: str, threads: int | None = None, repeats: int = 3
+) -> FlopFloor:
+    """The floor of ``fn`` as it runs: the FLOPs ``torch.utils.flop_counter`` counts in one
+    call, at ``replayed_rate`` of the same ops (each timed alone at its own shapes). E.g. one
+    packed ensemble prediction: the trunk once plus every served shard's adapted part."""
+    with _threads(threads), FlopCounterMode(display=False) as counter:
+        fn()
+    rate = replayed_rate(fn, threads, repeats)
+    return FlopFloor(what, float(counter.get_total_flops()), rate, replay_assumptions(rate, what))
