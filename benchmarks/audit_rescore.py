@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ import numpy as np
 
 from unlearnkit.audit.rescore import rescore_run
 from unlearnkit.audit.ulira import phi_from_arrays
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.metrics.audit_stats import (
     challenge_score,
     forgetting_quality,
@@ -96,8 +98,12 @@ def main() -> None:
     parser.add_argument("runs", type=Path, nargs="+")
     args = parser.parse_args()
     for run in args.runs:
+        try:
+            scored = rescore_run(run)
+        except UnlearnkitError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
         results = json.loads((run / "results.json").read_text())
-        scored = rescore_run(run)
         (run / "intervals.json").write_text(json.dumps(scored, indent=2))
         print_intervals(scored)
         if results["protocol"]["forget_is_fixed"]:

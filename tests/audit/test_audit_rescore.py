@@ -66,9 +66,14 @@ def test_rescore_reproduces_the_runs_own_interval(audits):
     assert scored["control"]["pair_bootstrap"] == old["control"]
 
 
-def test_rescore_gives_the_permutation_interval_the_audit_gives(audits):
+def test_rescore_gives_the_permutation_interval_the_audit_gives(audits, tmp_path):
     run_dir, _, new = audits
     scored = rescore_run(run_dir, ["permutation"])
+    # a run made with the permutation interval reproduces it too
+    with np.load(run_dir / "llr.npz") as saved:
+        np.savez(tmp_path / "llr.npz", **{key: saved[key] for key in saved.files})
+    (tmp_path / "results.json").write_text(json.dumps(new))
+    assert rescore_run(tmp_path, ["pair_jackknife"])["run_interval"] == "permutation"
     for method, s in new["summary"].items():
         perm = scored["methods"][method]["intervals"]["permutation"]
         assert {f: perm[f] for f in FIELDS} == {f: s[f] for f in FIELDS}
@@ -104,3 +109,5 @@ def test_arrays_that_are_not_the_runs_are_refused(audits, tmp_path):
     np.savez(tmp_path / "llr.npz", **arrays)
     with pytest.raises(UnlearnkitError, match="not this run's"):
         rescore_run(tmp_path)
+    with pytest.raises(UnlearnkitError, match="has no results"):
+        rescore_run(tmp_path / "nowhere")

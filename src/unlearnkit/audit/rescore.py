@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from unlearnkit.audit.config import AuditConfig
+from unlearnkit.audit.config import AuditConfig, audit_config
 from unlearnkit.audit.run import control_check
 from unlearnkit.audit.ulira import (
     interval_fields,
@@ -39,7 +39,7 @@ def saved_audit_config(results: dict[str, Any]) -> AuditConfig:
     """The settings a finished audit ran with (its own interval included)."""
     values = dict(results["audit"])
     values.setdefault("interval", INTERVAL_BEFORE_ISSUE_27)
-    return AuditConfig(**values)
+    return audit_config(**values)
 
 
 def rescore_run(run_dir: str | Path, intervals: list[str] | None = None) -> dict[str, Any]:
@@ -48,6 +48,9 @@ def rescore_run(run_dir: str | Path, intervals: list[str] | None = None) -> dict
     interval, the control check. Raises ``UnlearnkitError`` if the run's own interval does not
     come back from its arrays."""
     run_dir = Path(run_dir)
+    for name in ("results.json", "llr.npz"):
+        if not (run_dir / name).is_file():
+            raise UnlearnkitError(f"rescore: {run_dir} has no {name} (not an audit run directory)")
     results = json.loads((run_dir / "results.json").read_text())
     audit = saved_audit_config(results)
     names = intervals or PAIR_INTERVALS.names()
