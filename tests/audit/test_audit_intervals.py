@@ -15,7 +15,7 @@ from unlearnkit.metrics.audit_intervals import (
     role_swaps,
 )
 from unlearnkit.metrics.audit_simulation import KIND_DEFAULTS, NullModel, simulate_pairs
-from unlearnkit.metrics.audit_stats import bootstrap_ci, loo_llr, roc_auc
+from unlearnkit.metrics.audit_stats import bootstrap_ci, loo_llr, roc_auc, tpr_at_fpr
 
 AUC = {"auc": roc_auc}
 
@@ -115,3 +115,27 @@ def test_simulated_null_reproduces_the_measured_spread_and_the_random_protocol()
     phi_in, phi_out = simulate_pairs(KIND_DEFAULTS["random"], 4, rng)
     assert (np.isnan(phi_in) == np.isnan(phi_out)).all()
     assert (np.isnan(phi_in).sum(1) == 100).all()  # each pair forgets half of 200 targets
+
+
+def test_a_tpr_permutation_interval_is_centred_on_its_null_not_on_half():
+    # TPR at 1% FPR is ~0 for an exact method, not 0.5: its interval holds the observed value
+    def tpr(p, n):
+        return tpr_at_fpr(p, n, 0.01)
+
+    model = KIND_DEFAULTS["random"].model_copy(update={"targets": 40})
+    phi_in, phi_out = simulate_pairs(model, 6, np.random.default_rng(3))
+    interval = pair_interval("permutation", phi_in, phi_out, {"tpr": tpr})["tpr"]
+    observed = Fit().evaluate(phi_in, phi_out, {"tpr": tpr})["tpr"]
+    q_low, q_high = interval.null
+    assert q_high < 0.5 and interval.low <= observed <= interval.high
+    swapped = [
+        Fit().evaluate(
+            np.where(s[:, None], phi_out, phi_in),
+            np.where(s[:, None], phi_in, phi_out),
+            {"tpr": tpr},
+        )["tpr"]
+        for s in role_swaps(6, 1000, 0)
+    ]
+    centre = float(np.median(swapped))
+    assert interval.low == pytest.approx(max(0.0, observed - (q_high - centre)))
+    assert interval.high == pytest.approx(min(1.0, observed + (centre - q_low)))

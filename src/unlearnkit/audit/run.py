@@ -37,20 +37,18 @@ from unlearnkit.audit.jobs import (
     reference_role,
     run_job,
 )
+from unlearnkit.audit.ulira import interval_fields, ulira_intervals, ulira_statistics
 from unlearnkit.config import ExperimentConfig
 from unlearnkit.data import DatasetBundle
 from unlearnkit.data.forget import select_forget
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.methods import create_method
-from unlearnkit.metrics.audit_intervals import Fit, PairInterval, pair_interval
 from unlearnkit.metrics.audit_stats import (
     challenge_score,
     forgetting_quality,
     loo_llr,
     mean_bootstrap_ci,
     official_forgetting_quality,
-    roc_auc,
-    tpr_at_fpr,
 )
 from unlearnkit.recipe import load_bundle, sized_for, starting_model
 from unlearnkit.runtime import Executor, create_executor, thread_report
@@ -58,7 +56,6 @@ from unlearnkit.runtime import Executor, create_executor, thread_report
 ModelProgress = Callable[[int, int], None]  # (models done, models in total)
 CONTROL = "retrain"  # the exact control every audit scores (ExperimentConfig puts it first)
 CONTROL_WARNING = "this audit cannot tell exact from inexact at these settings"
-FPR_LEVELS = {"1pct": 0.01, "0.1pct": 0.001}
 RAY_WAVE = 32  # jobs handed to Ray at once (the cache and the progress bar advance per batch)
 
 
@@ -275,28 +272,13 @@ def control_check(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "auc_null95": s.get("auc_null95"),
         "covers_chance": covers,
         "warning": None if covers else CONTROL_WARNING,
-        "floor_forgetting_quality_official": s["forgetting_quality_official"],
-        "floor_forgetting_quality": s["forgetting_quality"],
+        "floor_forgetting_quality_official": s.get("forgetting_quality_official"),
+        "floor_forgetting_quality": s.get("forgetting_quality"),
     }
 
 
 def _ci(pair: tuple[float, float]) -> list[float] | None:
     return None if any(math.isnan(v) for v in pair) else [float(pair[0]), float(pair[1])]
-
-
-def _interval(interval: PairInterval) -> list[float] | None:
-    return _ci((interval.low, interval.high))
-
-
-def _null(interval: PairInterval) -> dict[str, Any]:
-    """The permutation null's central range and p-value (None for the other interval methods),
-    and whether the AUC sets the method apart from retraining: its interval lies above 0.5
-    (with the permutation interval: the AUC is above the null's upper quantile)."""
-    return {
-        "auc_null95": None if interval.null is None else [float(v) for v in interval.null],
-        "auc_p_value": interval.p_value,
-        "distinguishable": None if math.isnan(interval.low) else bool(interval.low > 0.5),
-    }
 
 
 def _score_method(
@@ -327,28 +309,13 @@ def _score_method(
     valid = ~np.isnan(llr_in) & ~np.isnan(llr_out)
     pairs, cols = np.nonzero(valid)
     pos, neg = llr_in[pairs, cols], llr_out[pairs, cols]
-    statistics = {"auc": roc_auc}
-    for label, level in FPR_LEVELS.items():
-
-        def stat(p: np.ndarray, n: np.ndarray, level: float = level) -> float:
-            return tpr_at_fpr(p, n, level)
-
-        statistics[f"tpr_at_{label}_fpr"] = stat
     # every interval treats the pair as the sample: the scores of one model move together
-    intervals = pair_interval(
-        audit.interval,
-        phi_in,
-        phi_out,
-        statistics,
-        fit=Fit(audit.min_sd, audit.variance),
-        resamples=audit.n_boot,
-        seed=audit.seed,
-    )
+    fields = interval_fields(ulira_intervals(phi_in, phi_out, audit))
     entry: dict[str, Any] = {"n_unlearned_pairs": int(pos.size), "n_retrained_pairs": int(neg.size)}
-    for label, f in statistics.items():
+    for label, f in ulira_statistics().items():
         entry[label] = f(pos, neg)
-        entry[f"{label}_ci95"] = _interval(intervals[label])
-    entry.update(_null(intervals["auc"]))
+        entry[f"{label}_ci95"] = fields.pop(f"{label}_ci95")
+    entry.update(fields)  # the AUC's null range, p-value and verdict
     u_rows, r_rows, acc = [], [], {"ru": [], "rr": [], "tu": [], "tr": []}
     for i in range(audit.n):
         u = load(protocol.challenge_forget, audit.seed + i, name)

@@ -16,8 +16,10 @@ why):
   are two draws from one distribution, so exchanging their roles within any set of pairs leaves
   the audit's distribution unchanged. The statistic over such exchanges (refitting each time) is
   its null distribution at these settings, bias of the leave-one-out fit included. The interval
-  is the observed value minus the null's offsets from 0.5, so it covers 0.5 exactly when the
-  observed value lies inside the null's central range (a test with the level asked for).
+  is the observed value minus the null's offsets from its centre (0.5 for the AUC, by
+  symmetry; the null's median for a statistic without a known chance value, such as TPR at a
+  low FPR), so it covers the centre exactly when the observed value lies inside the null's
+  central range (a test with the level asked for).
 """
 
 from __future__ import annotations
@@ -88,6 +90,9 @@ class Fit:
         return out
 
 
+# statistics whose value under exact unlearning is known (by name); any other permutation
+# interval is centred on its null's median (TPR at 1% FPR is not 0.5 by chance: it is ~0)
+NULL_CENTRES = {"auc": 0.5}
 SWAP_CELLS = 2_000_000  # phi cells scored in one array (~10 such arrays: ~160 MB at most)
 PAIR_INTERVALS: Registry[dict[str, PairInterval]] = Registry("U-LiRA interval")
 
@@ -171,7 +176,8 @@ def permutation(
     seed: int = 0,
 ) -> dict[str, PairInterval]:
     """The null distribution from exchanging the roles within pairs (refit each time); the
-    interval [v - (q_high - 0.5), v + (0.5 - q_low)] with q the null's central quantiles."""
+    interval [v - (q_high - c), v + (c - q_low)] with q the null's central quantiles and c its
+    centre (``NULL_CENTRES``, else the null's median)."""
     k, fit = phi_in.shape[0], fit or Fit()
     swaps = role_swaps(k, resamples, seed)
     null = {name: np.empty(len(swaps)) for name in statistics}
@@ -194,9 +200,10 @@ def permutation(
             continue
         ordered = np.sort(values)
         q_low, q_high = float(ordered[beyond]), float(ordered[len(values) - 1 - beyond])
+        centre = NULL_CENTRES.get(name, float(np.median(values)))
         out[name] = PairInterval(
-            max(0.0, observed - (q_high - 0.5)),
-            min(1.0, observed + (0.5 - q_low)),
+            max(0.0, observed - (q_high - centre)),
+            min(1.0, observed + (centre - q_low)),
             (q_low, q_high),
             float((values >= observed).mean()),
         )
@@ -217,6 +224,7 @@ def pair_interval(
 
 
 __all__ = [
+    "NULL_CENTRES",
     "PAIR_INTERVALS",
     "Fit",
     "PairInterval",
