@@ -182,6 +182,7 @@ def main() -> None:
                         "variant": name,
                         "level": level,
                         "seed": seed,
+                        "n_forget": int(ids.numel()),
                         **evaluate(model, ctx, cfg, threshold),
                         "time_s": cost.time_s,
                     }
