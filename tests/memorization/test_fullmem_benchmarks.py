@@ -15,9 +15,13 @@ import pytest
 BENCH = Path(__file__).parents[2] / "benchmarks"
 
 
-def _run(script: str, *args: str) -> subprocess.CompletedProcess:
+def _run(script: str, flags: str, *args: str) -> subprocess.CompletedProcess:
+    """``script`` with the space-separated ``flags`` and then ``args`` (paths)."""
     return subprocess.run(
-        [sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=600
+        [sys.executable, str(BENCH / script), *flags.split(), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -26,10 +30,10 @@ def scored(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("mem")
     done = _run(
         "memorization.py",
-        *"--subset 200 --k 6 --chunk 3 --epoch-grid 1,30 --min-gap 1 --executor local".split(),
-        *"--timing-k 0 --threads 1".split(),
-        "--out", str(out / "mem"), "--cache", str(out / "cache"),
-    )  # fmt: skip
+        "--subset 200 --k 6 --chunk 3 --epoch-grid 1,30 --min-gap 1 --executor local "
+        "--timing-k 0 --threads 1",
+        *["--out", str(out / "mem"), "--cache", str(out / "cache")],
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return out / "mem"
 
@@ -50,9 +54,10 @@ def test_the_gap_search_fixes_the_recipe_and_is_reported(scored):
 def test_rum_in_the_full_training_setting(scored, tmp_path):
     out = tmp_path / "rum"
     done = _run(
-        "rum.py", "--mem", str(scored), "--out", str(out),
-        *"--levels high,random --forget-size 10 --seeds 2 --baselines neggrad_plus".split(),
-    )  # fmt: skip
+        "rum.py",
+        "--levels high,random --forget-size 10 --seeds 2 --baselines neggrad_plus",
+        *["--mem", str(scored), "--out", str(out)],
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     r = json.loads((out / "results.json").read_text())
     n = r["n_train"]
@@ -84,9 +89,10 @@ def test_rum_in_the_full_training_setting(scored, tmp_path):
 def test_rum_on_the_full_set_ranks_and_unlearns_by_the_proxy(scored, tmp_path):
     out = tmp_path / "full"
     done = _run(
-        "rum.py", "--mem", str(scored), "--out", str(out), "--full-set",
-        *"--levels high --forget-size 20 --seeds 1 --baselines neggrad_plus".split(),
-    )  # fmt: skip
+        "rum.py",
+        "--full-set --levels high --forget-size 20 --seeds 1 --baselines neggrad_plus",
+        *["--mem", str(scored), "--out", str(out)],
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     r = json.loads((out / "results.json").read_text())
     assert r["full_set"] and r["selected_by"] == "proxy" and r["n_train"] > 1000
@@ -95,9 +101,9 @@ def test_rum_on_the_full_set_ranks_and_unlearns_by_the_proxy(scored, tmp_path):
 
 
 def test_bad_levels_and_grids_are_one_line_errors(tmp_path):
-    done = _run("rum.py", "--mem", str(tmp_path), "--out", str(tmp_path / "r"), "--levels", "hi")
+    done = _run("rum.py", "--levels hi", "--mem", str(tmp_path), "--out", str(tmp_path / "r"))
     assert done.returncode == 2 and done.stderr.startswith("error: --levels")
     assert "Traceback" not in done.stderr and not (tmp_path / "r").exists()
-    done = _run("memorization.py", "--epoch-grid", "8,4", "--out", str(tmp_path / "m"))
+    done = _run("memorization.py", "--epoch-grid 8,4", "--out", str(tmp_path / "m"))
     assert done.returncode == 2 and done.stderr.startswith("error: --epoch-grid 8,4")
     assert "Traceback" not in done.stderr and not (tmp_path / "m").exists()
