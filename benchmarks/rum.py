@@ -32,12 +32,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 sys.path.insert(0, str(Path(__file__).parent))
-from memorization import primary_set, recipe_of
+from memorization import epoch_grid, primary_set, recipe_of
 
 from unlearnkit.data.forget import select_forget
 from unlearnkit.experiment import evaluate, seed_threshold, unlearning_context
 from unlearnkit.memorization import add_label_noise, save_scores
-from unlearnkit.memorization.gap import gap_check
+from unlearnkit.memorization.gap import gap_check, train_until_gap
 from unlearnkit.memorization.pipeline import proxy_scores
 from unlearnkit.methods import create_method, method_defaults
 from unlearnkit.metrics import mean_ci95, measure_cost, paired_verdict, tow, tow_mia
@@ -117,6 +117,12 @@ def main() -> None:
         help="run on the whole training set the scored subset came from (no FZ there: "
         "forget sets and RUM by the proxy)",
     )
+    ap.add_argument(
+        "--epoch-grid",
+        default=None,
+        help="with --full-set: train until the gap on the whole set (try these epoch counts in "
+        "order, e.g. 16,24,32; complete runs) instead of the scored subset's count",
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument(
         "--baselines", default=",".join(BASELINES), help="baselines run alone and inside RUM"
@@ -128,6 +134,14 @@ def main() -> None:
         print(
             f"error: --levels takes {', '.join([*LEVELS, RANDOM])} and --random-fraction a "
             f"share in (0, 1) (got {args.levels!r}, {args.random_fraction})",
+            file=sys.stderr,
+        )
+        sys.exit(2)
+    grid = epoch_grid(args.epoch_grid)
+    if grid and not args.full_set:
+        print(
+            "error: --epoch-grid needs --full-set (on the scored subset the FZ scores fix "
+            "the recipe)",
             file=sys.stderr,
         )
         sys.exit(2)
@@ -146,6 +160,12 @@ def main() -> None:
     fz_file = None if args.full_set else args.mem / f"fz_{primary}.csv"
     select = "proxy" if args.full_set else args.select
     gap_target = (mem.get("gap") or {}).get("target", DEFAULT_GAP_TARGET)
+    search = None
+    if grid:  # the whole set over-fits less than the subset: its own epoch count
+        cfg, _, checks = train_until_gap(cfg, bundle, gap_target, grid, seed=0)
+        search = [c.as_dict() for c in checks]
+        for c in checks:
+            print(c.message(), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     runs, gaps, proxy_costs = [], [], []
     start = time.perf_counter()
@@ -219,6 +239,7 @@ def main() -> None:
             "target": gap_target,
             "per_seed": gaps,
             "reached_every_seed": all(g["reached"] for g in gaps),
+            "search": search,
         },
         "threads": args.threads,
         "scoring_cost": scoring_cost(scored, primary, proxy, proxy_costs, len(bundle.train)),
@@ -403,6 +424,9 @@ def report(r: dict) -> str:
             ),
             "",
         ]
+        if g.get("search"):
+            tried = ", ".join(f"{c['epochs']} epochs {c['gap']:.1f}" for c in g["search"])
+            lines += [f"Epochs chosen on this set by training until the gap: {tried}.", ""]
     lines += [
         f"Forget sets: {', '.join(describe_level(lv, r) for lv in r['levels'])}; "
         f"{r['seeds']} seeds; ToW and ToW-MIA against retraining with 95% CI (bootstrap over "

@@ -90,7 +90,8 @@ def test_rum_on_the_full_set_ranks_and_unlearns_by_the_proxy(scored, tmp_path):
     out = tmp_path / "full"
     done = _run(
         "rum.py",
-        "--full-set --levels high --forget-size 20 --seeds 1 --baselines neggrad_plus",
+        "--full-set --epoch-grid 2,30 --levels high --forget-size 20 --seeds 1 "
+        "--baselines neggrad_plus",
         *["--mem", str(scored), "--out", str(out)],
     )
     assert done.returncode == 0, done.stderr[-3000:]
@@ -98,12 +99,20 @@ def test_rum_on_the_full_set_ranks_and_unlearns_by_the_proxy(scored, tmp_path):
     assert r["full_set"] and r["selected_by"] == "proxy" and r["n_train"] > 1000
     assert not any("/fz" in v for v in r["summary"]["high"])  # no FZ on the full set
     assert r["scoring_cost"]["fz_extrapolated"] and r["scoring_cost"]["fz_measured_on"] == 200
+    search = r["gap"]["search"]  # the whole set searched its own epoch count
+    assert [c["epochs"] for c in search] in ([2], [2, 30])
+    assert search[-1]["reached"] or len(search) == 2
+    assert r["recipe"]["epochs"] == search[-1]["epochs"]
 
 
+@pytest.mark.slow  # three interpreter starts with torch: ~15 s idle, more under load
 def test_bad_levels_and_grids_are_one_line_errors(tmp_path):
     done = _run("rum.py", "--levels hi", "--mem", str(tmp_path), "--out", str(tmp_path / "r"))
     assert done.returncode == 2 and done.stderr.startswith("error: --levels")
     assert "Traceback" not in done.stderr and not (tmp_path / "r").exists()
+    done = _run("rum.py", "--epoch-grid 8,16", "--mem", str(tmp_path), "--out", str(tmp_path / "r"))
+    assert done.returncode == 2 and "--epoch-grid needs --full-set" in done.stderr
+    assert not (tmp_path / "r").exists()
     done = _run("memorization.py", "--epoch-grid 8,4", "--out", str(tmp_path / "m"))
     assert done.returncode == 2 and done.stderr.startswith("error: --epoch-grid 8,4")
     assert "Traceback" not in done.stderr and not (tmp_path / "m").exists()
