@@ -145,6 +145,12 @@ def main() -> None:
         help="models in the serial-vs-Ray timing (the Ray ones are reused; 0: no timing)",
     )
     ap.add_argument(
+        "--gap-only",
+        action="store_true",
+        help="only the train-test gap (the --epoch-grid search, or --epochs): writes "
+        "OUT/gap.json and stops before any scoring",
+    )
+    ap.add_argument(
         "--executor",
         choices=["ray", "local"],
         default="ray",
@@ -176,6 +182,8 @@ def main() -> None:
     clean = load_bundle(cfg)
     primary = "noisy" if args.label_noise > 0 else "clean"
     noisy, noisy_ids = add_label_noise(clean, args.label_noise, seed=0)
+    if args.gap_only:
+        return gap_only(args, cfg, noisy if primary == "noisy" else clean, grid)
     searched = None
     if grid:  # train until the gap: the chosen epoch count becomes the recipe of everything
         cfg, _, checks = train_until_gap(
@@ -425,6 +433,26 @@ def figures(scores: dict, out: Path) -> None:
         fig.tight_layout()
         fig.savefig(out / f"proxy_scatter_{label}.png", dpi=120)
         plt.close(fig)
+
+
+def gap_only(args, cfg, bundle, grid: list[int] | None) -> None:
+    """The gap search alone (cheap: a few training runs), to size the recipe before scoring."""
+    _, _, checks = train_until_gap(cfg, bundle, args.min_gap, grid or [args.epochs], seed=0)
+    for c in checks:
+        print(c.message(), flush=True)
+    record = {
+        "dataset": args.dataset,
+        "subset": args.subset,
+        "width": args.width,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "label_noise": args.label_noise,
+        "n_train": len(bundle.train),
+        "checks": [c.as_dict() for c in checks],
+        "chosen_epochs": checks[-1].epochs,
+        "reached": checks[-1].reached,
+    }
+    (args.out / "gap.json").write_text(json.dumps(record, indent=2))
 
 
 def epoch_grid(text: str | None) -> list[int] | None:

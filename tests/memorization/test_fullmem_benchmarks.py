@@ -105,6 +105,22 @@ def test_rum_on_the_full_set_ranks_and_unlearns_by_the_proxy(scored, tmp_path):
     assert r["recipe"]["epochs"] == search[-1]["epochs"]
 
 
+@pytest.mark.slow
+def test_gap_only_sizes_the_recipe_without_scoring(tmp_path):
+    out = tmp_path / "gap"
+    done = _run(
+        "memorization.py",
+        "--subset 200 --epoch-grid 1,30 --min-gap 1 --gap-only --threads 1",
+        *["--out", str(out)],
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "target 1 NOT reached" in done.stdout and "target 1 reached" in done.stdout
+    g = json.loads((out / "gap.json").read_text())
+    assert [c["epochs"] for c in g["checks"]] == [1, 30] and g["chosen_epochs"] == 30
+    assert g["reached"] and g["n_train"] == 200
+    assert not (out / "results.json").exists()  # nothing scored
+
+
 @pytest.mark.slow  # three interpreter starts with torch: ~15 s idle, more under load
 def test_bad_levels_and_grids_are_one_line_errors(tmp_path):
     done = _run("rum.py", "--levels hi", "--mem", str(tmp_path), "--out", str(tmp_path / "r"))
