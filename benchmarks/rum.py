@@ -145,6 +145,13 @@ def main() -> None:
             file=sys.stderr,
         )
         sys.exit(2)
+    if not (args.mem / "results.json").is_file():
+        print(
+            f"error: {args.mem / 'results.json'} not found: run benchmarks/memorization.py "
+            f"--out {args.mem} first",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     apply_threads(args.threads)
     baselines = [b for b in args.baselines.split(",") if b]
     mem = json.loads((args.mem / "results.json").read_text())
