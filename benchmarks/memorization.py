@@ -29,7 +29,7 @@ from sklearn.metrics import roc_auc_score
 from unlearnkit.config import build_config
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.memorization import add_label_noise, fz_config, load_scores, save_scores
-from unlearnkit.memorization.gap import check_epoch_grid, gap_check, train_until_gap
+from unlearnkit.memorization.gap import gap_check, parse_epoch_grid, train_until_gap
 from unlearnkit.memorization.pipeline import feldman_zhang_scores, proxy_scores
 from unlearnkit.memorization.proxies import PROXIES
 from unlearnkit.metrics import peak_rss_mb
@@ -460,8 +460,8 @@ def epoch_grid(text: str | None) -> list[int] | None:
     if not text:
         return None
     try:
-        return check_epoch_grid([int(e) for e in text.split(",")])
-    except (UnlearnkitError, ValueError) as exc:
+        return parse_epoch_grid(text)
+    except UnlearnkitError as exc:
         print(f"error: --epoch-grid {text}: {exc}", file=sys.stderr)
         sys.exit(2)
 

@@ -78,3 +78,54 @@ def test_train_until_gap_says_when_no_count_reaches_it(tiny_digits):
     chosen, _, checks = train_until_gap(cfg, bundle, 101.0, [1, 2])
     assert [c.epochs for c in checks] == [1, 2] and not any(c.reached for c in checks)
     assert chosen.train.epochs == 2  # the last tried
+
+
+def _memorize(*args: str):
+    """``unlearnkit memorize`` in-process (the sub-command alone)."""
+    import typer
+    from typer.testing import CliRunner
+
+    from unlearnkit.cli.memorize import memorize
+
+    app = typer.Typer(pretty_exceptions_enable=False)
+    app.command("memorize")(memorize)
+    app.command("other")(lambda: None)  # two commands: typer keeps the sub-command name
+    return CliRunner().invoke(app, ["memorize", *args])
+
+
+@pytest.fixture()
+def full_config(tmp_path):
+    path = tmp_path / "full.yaml"
+    path.write_text("pretrain: false\npeft: full\nmodel_options: {width: 8}\n")
+    return path
+
+
+def test_memorize_trains_until_the_gap_and_records_it(full_config, tmp_path):
+    out = tmp_path / "mem"
+    result = _memorize(
+        "--method", "confidence", "--config", str(full_config), "--subset", "240",
+        "--epoch-grid", "1,40", "--min-gap", "3", "--threads", "1", "--out", str(out),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())  # the console wraps long lines
+    assert "1 epochs): target 3 NOT reached" in said
+    assert "40 epochs): target 3 reached" in said
+    assert "unlearn with --epochs 40" in said
+    assert "the original: train-test gap" in said  # the proxy run is checked too
+    from unlearnkit.memorization import load_scores
+
+    meta = load_scores(out / "scores.csv").meta
+    assert meta["gap"]["epochs"] == 40 and meta["gap"]["target"] == 3
+    assert meta["gap"]["gap"] == pytest.approx(meta["gap"]["train_acc"] - meta["gap"]["test_acc"])
+
+
+def test_memorize_refuses_a_bad_grid_before_any_work(full_config, tmp_path):
+    out = tmp_path / "mem"
+    result = _memorize("--config", str(full_config), "--epoch-grid", "16,8", "--out", str(out))
+    assert result.exit_code == 2
+    said = " ".join(result.output.split())
+    assert "error:" in said and "increasing order" in said
+    assert "Traceback" not in result.output and not out.exists()
+    result = _memorize("--config", str(full_config), "--epoch-grid", "8,x", "--out", str(out))
+    said = " ".join(result.output.split())
+    assert result.exit_code == 2 and "comma-separated" in said and not out.exists()

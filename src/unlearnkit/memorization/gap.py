@@ -78,6 +78,17 @@ def check_epoch_grid(grid: Sequence[int]) -> list[int]:
     return counts
 
 
+def parse_epoch_grid(text: str) -> list[int]:
+    """``"8,16,32"`` -> ``[8, 16, 32]``, validated (``check_epoch_grid``)."""
+    try:
+        counts = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise UnlearnkitError(
+            f"epoch grid {text!r} - give comma-separated epoch counts, e.g. 8,16,32"
+        ) from None
+    return check_epoch_grid(counts)
+
+
 def train_until_gap(
     cfg: RecipeConfig,
     bundle: DatasetBundle,
@@ -100,4 +111,11 @@ def train_until_gap(
     return chosen, trained, checks
 
 
-__all__ = ["GapCheck", "check_epoch_grid", "gap_check", "train_until_gap", "with_epochs"]
+__all__ = [
+    "GapCheck",
+    "check_epoch_grid",
+    "gap_check",
+    "parse_epoch_grid",
+    "train_until_gap",
+    "with_epochs",
+]
