@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -26,7 +27,9 @@ from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
 from unlearnkit.config import build_config
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.memorization import add_label_noise, fz_config, load_scores, save_scores
+from unlearnkit.memorization.gap import gap_check, parse_epoch_grid, train_until_gap
 from unlearnkit.memorization.pipeline import feldman_zhang_scores, proxy_scores
 from unlearnkit.memorization.proxies import PROXIES
 from unlearnkit.metrics import peak_rss_mb
@@ -119,6 +122,19 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1, help="threads of the proxy runs")
     ap.add_argument("--k", type=int, default=100)
     ap.add_argument("--epochs", type=int, default=20)
+    ap.add_argument(
+        "--min-gap",
+        type=float,
+        default=5.0,
+        help="train-test accuracy gap (points) the original must reach; the run records it "
+        "and says plainly when it is not reached",
+    )
+    ap.add_argument(
+        "--epoch-grid",
+        default=None,
+        help="train until the gap: try these epoch counts in order (e.g. 8,16,32; complete "
+        "runs) and score with the first that reaches --min-gap (replaces --epochs)",
+    )
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--label-noise", type=float, default=0.05)
     ap.add_argument("--chunk", type=int, default=5)
@@ -127,6 +143,18 @@ def main() -> None:
         type=int,
         default=30,
         help="models in the serial-vs-Ray timing (the Ray ones are reused; 0: no timing)",
+    )
+    ap.add_argument(
+        "--gap-only",
+        action="store_true",
+        help="only the train-test gap (the --epoch-grid search, or --epochs): writes "
+        "OUT/gap.json and stops before any scoring",
+    )
+    ap.add_argument(
+        "--executor",
+        choices=["ray", "local"],
+        default="ray",
+        help="where the FZ subset models train (local: serial, no Ray, no timing)",
     )
     ap.add_argument("--clean", action="store_true", help="also score the clean data set")
     ap.add_argument("--out", type=Path, default=Path("results/memorization"))
@@ -146,6 +174,7 @@ def main() -> None:
         return retime(args)
     if args.rescore:
         return rescore(args)
+    grid = epoch_grid(args.epoch_grid)
     apply_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     cfg = recipe(args.epochs, args.width, args.dataset, args.data_dir, args.subset, args.lr,
@@ -153,6 +182,17 @@ def main() -> None:
     clean = load_bundle(cfg)
     primary = "noisy" if args.label_noise > 0 else "clean"
     noisy, noisy_ids = add_label_noise(clean, args.label_noise, seed=0)
+    if args.gap_only:
+        return gap_only(args, cfg, noisy if primary == "noisy" else clean, grid)
+    searched = None
+    if grid:  # train until the gap: the chosen epoch count becomes the recipe of everything
+        cfg, _, checks = train_until_gap(
+            cfg, noisy if primary == "noisy" else clean, args.min_gap, grid, seed=0
+        )
+        args.epochs = cfg.train.epochs
+        searched = [c.as_dict() for c in checks]
+        for c in checks:
+            print(c.message(), flush=True)
     out: dict = {
         "dataset": args.dataset,
         "data_dir": args.data_dir,
@@ -170,14 +210,18 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "machine": thread_report(),
         "datasets": {},
+        "gap_search": searched,
     }
     start = time.perf_counter()
 
     # 1. Timing: serial then Ray on fresh caches; the K-model FZ run resumes the Ray cache.
-    ray, startup = start_ray()
-    out["ray_startup_s"] = startup
+    if args.executor == "ray":
+        ray, startup = start_ray()
+        out["ray_startup_s"] = startup
+    else:  # serial: no Ray start-up and no serial-vs-Ray timing
+        ray, startup = create_executor("local"), 0.0
     with ray:
-        if args.timing_k > 0:
+        if args.timing_k > 0 and args.executor == "ray":
             ray_cache, out["timing"] = timing(cfg, noisy, args, ray, startup)
             shutil.copytree(ray_cache, args.cache / f"fz-{primary}", dirs_exist_ok=True)
         fz_main, wall = run_fz(
@@ -231,6 +275,10 @@ def main() -> None:
             "proxies": rows,
         }
         scores[label] = (mem, {n: t.score.numpy() for n, t in tables.items()}, is_noisy)
+        if label == primary:  # the proxy run is the original (seed 0): its gap is the setting's
+            check = gap_check(run.model, bundle, args.min_gap, args.epochs)
+            out["gap"] = check.as_dict()
+            print(check.message(), flush=True)
         print(label, json.dumps(rows, indent=1), flush=True)
     best = max(out["datasets"][primary]["proxies"].items(), key=lambda kv: abs(kv[1]["spearman"]))
     out["best_proxy"] = {"name": best[0], **best[1]}
@@ -387,6 +435,54 @@ def figures(scores: dict, out: Path) -> None:
         plt.close(fig)
 
 
+def gap_only(args, cfg, bundle, grid: list[int] | None) -> None:
+    """The gap search alone (cheap: a few training runs), to size the recipe before scoring."""
+    _, _, checks = train_until_gap(cfg, bundle, args.min_gap, grid or [args.epochs], seed=0)
+    for c in checks:
+        print(c.message(), flush=True)
+    record = {
+        "dataset": args.dataset,
+        "subset": args.subset,
+        "width": args.width,
+        "lr": args.lr,
+        "batch_size": args.batch_size,
+        "label_noise": args.label_noise,
+        "n_train": len(bundle.train),
+        "checks": [c.as_dict() for c in checks],
+        "chosen_epochs": checks[-1].epochs,
+        "reached": checks[-1].reached,
+    }
+    (args.out / "gap.json").write_text(json.dumps(record, indent=2))
+
+
+def epoch_grid(text: str | None) -> list[int] | None:
+    """``--epoch-grid`` parsed; a bad one is one line ``error: ...`` and exit 2, nothing run."""
+    if not text:
+        return None
+    try:
+        return parse_epoch_grid(text)
+    except UnlearnkitError as exc:
+        print(f"error: --epoch-grid {text}: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def gap_lines(r: dict) -> list[str]:
+    """The train-test gap of the original (all parameters trained on D), stated plainly."""
+    g = r.get("gap")
+    if not g:
+        return []
+    verdict = "reached" if g["reached"] else "**NOT reached**: the model barely memorizes here"
+    lines = [
+        f"Train-test gap of the original (seed 0): **{g['gap']:.1f} points** (train "
+        f"{g['train_acc']:.1f}%, test {g['test_acc']:.1f}%); target {g['target']:g}: {verdict}.",
+        "",
+    ]
+    if r.get("gap_search"):
+        tried = ", ".join(f"{c['epochs']} epochs {c['gap']:.1f}" for c in r["gap_search"])
+        lines += [f"Epochs chosen by training until the gap (complete runs): {tried}.", ""]
+    return lines
+
+
 def report(r: dict) -> str:
     nan = float("nan")
     name = r.get("dataset", "digits")
@@ -403,6 +499,7 @@ def report(r: dict) -> str:
         f"{r['epochs']} epochs each (lr {r.get('lr', 0.05)}, batch {r.get('batch_size', 64)}), "
         f"smallcnn width {r['width']}, D = {r['n_train']} samples{sub}.{noise}",
         "",
+        *gap_lines(r),
     ]
     t = r.get("timing")
     if t:
@@ -424,12 +521,14 @@ def report(r: dict) -> str:
             f"({r.get('fz_wall_s', nan):.1f}s more).",
             "",
         ]
-    else:
+    elif "ray_startup_s" in r:
         lines += [
             f"FZ wall time: {r['fz_wall_s']:.0f} s on Ray (2 CPUs, one thread per worker; "
             f"start-up {r.get('ray_startup_s', nan):.0f} s more).",
             "",
         ]
+    else:
+        lines += [f"FZ wall time: {r['fz_wall_s']:.0f} s, serial (no Ray).", ""]
     for label, d in r["datasets"].items():
         lines += [
             f"## Proxies vs FZ ({label})",

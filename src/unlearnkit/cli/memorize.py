@@ -56,6 +56,21 @@ def memorize(
         str | None, typer.Option(help="FZ: join this Ray cluster (default: start a local one)")
     ] = None,
     chunk_size: Annotated[int, typer.Option(help="FZ: models per executor task", min=1)] = 5,
+    epoch_grid: Annotated[
+        str | None,
+        typer.Option(
+            help="train until the gap: try these epoch counts in order (e.g. 8,16,32; complete "
+            "runs of the original) and score with the first whose train-test gap reaches "
+            "--min-gap"
+        ),
+    ] = None,
+    min_gap: Annotated[
+        float,
+        typer.Option(
+            help="train-test accuracy gap (points) --epoch-grid looks for; a proxy run's "
+            "original is checked against it too"
+        ),
+    ] = 5.0,
     out: Annotated[
         Path,
         typer.Option(
@@ -72,9 +87,10 @@ def memorize(
     """Score memorization of every training sample; writes OUT/scores.csv (+ .json sidecar)."""
     # deferred: torch and the memorization engine, so --help stays fast
     from unlearnkit.memorization import fz_config, save_scores
+    from unlearnkit.memorization.gap import gap_check, parse_epoch_grid, train_until_gap
     from unlearnkit.memorization.pipeline import feldman_zhang_scores, proxy_scores
     from unlearnkit.memorization.proxies import PROXIES
-    from unlearnkit.recipe import load_bundle
+    from unlearnkit.recipe import load_bundle, sized_for
     from unlearnkit.runtime import EXECUTORS, create_executor, thread_report
 
     with user_errors():
@@ -99,9 +115,21 @@ def memorize(
             )
         fz = fz_config(k=k, fraction=fraction, seed=seed, chunk_size=chunk_size)
         EXECUTORS.get(executor)
+        grid = parse_epoch_grid(epoch_grid) if epoch_grid else None
         if label_noise:
             cfg = with_label_noise(cfg, label_noise)
         bundle = load_bundle(cfg)
+        gap = None
+        if grid:  # the chosen count becomes the recipe the scores describe
+            with console_progress():
+                cfg, _, checks = train_until_gap(cfg, bundle, min_gap, grid, seed)
+            for check in checks:
+                console.print(check.message())
+            gap = checks[-1]
+            console.print(
+                f"scoring with {cfg.train.epochs} epochs: unlearn with --epochs "
+                f"{cfg.train.epochs} so the model is the one these scores describe"
+            )
         if method == "fz":
             options = {"address": ray_address} if executor == "ray" else {}
             try:
@@ -128,7 +156,11 @@ def memorize(
                 f"{method}: {run.seconds[method]:.2f}s on top of "
                 f"{run.train_seconds:.1f}s of training"
             )
+            gap = gap_check(run.model, bundle, min_gap, sized_for(cfg, bundle).train.epochs)
+            console.print(f"the original: {gap.message()}")
         table.meta["data"] = {"dataset": cfg.dataset, "dataset_options": cfg.dataset_options}
+        if gap is not None:
+            table.meta["gap"] = gap.as_dict()
         table.meta["machine"] = {
             **thread_report(),
             "threads_requested": used,
