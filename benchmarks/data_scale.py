@@ -182,12 +182,19 @@ def stage(name: str, args: list[str], images: int) -> dict[str, Any]:
 def run_stages(data: Path, out: Path, args: argparse.Namespace, n: int) -> list[dict[str, Any]]:
     common = ["--workers", str(args.workers), "--threads", str(args.threads)]
     model = out / "model"
-    train_n = min(args.train_subset, int(0.8 * n))
-    test_n = n - int(0.8 * n)  # the loader's seeded 20% test split (round-off aside)
+    # a test split of the same size at every folder size, so every stage decodes the same
+    # number of images and memory growth is what the folder's size costs, not a longer run
+    test_n = min(args.test_images, n // 5) if args.test_images else n - int(0.8 * n)
+    fraction = test_n / n
+    train_n = min(args.train_subset, n - test_n)
+    out.mkdir(parents=True, exist_ok=True)
+    config = out / "dataset.yaml"
+    config.write_text(f"dataset_options: {{test_fraction: {fraction!r}}}\n")
     train = stage("train", [
         "train", "--dataset", "imagefolder", "--data-dir", str(data), "--image-size",
         str(args.image_size), "--subset", str(train_n), "--model", args.model, "--peft", "full",
-        "--no-pretrain", "--epochs", str(args.epochs), "--out", str(model), *common,
+        "--no-pretrain", "--epochs", str(args.epochs), "--config", str(config), "--out",
+        str(model), *common,
     ], args.epochs * train_n)  # fmt: skip
     forget = max(1, train_n // 10)
     finetune_epochs = 5  # finetune's default; the retrain reference trains --epochs on D_r
@@ -288,6 +295,12 @@ def main() -> None:
     ap.add_argument("--train-subset", type=int, default=5000,
                     help="images trained on (a stratified --subset of the pool)")  # fmt: skip
     ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument(
+        "--test-images",
+        type=int,
+        default=2000,
+        help="test split size at every folder size (0: the loader's 20%%)",
+    )
     ap.add_argument("--model", default="smallcnn")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
@@ -312,6 +325,7 @@ def main() -> None:
             "image_px": args.image_size,
             "generate_s": round(time.perf_counter() - gen_start, 1),
             "train_subset": min(args.train_subset, int(0.8 * n)),
+            "test_images": min(args.test_images, n // 5) if args.test_images else None,
             "note": "train/unlearn run on a stratified --subset of the pool; every stage loads "
             "the whole folder (train reads every file, the later stages stat them)",
             "machine_before": thread_report(),
