@@ -288,6 +288,30 @@ def memory_table(results: list[dict[str, Any]]) -> dict[str, dict[str, dict[str,
     return table
 
 
+def summarise(results: list[dict[str, Any]], workers: int) -> dict[str, Any]:
+    """Memory columns per size, growth from the smallest to the largest size and the targets
+    (footprint growth <= 300 MB at every stage; throughput ratio >= 0.9 at every size)."""
+    sizes = [r["files"] for r in results]
+    staged = all("stages" in r for r in results)
+    summary: dict[str, Any] = {"sizes": sizes, "workers": workers}
+    if staged:
+        summary["memory_mb"] = memory_table(results)
+    if staged and len(results) > 1:
+        first, last = results[0]["stages"], results[-1]["stages"]
+        growth: dict[str, dict[str, float]] = {}
+        for key in ("peak_rss_mb", "footprint_mb"):
+            growth[key] = {
+                s["stage"]: round(b[key] - s[key], 1) for s, b in zip(first, last, strict=True)
+            }
+            summary[f"{key[:-3]}_growth_mb"] = {"from": sizes[0], "to": sizes[-1], **growth[key]}
+        # the target: main RSS + the workers' summed USS (RSS double-counts shared pages)
+        summary["rss_target_measure"] = "footprint_mb: stage peak RSS + workers' summed peak USS"
+        summary["rss_target_met"] = max(growth["footprint_mb"].values()) <= 300
+    summary["throughput_ratio"] = {str(r["files"]): r["throughput"]["ratio"] for r in results}
+    summary["throughput_target_met"] = min(summary["throughput_ratio"].values()) >= 0.9
+    return summary
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--sizes", default="10000,50000,100000", help="comma-separated file counts")
@@ -310,11 +334,22 @@ def main() -> None:
     ap.add_argument("--gen-procs", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--data-root", type=Path, default=Path("/tmp/unlearnkit_data_scale"))
     ap.add_argument("--skip-stages", action="store_true", help="throughput only")
+    ap.add_argument(
+        "--summarise",
+        action="store_true",
+        help="only rebuild --out/summary.json from the n<SIZE>.json of --sizes there",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "results" / "data_scale")
     args = ap.parse_args()
     apply_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.summarise:
+        done = [json.loads((args.out / f"n{n}.json").read_text()) for n in sizes]
+        summary = summarise(done, args.workers)
+        atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=1))
+        print(json.dumps(summary, indent=1))
+        return
     results = []
     for n in sizes:
         gen_start = time.perf_counter()
@@ -338,21 +373,7 @@ def main() -> None:
         atomic_write_text(args.out / f"n{n}.json", json.dumps(record, indent=1))
         results.append(record)
         print(json.dumps({k: record[k] for k in ("files", "throughput")}, indent=1))
-    summary: dict[str, Any] = {"sizes": sizes, "workers": args.workers}
-    if not args.skip_stages:
-        summary["memory_mb"] = memory_table(results)
-    if not args.skip_stages and len(results) > 1:
-        first, last = results[0]["stages"], results[-1]["stages"]
-        for key in ("peak_rss_mb", "footprint_mb"):
-            growth = {
-                s["stage"]: round(b[key] - s[key], 1) for s, b in zip(first, last, strict=True)
-            }
-            summary[f"{key[:-3]}_growth_mb"] = {"from": sizes[0], "to": sizes[-1], **growth}
-        # the target: main RSS + the workers' summed USS (RSS double-counts shared pages)
-        summary["rss_target_measure"] = "footprint_mb: stage peak RSS + workers' summed peak USS"
-        summary["rss_target_met"] = max(summary["footprint_growth_mb"].values()) <= 300
-    summary["throughput_ratio"] = {str(r["files"]): r["throughput"]["ratio"] for r in results}
-    summary["throughput_target_met"] = min(summary["throughput_ratio"].values()) >= 0.9
+    summary = summarise(results, args.workers)
     atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=1))
     print(json.dumps(summary, indent=1))
 
