@@ -13,7 +13,7 @@ import pytest
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "data_scale.py"
 
 
-@pytest.mark.slow
+@pytest.mark.benchmark
 def test_tiny_run_keeps_the_test_split_at_the_asked_size(tmp_path):
     args = ["--sizes", "200", "--train-subset", "60", "--test-images", "30",
             "--throughput-images", "40", "--repeats", "1", "--threads", "1", "--image-size",

@@ -46,6 +46,7 @@ def test_scale_passes_adapt_to_both_schemes():
     assert [c.adapt for c in default.values()] == [S3TConfig.model_fields["adapt"].default] * 2
 
 
+@pytest.mark.benchmark
 def test_scale_records_adapt_and_the_saved_ensemble_keeps_it(saved):
     res = json.loads((saved / "scale" / "results.json").read_text())
     assert res["adapt"] == 2 and res["args"]["adapt"] == "2"
@@ -85,6 +86,7 @@ def _latency(saved: Path, out: Path, http_requests: int) -> dict:
     return json.loads((out / "latency.json").read_text())
 
 
+@pytest.mark.benchmark
 def test_latency_in_process_and_floor(saved, tmp_path):
     res = _latency(saved, tmp_path, 0)
     e = res["ensemble"]
@@ -109,7 +111,7 @@ def test_latency_in_process_and_floor(saved, tmp_path):
     assert len(m["load_before"]) == len(m["load_after"]) == 3
 
 
-@pytest.mark.slow
+@pytest.mark.benchmark
 def test_latency_over_http_with_a_real_server(saved, tmp_path):
     res = _latency(saved, tmp_path, 5)
     h = res["http"]

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).parents[2] / "benchmarks" / "s3t_trunk_study.py"
 
 
@@ -31,6 +33,7 @@ def test_oat_design_varies_one_factor_at_a_time_and_seeds_the_centre():
     assert len(study.design(full)) == 4 * 3 * 3 * 2
 
 
+@pytest.mark.benchmark
 def test_tiny_study_runs_end_to_end(tmp_path):
     args = ["--dataset", "digits", "--shards", "2", "3", "--centre-shards", "2", "--adapt",
             "3", "--centre-adapt", "3", "--ranks", "4", "--centre-rank", "4", "--epochs", "1",

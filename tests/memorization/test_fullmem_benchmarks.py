@@ -38,7 +38,7 @@ def scored(tmp_path_factory) -> Path:
     return out / "mem"
 
 
-@pytest.mark.slow
+@pytest.mark.benchmark
 def test_the_gap_search_fixes_the_recipe_and_is_reported(scored):
     r = json.loads((scored / "results.json").read_text())
     assert [c["epochs"] for c in r["gap_search"]] == [1, 30]
@@ -50,7 +50,7 @@ def test_the_gap_search_fixes_the_recipe_and_is_reported(scored):
     assert "Train-test gap of the original" in report and "1 epochs" in report
 
 
-@pytest.mark.slow
+@pytest.mark.benchmark
 def test_rum_in_the_full_training_setting(scored, tmp_path):
     out = tmp_path / "rum"
     done = _run(
@@ -85,7 +85,7 @@ def test_rum_in_the_full_training_setting(scored, tmp_path):
     assert "random 10% of D" in report and "Train-test gap of each seed's original" in report
 
 
-@pytest.mark.slow
+@pytest.mark.benchmark
 def test_rum_on_the_full_set_ranks_and_unlearns_by_the_proxy(scored, tmp_path):
     out = tmp_path / "full"
     done = _run(
@@ -105,7 +105,7 @@ def test_rum_on_the_full_set_ranks_and_unlearns_by_the_proxy(scored, tmp_path):
     assert r["recipe"]["epochs"] == search[-1]["epochs"]
 
 
-@pytest.mark.slow
+@pytest.mark.benchmark
 def test_gap_only_sizes_the_recipe_without_scoring(tmp_path):
     out = tmp_path / "gap"
     done = _run(
@@ -121,7 +121,7 @@ def test_gap_only_sizes_the_recipe_without_scoring(tmp_path):
     assert not (out / "results.json").exists()  # nothing scored
 
 
-@pytest.mark.slow  # three interpreter starts with torch: ~15 s idle, more under load
+@pytest.mark.benchmark
 def test_bad_levels_and_grids_are_one_line_errors(tmp_path):
     done = _run("rum.py", "--levels hi", "--mem", str(tmp_path), "--out", str(tmp_path / "r"))
     assert done.returncode == 2 and done.stderr.startswith("error: --levels")
