@@ -345,6 +345,13 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.summarise:
+        missing = [
+            str(args.out / f"n{n}.json") for n in sizes if not (args.out / f"n{n}.json").exists()
+        ]
+        if missing:
+            raise SystemExit(
+                f"error: --summarise needs {', '.join(missing)} (run those sizes first)"
+            )
         done = [json.loads((args.out / f"n{n}.json").read_text()) for n in sizes]
         summary = summarise(done, args.workers)
         atomic_write_text(args.out / "summary.json", json.dumps(summary, indent=1))
