@@ -60,7 +60,10 @@ def test_stacked_pass_equals_each_shard_alone():
     adapted = ("conv_g.weight", "dw.weight", "fc.weight")  # skip keeps its frozen weight
     per_shard = []
     for _ in range(m):
-        w = {k: rest.get_parameter(k) + 0.1 * torch.randn(rest.get_parameter(k).shape, generator=gen) for k in adapted}
+        w = {}
+        for k in adapted:
+            base = rest.get_parameter(k)
+            w[k] = base + 0.1 * torch.randn(base.shape, generator=gen)
         h = {k: torch.randn(v.shape, generator=gen) for k, v in head.named_parameters()}
         per_shard.append((w, h))
     stacked = StackedRest(rest, head, "")
@@ -69,7 +72,10 @@ def test_stacked_pass_equals_each_shard_alone():
     with torch.no_grad():
         got = stacked(stacked.weights(tuple(per_shard)), (x, shared))
         want = torch.stack(
-            [functional_call(head, h, (functional_call(rest, w, (x, shared)),)) for w, h in per_shard]
+            [
+                functional_call(head, h, (functional_call(rest, w, (x, shared)),))
+                for w, h in per_shard
+            ]
         )
     assert got.shape == (m, 5, 5)
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)

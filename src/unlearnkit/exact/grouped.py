@@ -202,9 +202,7 @@ class StackedRest:
         assert result is not None
         return _linear(result, stacked["head.weight"], stacked["head.bias"], m).permute(1, 0, 2)
 
-    def _step(
-        self, node: fx.Node, env: dict[fx.Node, _Value], stacked: Tensors, m: int
-    ) -> _Value:
+    def _step(self, node: fx.Node, env: dict[fx.Node, _Value], stacked: Tensors, m: int) -> _Value:
         args = [env[a] if isinstance(a, fx.Node) else a for a in node.args]
         if node.op == "call_module":
             name = str(node.target)
@@ -269,7 +267,7 @@ def _batch_norm(x: _Value, bn: nn.BatchNorm2d, m: int) -> _Value:
 
 
 def _linear(x: _Value, weight: torch.Tensor, bias: torch.Tensor, m: int) -> torch.Tensor:
-    """``(N, m, out)``: shard s's weight ``weight[s]`` on shard s's features (or the shared ones)."""
+    """``(N, m, out)``: shard s's ``weight[s]`` on shard s's features (or on the shared ones)."""
     if x.stacked:
         features = x.tensor.reshape(x.tensor.shape[0], m, -1)
         return torch.einsum("nmf,mof->nmo", features, weight) + bias
@@ -288,6 +286,6 @@ def channels_last_convolutions(module: fx.GraphModule) -> fx.GraphModule:
                 fix = module.graph.call_method(
                     "contiguous", (node,), {"memory_format": _CHANNELS_LAST}
                 )
-            node.replace_all_uses_with(fix, delete_user_cb=lambda user: user is not fix)
+            node.replace_all_uses_with(fix, delete_user_cb=lambda user, fix=fix: user is not fix)
     module.recompile()
     return module
