@@ -73,6 +73,37 @@ def test_replayed_rate_times_the_functions_own_ops_at_their_shapes():
     assert "2 distinct ops" in replay_assumptions(rate, "Jacobians")
 
 
+class LayoutSpy(TorchDispatchMode):
+    """Records whether each convolution's input ran channels-last."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layouts: list[bool] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ == "convolution":
+            x = args[0]
+            self.layouts.append(x.is_contiguous(memory_format=torch.channels_last))
+        return func(*args, **(kwargs or {}))
+
+
+def test_replay_keeps_each_operands_memory_format():
+    conv = torch.nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
+    x_cl = torch.randn(2, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(2, 3, 8, 8)
+
+    def both() -> None:
+        with torch.no_grad():
+            conv(x_cl)
+            conv(x)
+
+    with LayoutSpy() as spy:
+        rate = replayed_rate(both, threads=1, repeats=1)
+    # recorded (2 runs) + per distinct op one FLOP count, one warm-up and one timed run
+    assert len(rate.parts) == 2  # the two layouts are two distinct ops
+    assert spy.layouts.count(True) == spy.layouts.count(False) > 1
+
+
 def measured(flops: float, seconds: float) -> MeasuredRate:
     return MeasuredRate("gemm", ("float64",), 1, "cpu", 3, flops, seconds, ())
 

@@ -182,19 +182,28 @@ def gemm_rate(
     )
 
 
+_CL = torch.channels_last
+
+
 class _Meta:
-    """A tensor argument remembered by shape and dtype only (the replay makes a fresh one)."""
+    """A tensor argument remembered by shape, dtype and layout (the replay makes a fresh one:
+    a channels-last convolution is timed channels-last, its kernels differ)."""
 
     def __init__(self, t: torch.Tensor) -> None:
         self.shape, self.dtype, self.device = tuple(t.shape), t.dtype, t.device
+        self.channels_last = (
+            t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=_CL)
+        )
 
     def key(self) -> tuple[Any, ...]:
-        return ("T", self.shape, str(self.dtype))
+        return ("T", self.shape, str(self.dtype), self.channels_last)
 
     def make(self) -> torch.Tensor:
         if self.dtype.is_floating_point:
-            return torch.randn(self.shape, dtype=self.dtype, device=self.device)
-        return torch.zeros(self.shape, dtype=self.dtype, device=self.device)
+            t = torch.randn(self.shape, dtype=self.dtype, device=self.device)
+        else:
+            t = torch.zeros(self.shape, dtype=self.dtype, device=self.device)
+        return t.contiguous(memory_format=_CL) if self.channels_last else t
 
 
 class _Recorder(TorchDispatchMode):
