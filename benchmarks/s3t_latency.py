@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from service import TOKEN, free_port, start_server, stop_server
 
 from unlearnkit.errors import UnlearnkitError
+from unlearnkit.exact.packed import Packer
 from unlearnkit.exact.recipe import ensemble_data
 from unlearnkit.metrics.flop_floor import counted_floor
 from unlearnkit.metrics.latency import alternating_latency, latency_summary
@@ -77,11 +78,16 @@ def describe(ens: Any, directory: Path, dataset: str) -> dict[str, Any]:
 
 
 def in_process(ens: Any, x: torch.Tensor, reps: int, warmup: int) -> dict[str, Any]:
-    """The packed pass and the per-shard loop, alternating; and how far their logits differ."""
+    """The packed pass (the default), the same pass under ``vmap`` alone (no channel
+    stacking) and the per-shard loop, alternating; and how far their logits differ."""
     sync = torch.cuda.synchronize if current_runtime().device.type == "cuda" else None
+    vmap_view = Packer(ens.stack, ens.spec, ens.backbone_state, channel_stacked=False).view(
+        ens.serving_plan(), ens.packed_view().aggregation
+    )
     out: dict[str, Any] = alternating_latency(
         {
             "packed": lambda: ens.predict_logits(x),
+            "packed_vmap": lambda: vmap_view.logits(x),
             "loop": lambda: ens.predict_logits(x, packed=False),
         },
         reps,
@@ -178,8 +184,12 @@ def markdown(res: dict[str, Any]) -> str:
         "| path | n | p50 ms | p99 ms | mean ms | max ms |",
         "|---|---|---|---|---|---|",
     ]
-    rows = [("packed (in process)", res["in_process"]["packed"]),
-            ("per-shard loop (in process)", res["in_process"]["loop"])]  # fmt: skip
+    rows = [("packed (in process)", res["in_process"]["packed"])]
+    if "packed_vmap" in res["in_process"]:
+        rows.append(
+            ("packed under vmap only, no channel stacking", res["in_process"]["packed_vmap"])
+        )
+    rows.append(("per-shard loop (in process)", res["in_process"]["loop"]))
     if "p50_ms" in res.get("http", {}):
         rows.append(("HTTP, one client", res["http"]))
     for name, s in rows:

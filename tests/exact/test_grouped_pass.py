@@ -110,3 +110,16 @@ def test_each_architecture_takes_its_path(setup, path):
 
     ens = _ensemble("s3t", setup)
     assert ("grouped" if ens.packer.network.grouped is not None else "vmap") == path
+
+
+def test_the_vmap_pass_can_be_chosen_and_agrees_with_the_stacked_one():
+    from test_packed_trunk import _ensemble
+
+    from unlearnkit.exact.packed import Packer
+
+    ens = _ensemble("sisa", "resnet-layer4")
+    vmap_only = Packer(ens.stack, ens.spec, ens.backbone_state, channel_stacked=False)
+    assert vmap_only.network.grouped is None and ens.packer.network.grouped is not None
+    x = ens.data.x[:5].clone()
+    view = vmap_only.view(ens.serving_plan(), "mean_logits")
+    torch.testing.assert_close(view.logits(x), ens.predict_logits(x), rtol=0, atol=1e-5)

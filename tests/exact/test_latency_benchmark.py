@@ -92,7 +92,7 @@ def test_latency_in_process_and_floor(saved, tmp_path):
     e = res["ensemble"]
     assert (e["scheme"], e["shards"], e["adapt"], e["served_shards"]) == ("s3t", 2, 2, 2)
     assert res["batch"] == 16
-    for path in ("packed", "loop"):
+    for path in ("packed", "packed_vmap", "loop"):  # the vmap-only pass timed beside them
         s = res["in_process"][path]
         assert s["n"] == 5 and s["p99_ms"] is None  # no p99 from 5 samples
         assert 0 < s["p50_ms"] <= s["max_ms"]

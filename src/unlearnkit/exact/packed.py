@@ -62,7 +62,9 @@ class _Network:
     """The bare backbone cut at its first adapted layer, its head, and one lock: passes swap
     stacked parameters into these shared modules (``functional_call``), so one at a time."""
 
-    def __init__(self, stack: LoRAStack, spec: Any, backbone_state: Tensors) -> None:
+    def __init__(
+        self, stack: LoRAStack, spec: Any, backbone_state: Tensors, channel_stacked: bool = True
+    ) -> None:
         bare, head = build_backbone(spec, backbone_state)
         adapted = sorted({name for group in stack.groups for name in group})
         self.split: TrunkSplit = split_at_adapted(bare.eval(), adapted)
@@ -76,7 +78,7 @@ class _Network:
         # convolutional tops run shard-stacked in the channels (grouped.py); others under vmap
         self.grouped = (
             StackedRest(rest, self.head, self.prefix)
-            if isinstance(rest, torch.fx.GraphModule) and stackable(rest)
+            if channel_stacked and isinstance(rest, torch.fx.GraphModule) and stackable(rest)
             else None
         )
         if self.grouped is not None and isinstance(self.split.trunk, torch.fx.GraphModule):
@@ -150,10 +152,16 @@ class PackedView:
 
 
 class Packer:
-    """Builds :class:`PackedView` s of one stack, re-merging only shards that changed."""
+    """Builds :class:`PackedView` s of one stack, re-merging only shards that changed.
 
-    def __init__(self, stack: LoRAStack, spec: Any, backbone_state: Tensors) -> None:
+    ``channel_stacked=False`` keeps every network on the ``vmap`` pass (the benchmarks time the
+    two side by side)."""
+
+    def __init__(
+        self, stack: LoRAStack, spec: Any, backbone_state: Tensors, channel_stacked: bool = True
+    ) -> None:
         self.stack, self.spec, self.backbone_state = stack, spec, backbone_state
+        self.channel_stacked = channel_stacked
         self._network: _Network | None = None
         self._cache: dict[int, tuple[tuple[Any, ...], Tensors, Tensors]] = {}
         lora = {id(m) for m in lora_layers(stack.backbone)}
@@ -166,12 +174,15 @@ class Packer:
             copy.deepcopy(self.stack, memo),
             self.spec,
             copy.deepcopy(self.backbone_state, memo),
+            self.channel_stacked,
         )
 
     @property
     def network(self) -> _Network:
         if self._network is None:
-            self._network = _Network(self.stack, self.spec, self.backbone_state)
+            self._network = _Network(
+                self.stack, self.spec, self.backbone_state, self.channel_stacked
+            )
         return self._network
 
     def _merged(self, shard: int, seq: int, length: int) -> tuple[Tensors, Tensors]:
