@@ -243,3 +243,15 @@ def test_packed_pass_in_several_chunks_equals_one():
     chunked = ens.predict_logits(x, batch_size=16)  # 16 / 3 shards -> chunks of 8 rows
     torch.testing.assert_close(chunked, whole, rtol=0, atol=1e-6)
     torch.testing.assert_close(chunked, ens.predict_logits(x, packed=False), rtol=0, atol=1e-5)
+
+
+def test_a_clone_shares_the_read_only_data_and_owns_what_a_deletion_changes():
+    ens = _ensemble("s3t", "smallcnn-all")
+    twin = ens.clone()
+    assert twin.data is ens.data and twin.partition.owner is ens.partition.owner
+    gone = int(ens.data.ids[0])
+    twin.delete([gone])
+    assert gone in twin.partition.deleted and gone not in ens.partition.deleted
+    assert ens.blocks.alive.all() and not twin.blocks.alive.all()
+    x = ens.data.x[:4].clone()
+    assert not torch.equal(twin.predict_logits(x), ens.predict_logits(x))

@@ -368,8 +368,10 @@ class ShardedEnsemble:
     def clone(self) -> Self:
         """An independent copy (a service prepares changes on one, then swaps it in)."""
         executor, self.executor = self.executor, LocalExecutor()
+        # the training data and its row index are never written: the copy shares them
+        shared = {id(self.data): self.data, id(self._row_of): self._row_of}
         try:
-            twin = copy.deepcopy(self)
+            twin = copy.deepcopy(self, shared)
         finally:
             self.executor = executor
         twin.executor = executor
