@@ -9,7 +9,7 @@
    organisers' F (and final score) can be computed too; our F recomputed from the same arrays
    must equal the run's -> RUN/official.json. A random spec's challenge models are not saved.
 
-    python benchmarks/audit_rescore.py results/audit/class3 results/audit/random10
+    python benchmarks/audit_rescore.py results/audit/class3 results/audit/random10_previous
 """
 
 from __future__ import annotations
