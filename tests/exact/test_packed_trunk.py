@@ -255,3 +255,22 @@ def test_a_clone_shares_the_read_only_data_and_owns_what_a_deletion_changes():
     assert ens.blocks.alive.all() and not twin.blocks.alive.all()
     x = ens.data.x[:4].clone()
     assert not torch.equal(twin.predict_logits(x), ens.predict_logits(x))
+
+
+def test_a_frozen_save_writes_the_state_it_captured_not_a_later_one(tmp_path):
+    from unlearnkit.exact import load_ensemble
+
+    ens = _ensemble("s3t", "smallcnn-all")
+    first, second = (int(i) for i in ens.data.ids[:2])
+    ens.delete([first])
+    write = ens.frozen_save()  # what a service snapshot captures under its lock
+    version = ens.version
+    ens.delete([second])  # the model goes on changing before the snapshot thread writes
+    write(tmp_path / "snap")
+    back = load_ensemble(tmp_path / "snap")
+    assert back.version == version and back.partition.deleted == {first}
+    assert second in back.partition.owner  # still a live sample of the saved state
+    x = ens.data.x[:4].clone()
+    ens.save(tmp_path / "now")
+    assert load_ensemble(tmp_path / "now").partition.deleted == {first, second}
+    assert back.predict_logits(x).shape == (4, 10)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -386,25 +386,40 @@ class ShardedEnsemble:
 
     def save(self, directory: str | Path) -> Path:
         """Atomic: the previous state stays loadable until the new one is complete."""
-        live = self.data.select_ids(sorted(set(self.data.ids.tolist()) - self.partition.deleted))
-        state = SavedEnsemble(
-            kind=self.scheme,
-            config=self.config.model_dump(mode="json"),
-            spec=self.spec,
-            partition=self.partition,
-            sequences=self.sequences,
-            alive=self.alive,
-            backbone=self.backbone_state,
-            blocks=self.stack.block_state(self.switched_on_names()),
-            data=live,
-            version=self.version,
-            receipts=self.receipts,
-            retrains_done=self.retrains_done,
-            retrain_seconds=self.retrain_seconds,
-            train_seconds=self.train_seconds,
-            meta=self.meta,
-        )
-        return save_ensemble(directory, state)
+        return self.frozen_save()(directory)
+
+    def frozen_save(self) -> Callable[[str | Path], Path]:
+        """Capture now what a save writes, and return the function that writes it later.
+
+        The capture copies only what a change can alter (the deleted set, the alive table,
+        the switched-on blocks' tensors, receipts and counters) and shares what none does (the
+        data, the owner map, the backbone), so a service takes it in milliseconds under its
+        lock; selecting the live samples and writing happen in the returned call, on any
+        thread, while the ensemble goes on changing."""
+        partition = copy.deepcopy(self.partition)  # shares the owner map, copies `deleted`
+        data = self.data
+        fields = {
+            "kind": self.scheme,
+            "config": self.config.model_dump(mode="json"),
+            "spec": self.spec,
+            "partition": partition,
+            "sequences": copy.deepcopy(self.sequences),
+            "alive": self.alive.copy(),
+            "backbone": self.backbone_state,  # never written after training
+            "blocks": self.stack.block_state(self.switched_on_names()),  # tensor copies
+            "version": self.version,
+            "receipts": dict(self.receipts),  # a receipt is never changed once written
+            "retrains_done": self.retrains_done,
+            "retrain_seconds": self.retrain_seconds,
+            "train_seconds": self.train_seconds,
+            "meta": copy.deepcopy(self.meta),
+        }
+
+        def write(directory: str | Path) -> Path:
+            live = data.select_ids(sorted(set(data.ids.tolist()) - partition.deleted))
+            return save_ensemble(directory, SavedEnsemble(data=live, **fields))
+
+        return write
 
     @classmethod
     def load(cls, directory: str | Path) -> Self:

@@ -34,6 +34,7 @@ from unlearnkit.models.lora import (
     inject_lora,
     lora_layers,
     lora_units,
+    parameter_names_by_adapter,
     set_active_adapters,
     split_qkv,
 )
@@ -216,8 +217,16 @@ class LoRAStack(nn.Module):
         return adapter + [f"heads.{name}.{n}" for n, _ in self.heads[name].named_parameters()]
 
     def block_state(self, names: Iterable[str]) -> dict[str, torch.Tensor]:
+        """Copies of the named blocks' tensors (one pass over the model for all of them)."""
         params = dict(self.named_parameters())
-        return {p: params[p].detach().clone() for n in names for p in self.block_parameter_names(n)}
+        by_adapter = parameter_names_by_adapter(self.backbone)
+        out = {}
+        for n in names:
+            for p in by_adapter.get(n, []):
+                out[f"backbone.{p}"] = params[f"backbone.{p}"].detach().clone()
+            for p, value in self.heads[n].named_parameters():
+                out[f"heads.{n}.{p}"] = value.detach().clone()
+        return out
 
     @torch.no_grad()
     def load_blocks(self, state: dict[str, torch.Tensor]) -> None:

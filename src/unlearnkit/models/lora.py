@@ -233,12 +233,18 @@ def set_active_adapters(layers: Iterable[LoraLayer], names: Sequence[str]) -> No
 
 def adapter_parameter_names(model: nn.Module, adapter: str) -> list[str]:
     """Parameter names of one adapter, matched on the exact name component after lora_A/B."""
-    out = []
+    return parameter_names_by_adapter(model).get(adapter, [])
+
+
+def parameter_names_by_adapter(model: nn.Module) -> dict[str, list[str]]:
+    """Every adapter's parameter names, in one pass over the model (a stack of many blocks asks
+    for all of them: one pass each was quadratic)."""
+    out: dict[str, list[str]] = {}
     for name, _ in model.named_parameters():
         parts = name.split(".")
         for i, part in enumerate(parts[:-1]):
-            if part in ("lora_A", "lora_B") and parts[i + 1] == adapter:
-                out.append(name)
+            if part in ("lora_A", "lora_B"):
+                out.setdefault(parts[i + 1], []).append(name)
                 break
     return out
 

@@ -201,6 +201,9 @@ class ApproximateServedModel:
         other.state = copy.deepcopy(self.state)
         return other
 
+    def snapshot_copy(self) -> ApproximateServedModel:
+        return self.clone()  # the state is small (a clone copies nothing else)
+
     def save(self, directory: Path) -> None:
         directory = Path(directory)
         # w_D - w0 is a function of the deleted samples: kept only for the paper update

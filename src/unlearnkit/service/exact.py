@@ -19,6 +19,7 @@ import hashlib
 import json
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,21 @@ class _Deferred(Executor):
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
         self.jobs += [(fn, item) for item in items]
         return [None for _ in items]
+
+
+@dataclass(frozen=True)
+class FrozenEnsemble:
+    """An ensemble's save captured at one version (see ``ShardedEnsemble.frozen_save``)."""
+
+    version: int
+    deleted: frozenset[int]
+    write: Callable[[Path], Path]
+
+    def deleted_ids(self) -> set[int]:
+        return set(self.deleted)
+
+    def save(self, directory: Path) -> None:
+        self.write(directory)
 
 
 @SERVED_MODELS.register("exact")
@@ -231,6 +247,13 @@ class ExactServedModel:
         """A deep copy that shares the ensemble's executor (workers are not copied)."""
         executor = self.ensemble.executor
         return copy.deepcopy(self, {id(executor): executor})
+
+    def snapshot_copy(self) -> FrozenEnsemble:
+        """The ensemble's save, captured (``frozen_save``: copies of what changes only; on
+        the 42,000-sample Fashion-MNIST ensemble a full deep copy held the applier ~90 ms
+        under prediction load, and the deletion after each snapshot waited for it)."""
+        ens = self.ensemble
+        return FrozenEnsemble(self.version, frozenset(ens.partition.deleted), ens.frozen_save())
 
     def save(self, directory: Path) -> None:
         self.ensemble.save(directory)

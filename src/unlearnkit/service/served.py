@@ -59,6 +59,17 @@ class ModelView:
 
 
 @runtime_checkable
+class SnapshotCopy(Protocol):
+    """A served model's state frozen at one version: enough to write a snapshot of it."""
+
+    @property
+    def version(self) -> int: ...
+
+    def deleted_ids(self) -> set[int]: ...
+
+    def save(self, directory: Path) -> None: ...
+
+
 class ServedModel(Protocol):
     mode: str  # "exact" | "approximate"
     applies_immediately: bool  # True: a deletion is applied before the 202 is sent
@@ -122,7 +133,12 @@ class ServedModel(Protocol):
         ...
 
     def clone(self) -> ServedModel:
-        """An independent copy, so a snapshot can be written without holding the lock."""
+        """An independent copy of the whole model."""
+        ...
+
+    def snapshot_copy(self) -> SnapshotCopy:
+        """What a snapshot writes, captured under the lock (so keep it fast: the applier's next
+        change waits for it) and written later on the snapshot thread."""
         ...
 
     def save(self, directory: Path) -> None: ...

@@ -30,7 +30,7 @@ from typing import Any
 
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.service.files import private_dir, restrict_tree, write_private
-from unlearnkit.service.served import ServedModel, load_served
+from unlearnkit.service.served import ServedModel, SnapshotCopy, load_served
 
 FORMAT = "unlearnkit-served/1"
 POINTER = "SERVED.json"
@@ -128,7 +128,7 @@ class SnapshotStore:
         return model, Snapshot(data["snapshot"], int(data["ledger_seq"]), model.version)
 
     def write(
-        self, model: ServedModel, ledger_seq: int, ledger_link: str | None = None
+        self, model: SnapshotCopy, ledger_seq: int, ledger_link: str | None = None
     ) -> Snapshot:
         """Save ``model`` as the state after ledger event ``ledger_seq`` (whose chain link is
         ``ledger_link``) and make it current."""
@@ -177,7 +177,7 @@ class SnapshotStore:
         return Snapshot(name, ledger_seq, model.version)
 
     def _erase_base(
-        self, model: ServedModel, snapshot: Path, ledger_seq: int, ledger_link: str | None
+        self, model: SnapshotCopy, snapshot: Path, ledger_seq: int, ledger_link: str | None
     ) -> None:
         """Rewrite the base model in ``DIR`` as the snapshot's state (see the module doc)."""
         for src in snapshot.iterdir():

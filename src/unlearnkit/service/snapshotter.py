@@ -18,7 +18,7 @@ from collections.abc import Callable
 from unlearnkit.service.config import ServiceConfig
 from unlearnkit.service.metrics import MetricSet
 from unlearnkit.service.model_lock import ModelLock
-from unlearnkit.service.served import ServedModel
+from unlearnkit.service.served import ServedModel, SnapshotCopy
 from unlearnkit.service.snapshots import SnapshotStore
 
 log = logging.getLogger("unlearnkit.service")
@@ -42,7 +42,7 @@ class Snapshotter:
         self._lock, self._metrics = lock, metrics
         self.snapshot_seq = snapshot_seq  # the ledger event the newest snapshot reflects
         self._since, self._last = 0, time.monotonic()  # deletions / time since it was taken
-        self._slot: tuple[ServedModel, int, str | None] | None = (
+        self._slot: tuple[SnapshotCopy, int, str | None] | None = (
             None  # a copy waiting to be written
         )
         self._cv = threading.Condition()
@@ -72,7 +72,7 @@ class Snapshotter:
         try:
             link = self._link_of(applied_seq)
             with self._lock.writing(in_place=False):  # a copy: forward passes go on
-                frozen = self._model.clone()
+                frozen = self._model.snapshot_copy()
         except Exception:  # the ledger still holds everything: log, retry at the next chance
             log.exception("cannot copy the model for a snapshot")
             self._since, self._last = 0, time.monotonic()

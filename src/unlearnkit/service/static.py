@@ -128,6 +128,9 @@ class StaticServedModel:
     def clone(self) -> StaticServedModel:
         return self  # never changes
 
+    def snapshot_copy(self) -> StaticServedModel:
+        return self
+
     def save(self, directory: Path) -> None:
         atomic_write_text(
             Path(directory) / RECORD_FILE, json.dumps({"format": "unlearnkit-static/1"})
