@@ -131,10 +131,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-# extra `unlearnkit serve` options of every server this run starts (`--switch-interval-ms`)
-SERVER_OPTIONS: list[str] = []
-
-
 def start_server(
     model_dir: Path,
     port: int,
@@ -164,7 +160,6 @@ def start_server(
         "--snapshot-every",
         "50",
         *([] if background_retrain else ["--no-background-retrain"]),
-        *SERVER_OPTIONS,
     ]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
     end = time.monotonic() + 180
@@ -537,7 +532,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "test_accuracy": round(test_acc, 2),
             "prediction_batch": args.batch,
             "prediction_clients": args.clients,
-            "server_options": list(SERVER_OPTIONS),
             "server": "unlearnkit serve (uvicorn, 1 worker, torch threads 1), retrain in a "
             "child process",
             "cpu_count": os.cpu_count(),
@@ -792,11 +786,6 @@ def load_markdown(res: dict[str, Any]) -> str:
     )
 
 
-def _options(setup: dict[str, Any]) -> str:
-    given = setup.get("server_options") or []
-    return f" (server options: {' '.join(given)})" if given else ""
-
-
 def markdown(res: dict[str, Any]) -> str:
     s, t, ip = res["setup"], res["targets"], res["in_process"]
     m = s["num_shards"]
@@ -820,7 +809,7 @@ def markdown(res: dict[str, Any]) -> str:
         f"{s['train_seconds']} s, test accuracy {s['test_accuracy']}% "
         f"(on {s.get('test_samples_scored', 'all')} test images). Served by `unlearnkit "
         f"serve` on 127.0.0.1; {s['prediction_clients']} prediction clients, batches of "
-        f"{s['prediction_batch']} images{_options(s)}. CPUs: {s['cpu_count']} (load average "
+        f"{s['prediction_batch']} images. CPUs: {s['cpu_count']} (load average "
         f"{', '.join(f'{v:.1f}' for v in s['load_average_at_start'])} at the start, "
         f"{', '.join(f'{v:.1f}' for v in s['load_average_at_end'])} at the end: a shared "
         "machine).",
@@ -922,15 +911,7 @@ def main() -> None:
     parser.add_argument(
         "--eval-size", type=int, default=2000, help="test images scored for the accuracy line"
     )
-    parser.add_argument(
-        "--switch-interval-ms",
-        type=float,
-        default=None,
-        help="the servers' Python thread switch interval (serve --switch-interval-ms)",
-    )
     args = parser.parse_args()
-    if args.switch_interval_ms is not None:
-        SERVER_OPTIONS.extend(["--switch-interval-ms", str(args.switch_interval_ms)])
     args.curve = [int(c) for c in args.curve.split(",") if c]
     args.shards, args.slices, args.sequences = 4, 3, 3
     args.epochs = 2 if args.quick else 4

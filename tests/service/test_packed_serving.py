@@ -185,17 +185,3 @@ def test_deletion_does_not_wait_for_a_packed_pass_in_flight(packed_service, digi
     predictor.join(10)
     model.view = real_view
     assert got["out"][1] == version and svc.predict(bundle.test.x[:4])[1] == version + 1
-
-
-def test_the_switch_interval_is_the_servers_while_it_runs_and_restored_after(exact_dir):
-    import sys
-
-    with pytest.raises(ValueError, match="switch_interval_ms"):
-        ServiceConfig(model_dir=exact_dir, switch_interval_ms=0)
-    before = sys.getswitchinterval()
-    svc = start_service(exact_dir, background_retrain=False, switch_interval_ms=0.5)
-    try:
-        assert sys.getswitchinterval() == pytest.approx(0.0005)
-    finally:
-        svc.close()
-    assert sys.getswitchinterval() == pytest.approx(before)

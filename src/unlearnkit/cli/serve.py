@@ -136,13 +136,6 @@ def serve(
             min=0,
         ),
     ] = 2.0,
-    switch_interval_ms: Annotated[
-        float | None,
-        typer.Option(
-            help="Python's thread switch interval in the server, ms (default: Python's 5); "
-            "shorter lets deletions through sooner while predictions keep the server busy",
-        ),
-    ] = None,
     loop: Annotated[
         bool,
         typer.Option(
@@ -199,7 +192,6 @@ def serve(
             ledger_mark=ledger_mark,
             reset_ledger_mark=reset_ledger_mark,
             batch_window_ms=batch_window_ms,
-            switch_interval_ms=switch_interval_ms,
             exact_pass="loop" if loop else "packed",
             torch_threads=apply_threads(threads),  # before torch's first parallel work
             **({"device": device} if device else {}),

@@ -68,14 +68,6 @@ class ServiceConfig(BaseModel):
     torch_threads: int = Field(
         1, ge=1, le=256, description="CPU threads of the serving process (`serve --threads`)"
     )
-    switch_interval_ms: float | None = Field(
-        None,
-        gt=0,
-        le=100,
-        description="the server's Python thread switch interval (sys.setswitchinterval): "
-        "shorter lets a short request (a deletion) take the interpreter sooner from threads "
-        "busy with predictions; default: Python's own (5 ms)",
-    )
     device: str = Field("auto", description="serving device: auto | cpu | cuda | cuda:N | mps")
     precision: Precision = Field("fp32", description="inference autocast: fp32 | bf16 | fp16")
     retrain_device: str | None = Field(

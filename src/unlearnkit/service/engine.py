@@ -16,7 +16,6 @@ through its methods (``predict``, ``submit_deletion``, ``get_deletion``, ``model
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from typing import Any
 
@@ -77,9 +76,6 @@ class DeletionService:
         """Load the model, check the ledger, replay what the snapshot lacks, start workers."""
         cfg = self.config  # one runtime for serving: device, autocast, threads
         Runtime.create(cfg.device, cfg.precision, cfg.torch_threads).activate()
-        self._switch_interval = sys.getswitchinterval()  # process-wide; restored at close
-        if cfg.switch_interval_ms is not None:
-            sys.setswitchinterval(cfg.switch_interval_ms / 1000.0)
         self.model, snap = self.store.load()
         self.ledger = Ledger(
             self.store.root / LEDGER_FILE,
@@ -255,5 +251,4 @@ class DeletionService:
         self.retrainer.close()
         self.ledger.close()
         self.writer.release()
-        sys.setswitchinterval(self._switch_interval)
         self.started = False
