@@ -1,4 +1,4 @@
-"""What every timing benchmark needs: a bounded synthetic load and a record of the machine.
+"""What benchmarks share: a bounded synthetic load, a record of the machine, the report write.
 
 Benchmarks run as scripts (``python benchmarks/NAME.py``), so this module is imported as
 ``_harness`` from the script's folder.
@@ -6,12 +6,17 @@ Benchmarks run as scripts (``python benchmarks/NAME.py``), so this module is imp
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from unlearnkit.models.checkpoint import atomic_write_text
 
 BUSY = "import time\nend = time.time() + {seconds}\nwhile time.time() < end:\n    pass\n"
 
@@ -39,3 +44,12 @@ def machine() -> dict[str, object]:
         "cores_available": len(os.sched_getaffinity(0)),
         "load_average": list(os.getloadavg()),
     }
+
+
+def write_report(out: Path, stem: str, result: dict[str, Any], text: str) -> None:
+    """``out/STEM.json`` (the figures) and ``out/STEM.md`` (their report), each written
+    atomically, and the report printed."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / f"{stem}.json", json.dumps(result, indent=1))
+    atomic_write_text(out / f"{stem}.md", text)
+    print(text)

@@ -22,7 +22,6 @@ loaded machine the figures mean little.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shutil
@@ -36,6 +35,7 @@ import httpx
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _harness import write_report
 from service import TOKEN, free_port, start_server, stop_server
 
 from unlearnkit.errors import UnlearnkitError
@@ -43,7 +43,6 @@ from unlearnkit.exact.packed import Packer
 from unlearnkit.exact.recipe import ensemble_data
 from unlearnkit.metrics.flop_floor import counted_floor
 from unlearnkit.metrics.latency import alternating_latency, latency_summary
-from unlearnkit.models.checkpoint import atomic_write_text
 from unlearnkit.runtime import apply_threads, thread_report
 from unlearnkit.runtime.device import current_runtime
 from unlearnkit.service import ServiceConfig
@@ -253,10 +252,7 @@ def main() -> None:
         "load_after": list(os.getloadavg()),
         **thread_report(),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "latency.json", json.dumps(res, indent=1))
-    atomic_write_text(args.out / "latency.md", markdown(res))
-    print(markdown(res))
+    write_report(args.out, "latency", res, markdown(res))
 
 
 if __name__ == "__main__":

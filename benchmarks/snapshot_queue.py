@@ -15,7 +15,6 @@ snapshot during the stream.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import tempfile
@@ -25,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _harness import write_report
 
 from unlearnkit.exact import load_ensemble
 from unlearnkit.metrics.latency import latency_summary
-from unlearnkit.models.checkpoint import atomic_write_text
 from unlearnkit.runtime import apply_threads
 from unlearnkit.service import DeletionService, ServiceConfig
 from unlearnkit.service.auth import Principal
@@ -132,10 +131,7 @@ def main() -> None:
         "load_after": [round(v, 2) for v in os.getloadavg()],
         "arms": arms,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(args.out / "snapshot_queue.json", json.dumps(res, indent=1))
-    atomic_write_text(args.out / "snapshot_queue.md", markdown(res))
-    print(markdown(res))
+    write_report(args.out, "snapshot_queue", res, markdown(res))
 
 
 if __name__ == "__main__":

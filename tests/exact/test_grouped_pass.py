@@ -66,7 +66,7 @@ def test_stacked_pass_equals_each_shard_alone():
             w[k] = base + 0.1 * torch.randn(base.shape, generator=gen)
         h = {k: torch.randn(v.shape, generator=gen) for k, v in head.named_parameters()}
         per_shard.append((w, h))
-    stacked = StackedRest(rest, head, "")
+    stacked = StackedRest(rest, "")
     assert stacked.folds == {"bn_g": "conv_g"}  # bn_dw's convolution also feeds the add
     x, shared = torch.randn(5, 4, 6, 6), torch.randn(5, 4, 6, 6)
     with torch.no_grad():

@@ -137,8 +137,8 @@ class StackedRest:
     the stacked tensors of one view (batch norms folded, channels-last); ``__call__`` runs a
     pass with them and returns ``(m, N, classes)`` logits."""
 
-    def __init__(self, rest: fx.GraphModule, head: nn.Linear, prefix: str) -> None:
-        self.rest, self.head, self.prefix = rest, head, prefix
+    def __init__(self, rest: fx.GraphModule, prefix: str) -> None:
+        self.rest, self.prefix = rest, prefix
         self.modules = dict(rest.named_modules())
         self.folds = _fold_targets(rest)
         self.folded_into = {conv: bn for bn, conv in self.folds.items()}

@@ -77,7 +77,7 @@ class _Network:
         rest = self.split.rest
         # convolutional tops run shard-stacked in the channels (grouped.py); others under vmap
         self.grouped = (
-            StackedRest(rest, self.head, self.prefix)
+            StackedRest(rest, self.prefix)
             if channel_stacked and isinstance(rest, torch.fx.GraphModule) and stackable(rest)
             else None
         )
@@ -140,13 +140,12 @@ class PackedView:
                 trunk = trunk_outputs(net.split, chunk)
                 if net.grouped is not None:
                     stacked = net.grouped(weights, trunk)
-                    outs.append(runtime.to_cpu(per_shard(stacked.float()).mean(0)))
-                    continue
-                dims = (0, 0) + (None,) * len(trunk)
-                # attention's fused CPU kernels have no vmap rule (torch falls back to a loop
-                # per shard); the math kernel is plain batched matmuls and vmaps as one pass
-                with sdpa_kernel(SDPBackend.MATH):
-                    stacked = torch.vmap(one_shard, in_dims=dims)(weights, heads, *trunk)
+                else:
+                    dims = (0, 0) + (None,) * len(trunk)
+                    # attention's fused CPU kernels have no vmap rule (torch falls back to a
+                    # loop per shard); the math kernel is plain batched matmuls: one pass
+                    with sdpa_kernel(SDPBackend.MATH):
+                        stacked = torch.vmap(one_shard, in_dims=dims)(weights, heads, *trunk)
                 outs.append(runtime.to_cpu(per_shard(stacked.float()).mean(0)))
         return torch.cat(outs)
 

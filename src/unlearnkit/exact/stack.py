@@ -29,7 +29,6 @@ from unlearnkit.models import Architecture, find_head
 from unlearnkit.models.lora import (
     DEFAULT_LAYER_TYPES,
     adapted_units,
-    adapter_parameter_names,
     group_units,
     inject_lora,
     lora_layers,
@@ -211,22 +210,25 @@ class LoRAStack(nn.Module):
         set_active_adapters(self._layers, adapters)
         return self.heads[head](self.backbone(x))
 
-    def block_parameter_names(self, name: str) -> list[str]:
-        """The parameters of one block: its adapter and its head."""
-        adapter = [f"backbone.{n}" for n in adapter_parameter_names(self.backbone, name)]
+    def block_parameter_names(
+        self, name: str, by_adapter: dict[str, list[str]] | None = None
+    ) -> list[str]:
+        """The parameters of one block: its adapter and its head. ``by_adapter``: the
+        backbone's ``parameter_names_by_adapter``, when asking for many blocks at once."""
+        if by_adapter is None:
+            by_adapter = parameter_names_by_adapter(self.backbone)
+        adapter = [f"backbone.{n}" for n in by_adapter.get(name, [])]
         return adapter + [f"heads.{name}.{n}" for n, _ in self.heads[name].named_parameters()]
 
     def block_state(self, names: Iterable[str]) -> dict[str, torch.Tensor]:
         """Copies of the named blocks' tensors (one pass over the model for all of them)."""
         params = dict(self.named_parameters())
         by_adapter = parameter_names_by_adapter(self.backbone)
-        out = {}
-        for n in names:
-            for p in by_adapter.get(n, []):
-                out[f"backbone.{p}"] = params[f"backbone.{p}"].detach().clone()
-            for p, value in self.heads[n].named_parameters():
-                out[f"heads.{n}.{p}"] = value.detach().clone()
-        return out
+        return {
+            p: params[p].detach().clone()
+            for n in names
+            for p in self.block_parameter_names(n, by_adapter)
+        }
 
     @torch.no_grad()
     def load_blocks(self, state: dict[str, torch.Tensor]) -> None:

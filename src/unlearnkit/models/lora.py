@@ -231,14 +231,10 @@ def set_active_adapters(layers: Iterable[LoraLayer], names: Sequence[str]) -> No
         layer._active_adapter = active  # set_adapter would also flip requires_grad; we own that
 
 
-def adapter_parameter_names(model: nn.Module, adapter: str) -> list[str]:
-    """Parameter names of one adapter, matched on the exact name component after lora_A/B."""
-    return parameter_names_by_adapter(model).get(adapter, [])
-
-
 def parameter_names_by_adapter(model: nn.Module) -> dict[str, list[str]]:
-    """Every adapter's parameter names, in one pass over the model (a stack of many blocks asks
-    for all of them: one pass each was quadratic)."""
+    """Every adapter's parameter names, keyed by the exact name component after lora_A/B, in
+    one pass over the model (a stack of many blocks asks for all of them: one pass per block
+    was quadratic)."""
     out: dict[str, list[str]] = {}
     for name, _ in model.named_parameters():
         parts = name.split(".")

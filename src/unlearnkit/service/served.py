@@ -58,7 +58,6 @@ class ModelView:
     batch_key: Any = None
 
 
-@runtime_checkable
 class SnapshotCopy(Protocol):
     """A served model's state frozen at one version: enough to write a snapshot of it."""
 
@@ -70,6 +69,7 @@ class SnapshotCopy(Protocol):
     def save(self, directory: Path) -> None: ...
 
 
+@runtime_checkable
 class ServedModel(Protocol):
     mode: str  # "exact" | "approximate"
     applies_immediately: bool  # True: a deletion is applied before the 202 is sent
