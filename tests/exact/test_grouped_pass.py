@@ -52,10 +52,11 @@ def _randomised(module: nn.Module, seed: int) -> nn.Module:
     return module.eval()
 
 
-def test_stacked_pass_equals_each_shard_alone():
+@pytest.mark.parametrize("head_bias", [True, False])
+def test_stacked_pass_equals_each_shard_alone(head_bias):
     rest = fx.symbolic_trace(_randomised(_Top(), 0))
     assert stackable(rest)
-    head = _randomised(nn.Linear(6, 5), 1)
+    head = _randomised(nn.Linear(6, 5, bias=head_bias), 1)
     m, gen = 3, torch.Generator().manual_seed(2)
     adapted = ("conv_g.weight", "dw.weight", "fc.weight")  # skip keeps its frozen weight
     per_shard = []

@@ -181,7 +181,9 @@ class StackedRest:
             out[f"{name}.bias"] = bias.reshape(-1).contiguous()
         heads = [h for _, h in per_shard]
         out["head.weight"] = torch.stack([h["weight"] for h in heads])
-        out["head.bias"] = torch.stack([h["bias"] for h in heads])
+        out["head.bias"] = torch.stack(  # a head without a bias adds zero
+            [h.get("bias", torch.zeros(h["weight"].shape[0])) for h in heads]
+        )
         return out
 
     def __call__(self, stacked: Tensors, trunk: tuple[Any, ...]) -> torch.Tensor:
