@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import os
 import statistics
 import time
@@ -40,6 +39,7 @@ import torch
 
 from unlearnkit.exact import EnsembleRecipe, S3TConfig, SISAConfig, build_ensemble
 from unlearnkit.exact.recipe import load_data, make_backbone, stack_spec
+from unlearnkit.metrics.intervals import INTERVAL_METHOD, mean_ci95, paired_verdict
 from unlearnkit.models.checkpoint import atomic_write_text
 from unlearnkit.runtime import apply_threads
 from unlearnkit.training import TrainConfig, predict_logits
@@ -82,9 +82,40 @@ def run_one(cfg: Any, recipe: EnsembleRecipe, bundle: Any, backbone: dict, strea
 
 
 def ci95(values: list[float]) -> list[float]:
-    mean = statistics.fmean(values)
-    half = 1.96 * statistics.stdev(values) / math.sqrt(len(values)) if len(values) > 1 else 0.0
-    return [round(mean, 3), round(half, 3)]
+    """[mean, low, high]: the project's interval over seeds (``metrics.intervals``: percentile
+    bootstrap, inside the values' range); low = high = mean from one seed."""
+    mean, interval = mean_ci95(values)
+    low, high = interval if interval is not None else (mean, mean)
+    return [round(mean, 3), round(low, 3), round(high, 3)]
+
+
+def _cell(stat: list[float]) -> str:
+    mean, low, high = stat
+    return f"{mean:.2f}" if low == high == mean else f"{mean:.2f} [{low:.2f}, {high:.2f}]"
+
+
+def paired(rows: list[dict[str, Any]], checkpoints: list[int]) -> str:
+    """S3T - SISA at every checkpoint, paired by seed (same backbone and deletion stream), for
+    each point both schemes ran, with the harness's verdict rule (6 seeds before a claim)."""
+    by_point: dict[tuple, dict[str, dict[str, Any]]] = {}
+    for r in rows:
+        point = (r["shards"], r["adapt"], r["rank"], r["epochs"])
+        by_point.setdefault(point, {})[r["scheme"]] = r
+    diffs_head = " | ".join(f"S3T - SISA @{k}" for k in [0, *checkpoints])
+    lines = [f"| m | adapt | rank | epochs | seeds | {diffs_head} | verdict at the last |",
+             "|" + "---|" * (6 + len(checkpoints) + 1)]  # fmt: skip
+    for point, schemes in by_point.items():
+        if set(schemes) != {"s3t", "sisa"}:
+            continue
+        sisa = {r["seed"]: r for r in schemes["sisa"]["runs"]}
+        runs = [(r, sisa[r["seed"]]) for r in schemes["s3t"]["runs"] if r["seed"] in sisa]
+        cells, verdict = [], ""
+        for k in [0, *checkpoints]:
+            diffs = [a["acc"][str(k)] - b["acc"][str(k)] for a, b in runs]
+            cells.append(_cell(ci95(diffs)))
+            verdict = paired_verdict(diffs)
+        lines.append("| " + " | ".join(map(str, [*point, len(runs), *cells, verdict])) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def table(rows: list[dict[str, Any]], checkpoints: list[int]) -> str:
@@ -93,7 +124,7 @@ def table(rows: list[dict[str, Any]], checkpoints: list[int]) -> str:
             f"retrains@{([0, *checkpoints])[-1]}", "train s", "latency ms (16)"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        acc = [f"{m:.2f} ± {h:.2f}" for m, h in (r["acc"][str(k)] for k in [0, *checkpoints])]
+        acc = [_cell(r["acc"][str(k)]) for k in [0, *checkpoints]]
         cells = [r["scheme"], r["shards"], r["adapt"], r["rank"], r["epochs"], r["seeds"], *acc,
                  f"{r['retrains'][0]:.1f}", f"{r['train_seconds'][0]:.0f}",
                  f"{r['latency_ms_16'][0]:.1f}"]  # fmt: skip
@@ -129,10 +160,35 @@ def write(
            "wall_s": round(time.perf_counter() - started, 1), "threads": args.threads,
            "load_end": list(os.getloadavg()), "rows": rows}  # fmt: skip
     atomic_write_text(args.out / "study.json", json.dumps(res, indent=1) + "\n")
-    md = f"Backbone alone: {ci95(alone)[0]:.2f} ± {ci95(alone)[1]:.2f}%\n\n"
-    atomic_write_text(args.out / "study.md", md + table(rows, checkpoints))
+    md = f"Backbone alone: {_cell(ci95(alone))}% (intervals: {INTERVAL_METHOD})\n\n"
+    md += table(rows, checkpoints) + "\n" + paired(rows, checkpoints)
+    atomic_write_text(args.out / "study.md", md)
     if done:
-        print(md + table(rows, checkpoints))
+        print(md)
+
+
+def merge(args: argparse.Namespace) -> None:
+    """One study from the runs of several (one process per seed, same points and checkpoints):
+    every run and backbone kept, the intervals recomputed over all of them."""
+    parts = [json.loads((d / "study.json").read_text()) for d in args.merge]
+    checkpoints = sorted(parts[0]["args"]["deletions"])
+    if any(sorted(p["args"]["deletions"]) != checkpoints for p in parts):
+        raise SystemExit("--merge: the studies have different --deletions checkpoints")
+    raw: dict[str, list[dict[str, Any]]] = {}
+    for part in parts:
+        for row in part["rows"]:
+            key = json.dumps([row[k] for k in ("scheme", "shards", "adapt", "rank", "epochs")])
+            seed = part["args"].get("first_seed", 0)  # runs from before runs named their seed
+            runs = [{"seed": seed + i, **run} for i, run in enumerate(row["runs"])]
+            raw.setdefault(key, []).extend(runs)
+    alone = [a for part in parts for a in part["backbone_alone_runs"]]
+    for key, value in parts[0]["args"].items():  # the design, as the parts ran it
+        if key not in ("out", "merge", "first_seed"):
+            setattr(args, key, value)
+    args.merge = [str(d) for d in args.merge]  # recorded: the folders merged
+    write(
+        args, raw, alone, checkpoints, time.perf_counter(), done=all(p["complete"] for p in parts)
+    )
 
 
 def design(args: argparse.Namespace) -> list[tuple[tuple[int, str, int, int], int]]:
@@ -168,6 +224,14 @@ def main() -> None:
     ap.add_argument("--centre-epochs", type=int, default=1)
     ap.add_argument("--seeds", type=int, default=3, help="seeds of every grid point / the centre")
     ap.add_argument("--sweep-seeds", type=int, default=1, help="seeds of the other oat points")
+    ap.add_argument(
+        "--first-seed", type=int, default=0,
+        help="seed of the first run: one seed per process on a machine with cores to spare",
+    )  # fmt: skip
+    ap.add_argument(
+        "--merge", type=Path, nargs="+", default=None,
+        help="only merge these study folders' runs (e.g. one per seed) into --out",
+    )  # fmt: skip
     ap.add_argument("--schemes", nargs="+", default=list(SCHEMES), choices=list(SCHEMES))
     ap.add_argument(
         "--deletions",
@@ -181,6 +245,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
+    if args.merge:
+        merge(args)
+        return
     apply_threads(args.threads)
     recipe = EnsembleRecipe(dataset=args.dataset, public_fraction=0.3)
     bundle = load_data(recipe)
@@ -191,7 +258,7 @@ def main() -> None:
     raw: dict[str, list[dict[str, Any]]] = {}
     alone = []
     started = time.perf_counter()
-    for seed in range(max(n for _, n in points)):
+    for seed in range(args.first_seed, args.first_seed + max(n for _, n in points)):
         spec = stack_spec(S3TConfig(seed=seed), bundle)
         backbone = make_backbone(recipe, spec, bundle, seed)
         alone.append(backbone_alone(spec, backbone, bundle.test))
@@ -199,7 +266,7 @@ def main() -> None:
         order = np.random.default_rng(1000 + seed).permutation(ids)
         stream = order[: max([0, *checkpoints])].tolist()
         for (m, adapt, rank, epochs), n_seeds in points:
-            if seed >= n_seeds:
+            if seed - args.first_seed >= n_seeds:
                 continue
             for scheme in args.schemes:
                 cfg = SCHEMES[scheme](
@@ -212,6 +279,7 @@ def main() -> None:
                 got = run_one(cfg, recipe, bundle, backbone, stream, checkpoints,
                               args.latency_reps)  # fmt: skip
                 got["wall_s"] = round(time.perf_counter() - t0, 1)
+                got["seed"] = seed
                 got["load_after"] = list(os.getloadavg())
                 raw.setdefault(key, []).append(got)
                 print(key, seed, json.dumps(got["acc"]), f"{got['latency_ms_16']:.1f} ms",

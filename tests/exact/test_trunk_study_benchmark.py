@@ -48,3 +48,41 @@ def test_tiny_study_runs_end_to_end(tmp_path):
     for row in res["rows"]:
         assert set(row["acc"]) == {"0", "5", "10"}
         assert row["latency_ms_16"][0] > 0 and row["seeds"] == 1
+
+
+def _part(folder, first_seed, s3t_acc, sisa_acc):
+    """A one-seed study.json as the script writes it (runs of the old format: no seed field)."""
+    run = lambda acc: {"acc": {"0": acc, "50": acc - 0.1}, "retrains": {"0": 0, "50": 3},  # noqa: E731
+                       "train_seconds": 1.0, "latency_ms_16": 2.0}  # fmt: skip
+    rows = [{"scheme": s, "shards": 10, "adapt": "3", "rank": 8, "epochs": 1, "runs": [run(a)]}
+            for s, a in (("s3t", s3t_acc), ("sisa", sisa_acc))]  # fmt: skip
+    args = {"design": "oat", "deletions": [50], "first_seed": first_seed, "threads": 1}
+    folder.mkdir()
+    (folder / "study.json").write_text(json.dumps({
+        "args": args, "complete": True, "backbone_alone_runs": [90.0 + first_seed],
+        "threads": 1, "rows": rows}))  # fmt: skip
+    return folder
+
+
+def test_merge_pools_the_seeds_and_pairs_s3t_with_sisa_by_seed(tmp_path):
+    parts = [_part(tmp_path / f"s{i}", i, 90.5 + i, 90.4 + 2 * i) for i in range(3)]
+    args = ["--merge", *map(str, parts), "--out", str(tmp_path / "all")]
+    done = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    res = json.loads((tmp_path / "all" / "study.json").read_text())
+    assert res["backbone_alone_runs"] == [90.0, 91.0, 92.0] and res["complete"]
+    s3t = next(r for r in res["rows"] if r["scheme"] == "s3t")
+    assert s3t["seeds"] == 3 and [r["seed"] for r in s3t["runs"]] == [0, 1, 2]
+    mean, low, high = s3t["acc"]["0"]
+    assert mean == 91.5 and 90.5 <= low < mean < high <= 92.5  # inside the values' range
+    md = (tmp_path / "all" / "study.md").read_text()
+    # per seed S3T - SISA = 0.1, -0.9, -1.9 -> mean -0.9; 3 seeds: no verdict
+    assert "| 10 | 3 | 8 | 1 | 3 | -0.90 [" in md and "too few seeds" in md
+    _part(tmp_path / "odd", 3, 90.0, 90.0)
+    odd = json.loads((tmp_path / "odd" / "study.json").read_text())
+    odd["args"]["deletions"] = [100]
+    (tmp_path / "odd" / "study.json").write_text(json.dumps(odd))
+    args = ["--merge", str(parts[0]), str(tmp_path / "odd"), "--out", str(tmp_path / "bad")]
+    done = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True)
+    assert done.returncode != 0 and "different --deletions" in done.stderr
+    assert not (tmp_path / "bad").exists()

@@ -81,7 +81,25 @@ def test_s3t_cli_uses_the_stage_preset_and_flags_win(tmp_path) -> None:
     assert (train.epochs, train.lr, train.batch_size) == (
         stage["epochs"], stage["lr"], stage["batch_size"])  # fmt: skip
     assert train.schedule == stage["schedule"]
+    config = load_ensemble(tmp_path / "a").config  # flags gave m and r; the preset the layers
+    assert (config.num_shards, config.lora_rank) == (2, 2)
+    assert config.adapt == ENSEMBLE_PRESETS["fashion_mnist"]["shape"]["adapt"]
     res = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "b"), "--epochs", "2"])
     assert res.exit_code == 0, res.output
     train = load_ensemble(tmp_path / "b").config.train
     assert train.epochs == 2 and train.batch_size == stage["batch_size"]  # field by field
+
+
+def test_ensemble_shape_flags_win_over_the_preset_field_by_field() -> None:
+    from unlearnkit.cli.exact import ensemble_shape
+
+    shape = ENSEMBLE_PRESETS["fashion_mnist"]["shape"]
+    assert ensemble_shape("fashion_mnist", None, None, None) == shape
+    assert ensemble_shape("fashion_mnist", 4, None, None) == {**shape, "num_shards": 4}
+    assert ensemble_shape("fashion_mnist", None, 2, "all") == {**shape, "lora_rank": 2,
+                                                                "adapt": None}  # fmt: skip
+    assert ensemble_shape("fashion_mnist", None, None, "layer4.*")["adapt"] == "layer4.*"
+    # a data set without a preset keeps the built-in shape: 5 shards, rank 16, every layer
+    assert ensemble_shape("digits", None, None, None) == {
+        "num_shards": 5, "lora_rank": 16, "adapt": None}  # fmt: skip
+    assert ensemble_shape("digits", None, None, "2")["adapt"] == 2

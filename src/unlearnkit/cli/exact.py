@@ -58,6 +58,10 @@ ModelOpt = Annotated[
     ),
 ]
 ShardsOpt = Annotated[int, typer.Option("--shards", help="m: disjoint shards of D")]
+_SHAPE = "default: the data set's preset (fashion_mnist, mnist: 10 shards, rank 8, the last 3)"
+TrainShardsOpt = Annotated[
+    int | None, typer.Option("--shards", help=f"m: disjoint shards of D ({_SHAPE}, else 5)")
+]
 SlicesOpt = Annotated[int, typer.Option("--slices", help="L: slices per shard (= blocks)")]
 _PRESET = "default: the data set's preset (fashion_mnist, mnist), else"
 EpochsOpt = Annotated[
@@ -69,7 +73,9 @@ LrOpt = Annotated[
 BatchOpt = Annotated[int | None, typer.Option(help=f"batch size ({_PRESET} 32)")]
 # the stage recipe without a preset or a flag (the CLI's defaults before presets existed)
 _STAGE_DEFAULTS: dict[str, Any] = {"epochs": 5, "lr": 0.01, "batch_size": 32}
-RankOpt = Annotated[int, typer.Option(help="LoRA rank r")]
+RankOpt = Annotated[int | None, typer.Option(help=f"LoRA rank r ({_SHAPE}, else 16)")]
+# the ensemble's shape without a preset or a flag (adapt None: every layer)
+_SHAPE_DEFAULTS: dict[str, Any] = {"num_shards": 5, "lora_rank": 16, "adapt": None}
 PolicyOpt = Annotated[
     str | None,
     typer.Option(
@@ -131,6 +137,22 @@ def _policy(ens: Any) -> str:
     return str(ens.meta.get("retrain_policy", ens.config.retrain_policy))
 
 
+def ensemble_shape(
+    dataset: str, shards: int | None, rank: int | None, adapt: str | None
+) -> dict[str, Any]:
+    """m, LoRA rank and adapted layers: each flag given wins, field by field, over the data
+    set's preset, which wins over the built-in defaults (5 shards, rank 16, every layer)."""
+    from unlearnkit.recipe.presets import ensemble_preset  # deferred with the rest of _train's
+
+    flags = {"num_shards": shards, "lora_rank": rank}
+    return {
+        **_SHAPE_DEFAULTS,
+        **ensemble_preset(dataset, "shape"),
+        **{k: v for k, v in flags.items() if v is not None},
+        **_adapt(adapt),
+    }
+
+
 # -- commands shared by both schemes ------------------------------------------------------------
 def _train(scheme: str, out: Path, overwrite: bool, opts: dict[str, Any], extra: dict) -> None:
     # deferred: torch, the exact engine and Ray, so --help stays fast
@@ -162,15 +184,15 @@ def _train(scheme: str, out: Path, overwrite: bool, opts: dict[str, Any], extra:
     )
     given = {k: opts[k] for k in ("epochs", "lr", "batch_size") if opts[k] is not None}
     train = {**_STAGE_DEFAULTS, **ensemble_preset(opts["dataset"], "train"), **given}
+    shape = ensemble_shape(opts["dataset"], opts["shards"], opts["rank"], opts["adapt"])
     config = cls.config_type(
         model=opts["model"],
         model_options=model_option_flags(opts["model_option"], opts["head"]) or {},
-        num_shards=opts["shards"],
         num_slices=opts["slices"],
-        lora_rank=opts["rank"],
         train=train,
         seed=opts["seed"],
         **({"retrain_policy": opts["policy"]} if opts["policy"] else {}),
+        **shape,
         **extra,
     )
     bundle = load_data(recipe)
@@ -406,15 +428,19 @@ sisa_app = typer.Typer(
 AdaptOpt = Annotated[
     str | None,
     typer.Option(
-        help="layers the blocks adapt: K (the last K, nearest the head) or a module-name "
-        "pattern (layer4.*); default all. The frozen layers below run once per prediction"
+        help="layers the blocks adapt: K (the last K, nearest the head), a module-name "
+        "pattern (layer4.*) or all (default: the data set's preset, fashion_mnist / mnist 3, "
+        "else all). The frozen layers below run once per prediction"
     ),
 ]
 
 
 def _adapt(value: str | None) -> dict[str, Any]:
+    """``{}`` when not given (the preset decides), ``adapt: None`` for ``all``."""
     if value is None:
         return {}
+    if value.strip().lower() == "all":
+        return {"adapt": None}
     return {"adapt": int(value) if value.strip().lstrip("-").isdigit() else value}
 
 
@@ -424,7 +450,7 @@ def s3t_train(
     dataset: DatasetOpt = "digits",
     data_dir: DataDirOpt = None,
     model: ModelOpt = "smallcnn",
-    shards: ShardsOpt = 5,
+    shards: TrainShardsOpt = None,
     slices: SlicesOpt = 3,
     sequences: Annotated[
         int | None, typer.Option("--sequences", help="B: orders per shard (default min(3, L))")
@@ -436,7 +462,7 @@ def s3t_train(
     epochs: EpochsOpt = None,
     lr: LrOpt = None,
     batch_size: BatchOpt = None,
-    rank: RankOpt = 16,
+    rank: RankOpt = None,
     adapt: AdaptOpt = None,
     retrain_policy: PolicyOpt = None,
     pretrain: PretrainOpt = True,
@@ -460,7 +486,7 @@ def s3t_train(
     opts = dict(locals())
     with guarded():
         use_runtime(threads, device, precision, deterministic=True, workers=workers)
-        extra: dict[str, Any] = {"num_sequences": sequences, **_adapt(adapt)}
+        extra: dict[str, Any] = {"num_sequences": sequences}
         if prior is not None:
             extra["deletion_prior"] = parse_floats(prior, "--prior")
         _train("s3t", out, overwrite, _rename(opts), extra)
@@ -472,13 +498,13 @@ def sisa_train(
     dataset: DatasetOpt = "digits",
     data_dir: DataDirOpt = None,
     model: ModelOpt = "smallcnn",
-    shards: ShardsOpt = 5,
+    shards: TrainShardsOpt = None,
     slices: SlicesOpt = 3,
     aggregation: Annotated[str, typer.Option(help="mean_logits | vote")] = "mean_logits",
     epochs: EpochsOpt = None,
     lr: LrOpt = None,
     batch_size: BatchOpt = None,
-    rank: RankOpt = 16,
+    rank: RankOpt = None,
     adapt: AdaptOpt = None,
     retrain_policy: PolicyOpt = None,
     pretrain: PretrainOpt = True,
@@ -502,7 +528,7 @@ def sisa_train(
     opts = dict(locals())
     with guarded():
         use_runtime(threads, device, precision, deterministic=True, workers=workers)
-        extra = {"aggregation": aggregation, **_adapt(adapt)}
+        extra = {"aggregation": aggregation}
         _train("sisa", out, overwrite, _rename(opts), extra)
 
 
