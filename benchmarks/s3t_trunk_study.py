@@ -118,16 +118,23 @@ def paired(rows: list[dict[str, Any]], checkpoints: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def table(rows: list[dict[str, Any]], checkpoints: list[int]) -> str:
+def _gain(row: dict[str, Any], k: int, alone: dict[int, float]) -> str:
+    """The ensemble minus its own seed's frozen backbone at checkpoint k (paired by seed)."""
+    diffs = [r["acc"][str(k)] - alone[r["seed"]] for r in row["runs"] if r.get("seed") in alone]
+    return _cell(ci95(diffs)) if diffs else "-"
+
+
+def table(rows: list[dict[str, Any]], checkpoints: list[int], alone: dict[int, float]) -> str:
+    last = ([0, *checkpoints])[-1]
     head = ["scheme", "m", "adapt", "rank", "epochs", "seeds",
-            *[f"acc@{k}" for k in [0, *checkpoints]],
-            f"retrains@{([0, *checkpoints])[-1]}", "train s", "latency ms (16)"]  # fmt: skip
+            *[f"acc@{k}" for k in [0, *checkpoints]], "- backbone @0", f"- backbone @{last}",
+            f"retrains@{last}", "train s", "latency ms (16)"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         acc = [_cell(r["acc"][str(k)]) for k in [0, *checkpoints]]
         cells = [r["scheme"], r["shards"], r["adapt"], r["rank"], r["epochs"], r["seeds"], *acc,
-                 f"{r['retrains'][0]:.1f}", f"{r['train_seconds'][0]:.0f}",
-                 f"{r['latency_ms_16'][0]:.1f}"]  # fmt: skip
+                 _gain(r, 0, alone), _gain(r, last, alone), f"{r['retrains'][0]:.1f}",
+                 f"{r['train_seconds'][0]:.0f}", f"{r['latency_ms_16'][0]:.1f}"]  # fmt: skip
         lines.append("| " + " | ".join(map(str, cells)) + " |")
     return "\n".join(lines) + "\n"
 
@@ -135,7 +142,7 @@ def table(rows: list[dict[str, Any]], checkpoints: list[int]) -> str:
 def write(
     args: argparse.Namespace,
     raw: dict[str, list[dict[str, Any]]],
-    alone: list[float],
+    alone: dict[int, float],
     checkpoints: list[int],
     started: float,
     done: bool,
@@ -156,12 +163,14 @@ def write(
         })  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     res = {"args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-           "complete": done, "backbone_alone_acc": ci95(alone), "backbone_alone_runs": alone,
+           "complete": done, "backbone_alone_acc": ci95(list(alone.values())),
+           "backbone_alone_runs": list(alone.values()),
+           "backbone_alone_by_seed": {str(k): v for k, v in alone.items()},
            "wall_s": round(time.perf_counter() - started, 1), "threads": args.threads,
            "load_end": list(os.getloadavg()), "rows": rows}  # fmt: skip
     atomic_write_text(args.out / "study.json", json.dumps(res, indent=1) + "\n")
-    md = f"Backbone alone: {_cell(ci95(alone))}% (intervals: {INTERVAL_METHOD})\n\n"
-    md += table(rows, checkpoints) + "\n" + paired(rows, checkpoints)
+    md = f"Backbone alone: {_cell(ci95(list(alone.values())))}% (intervals: {INTERVAL_METHOD})\n\n"
+    md += table(rows, checkpoints, alone) + "\n" + paired(rows, checkpoints)
     atomic_write_text(args.out / "study.md", md)
     if done:
         print(md)
@@ -181,7 +190,12 @@ def merge(args: argparse.Namespace) -> None:
             seed = part["args"].get("first_seed", 0)  # runs from before runs named their seed
             runs = [{"seed": seed + i, **run} for i, run in enumerate(row["runs"])]
             raw.setdefault(key, []).extend(runs)
-    alone = [a for part in parts for a in part["backbone_alone_runs"]]
+    alone: dict[int, float] = {}
+    for part in parts:
+        first = part["args"].get("first_seed", 0)
+        runs = part["backbone_alone_runs"]
+        by_seed = part.get("backbone_alone_by_seed") or {first + i: a for i, a in enumerate(runs)}
+        alone.update({int(k): v for k, v in by_seed.items()})
     for key, value in parts[0]["args"].items():  # the design, as the parts ran it
         if key not in ("out", "merge", "first_seed"):
             setattr(args, key, value)
@@ -256,12 +270,12 @@ def main() -> None:
     checkpoints = sorted(args.deletions)
     points = design(args)
     raw: dict[str, list[dict[str, Any]]] = {}
-    alone = []
+    alone: dict[int, float] = {}
     started = time.perf_counter()
     for seed in range(args.first_seed, args.first_seed + max(n for _, n in points)):
         spec = stack_spec(S3TConfig(seed=seed), bundle)
         backbone = make_backbone(recipe, spec, bundle, seed)
-        alone.append(backbone_alone(spec, backbone, bundle.test))
+        alone[seed] = backbone_alone(spec, backbone, bundle.test)
         ids = bundle.train.ids.tolist()
         order = np.random.default_rng(1000 + seed).permutation(ids)
         stream = order[: max([0, *checkpoints])].tolist()

@@ -78,6 +78,10 @@ def test_merge_pools_the_seeds_and_pairs_s3t_with_sisa_by_seed(tmp_path):
     md = (tmp_path / "all" / "study.md").read_text()
     # per seed S3T - SISA = 0.1, -0.9, -1.9 -> mean -0.9; 3 seeds: no verdict
     assert "| 10 | 3 | 8 | 1 | 3 | -0.90 [" in md and "too few seeds" in md
+    # each seed's ensemble minus that seed's backbone: 0.5 at 0, 0.4 after 50 deletions
+    s3t_line = next(line for line in md.splitlines() if line.startswith("| s3t |"))
+    assert "| 0.50 | 0.40 |" in s3t_line
+    assert res["backbone_alone_by_seed"] == {"0": 90.0, "1": 91.0, "2": 92.0}
     _part(tmp_path / "odd", 3, 90.0, 90.0)
     odd = json.loads((tmp_path / "odd" / "study.json").read_text())
     odd["args"]["deletions"] = [100]
