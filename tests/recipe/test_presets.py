@@ -103,3 +103,8 @@ def test_ensemble_shape_flags_win_over_the_preset_field_by_field() -> None:
     assert ensemble_shape("digits", None, None, None) == {
         "num_shards": 5, "lora_rank": 16, "adapt": None}  # fmt: skip
     assert ensemble_shape("digits", None, None, "2")["adapt"] == 2
+    # the preset's "last 3" grows to the slices asked for (one disjoint group per S3T stage);
+    # an --adapt given is kept as it is, and S3T refuses it if too small
+    assert ensemble_shape("fashion_mnist", None, None, None, slices=5)["adapt"] == 5
+    assert ensemble_shape("fashion_mnist", None, None, None, slices=2)["adapt"] == shape["adapt"]
+    assert ensemble_shape("fashion_mnist", None, None, "2", slices=5)["adapt"] == 2

@@ -137,20 +137,31 @@ def _policy(ens: Any) -> str:
     return str(ens.meta.get("retrain_policy", ens.config.retrain_policy))
 
 
-def ensemble_shape(
-    dataset: str, shards: int | None, rank: int | None, adapt: str | None
+def _with_preset(
+    defaults: dict[str, Any], dataset: str, section: str, given: dict[str, Any]
 ) -> dict[str, Any]:
-    """m, LoRA rank and adapted layers: each flag given wins, field by field, over the data
-    set's preset, which wins over the built-in defaults (5 shards, rank 16, every layer)."""
+    """Field by field: each value given wins over the data set's preset ``section``, which wins
+    over the built-in ``defaults``. None in ``given`` means "not given"."""
     from unlearnkit.recipe.presets import ensemble_preset  # deferred with the rest of _train's
 
-    flags = {"num_shards": shards, "lora_rank": rank}
-    return {
-        **_SHAPE_DEFAULTS,
-        **ensemble_preset(dataset, "shape"),
-        **{k: v for k, v in flags.items() if v is not None},
-        **_adapt(adapt),
-    }
+    chosen = {k: v for k, v in given.items() if v is not None}
+    return {**defaults, **ensemble_preset(dataset, section), **chosen}
+
+
+def ensemble_shape(
+    dataset: str, shards: int | None, rank: int | None, adapt: str | None, slices: int = 3
+) -> dict[str, Any]:
+    """m, LoRA rank and adapted layers (flag > data set's preset > 5 shards, rank 16, every
+    layer). A preset's "last K layers" grows to the L slices asked for: S3T needs one disjoint
+    layer group per slice, and a default must not refuse a --slices the user gave."""
+    shape = _with_preset(
+        _SHAPE_DEFAULTS, dataset, "shape", {"num_shards": shards, "lora_rank": rank}
+    )
+    if adapt is not None:
+        return {**shape, **_adapt(adapt)}
+    if isinstance(shape["adapt"], int):
+        shape["adapt"] = max(shape["adapt"], slices)
+    return shape
 
 
 # -- commands shared by both schemes ------------------------------------------------------------
@@ -159,7 +170,6 @@ def _train(scheme: str, out: Path, overwrite: bool, opts: dict[str, Any], extra:
     from unlearnkit.exact import ENSEMBLES, EnsembleRecipe, build_ensemble, check_ensemble
     from unlearnkit.exact.recipe import load_data
     from unlearnkit.exact.store import POINTER
-    from unlearnkit.recipe.presets import ensemble_preset
     from unlearnkit.runtime import EXECUTORS, LocalExecutor, create_executor
 
     cls = ENSEMBLES.get(scheme)
@@ -182,9 +192,11 @@ def _train(scheme: str, out: Path, overwrite: bool, opts: dict[str, Any], extra:
             image_size=opts["image_size"], skip_bad_images=opts["skip_bad_images"]
         ),
     )
-    given = {k: opts[k] for k in ("epochs", "lr", "batch_size") if opts[k] is not None}
-    train = {**_STAGE_DEFAULTS, **ensemble_preset(opts["dataset"], "train"), **given}
-    shape = ensemble_shape(opts["dataset"], opts["shards"], opts["rank"], opts["adapt"])
+    given = {k: opts[k] for k in ("epochs", "lr", "batch_size")}
+    train = _with_preset(_STAGE_DEFAULTS, opts["dataset"], "train", given)
+    shape = ensemble_shape(
+        opts["dataset"], opts["shards"], opts["rank"], opts["adapt"], opts["slices"]
+    )
     config = cls.config_type(
         model=opts["model"],
         model_options=model_option_flags(opts["model_option"], opts["head"]) or {},
