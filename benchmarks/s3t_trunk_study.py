@@ -184,22 +184,21 @@ def merge(args: argparse.Namespace) -> None:
     if any(sorted(p["args"]["deletions"]) != checkpoints for p in parts):
         raise SystemExit("--merge: the studies have different --deletions checkpoints")
     raw: dict[str, list[dict[str, Any]]] = {}
-    for part in parts:
-        for row in part["rows"]:
-            key = json.dumps([row[k] for k in ("scheme", "shards", "adapt", "rank", "epochs")])
-            seed = part["args"].get("first_seed", 0)  # runs from before runs named their seed
-            runs = [{"seed": seed + i, **run} for i, run in enumerate(row["runs"])]
-            raw.setdefault(key, []).extend(runs)
     alone: dict[int, float] = {}
     for part in parts:
-        first = part["args"].get("first_seed", 0)
-        runs = part["backbone_alone_runs"]
-        by_seed = part.get("backbone_alone_by_seed") or {first + i: a for i, a in enumerate(runs)}
+        first = part["args"].get("first_seed", 0)  # files from before runs named their seed
+        for row in part["rows"]:
+            key = json.dumps([row[k] for k in ("scheme", "shards", "adapt", "rank", "epochs")])
+            runs = [{"seed": first + i, **run} for i, run in enumerate(row["runs"])]
+            raw.setdefault(key, []).extend(runs)
+        backbones = part["backbone_alone_runs"]
+        by_seed = part.get("backbone_alone_by_seed") or dict(enumerate(backbones, start=first))
         alone.update({int(k): v for k, v in by_seed.items()})
     for key, value in parts[0]["args"].items():  # the design, as the parts ran it
         if key not in ("out", "merge", "first_seed"):
             setattr(args, key, value)
     args.merge = [str(d) for d in args.merge]  # recorded: the folders merged
+    args.parts_wall_s = [p["wall_s"] for p in parts]  # the merge's own wall_s is its own
     write(
         args, raw, alone, checkpoints, time.perf_counter(), done=all(p["complete"] for p in parts)
     )
