@@ -37,7 +37,7 @@ from memorization import epoch_grid, primary_set, recipe_of
 from unlearnkit.data.forget import select_forget
 from unlearnkit.experiment import evaluate, seed_threshold, unlearning_context
 from unlearnkit.memorization import add_label_noise, save_scores
-from unlearnkit.memorization.gap import gap_check, train_until_gap
+from unlearnkit.memorization.gap import gap_check, search_gap
 from unlearnkit.memorization.pipeline import proxy_scores
 from unlearnkit.methods import create_method, method_defaults
 from unlearnkit.metrics import mean_ci95, measure_cost, paired_verdict, tow, tow_mia
@@ -168,16 +168,73 @@ def main() -> None:
     select = "proxy" if args.full_set else args.select
     gap_target = (mem.get("gap") or {}).get("target", DEFAULT_GAP_TARGET)
     search = None
+    first = None  # the search's last run is seed 0's original: not trained twice
     if grid:  # the whole set over-fits less than the subset: its own epoch count
-        cfg, _, checks = train_until_gap(cfg, bundle, gap_target, grid, seed=0)
+
+        def train(chosen):
+            tables, run = proxy_scores(chosen, bundle, [proxy], 0)
+            return run.model, (tables, run)
+
+        cfg, first, checks = search_gap(cfg, bundle, gap_target, grid, train)
         search = [c.as_dict() for c in checks]
         for c in checks:
             print(c.message(), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     runs, gaps, proxy_costs = [], [], []
     start = time.perf_counter()
+
+    def save(complete: bool) -> dict:
+        """results.json (and report.md) for the levels measured so far: a run stopped
+        part-way keeps them, marked ``complete: false``."""
+        done = [lv for lv in levels if any(r["level"] == lv for r in runs)]
+        summary = summarise(runs, done)
+        result = {
+            "dataset": mem.get("dataset", "digits"),
+            "subset": mem.get("subset"),
+            "full_set": args.full_set,
+            "label_noise": mem["label_noise"],
+            "n_train": len(bundle.train),
+            "recipe": {
+                "model": cfg.model,
+                "width": mem["width"],
+                "peft": cfg.peft,
+                "pretrain": cfg.pretrain,
+                "epochs": cfg.train.epochs,
+                "lr": cfg.train.lr,
+                "batch_size": cfg.train.batch_size,
+            },
+            "gap": {
+                "target": gap_target,
+                "per_seed": gaps,
+                "reached_every_seed": all(g["reached"] for g in gaps),
+                "search": search,
+            },
+            "threads": args.threads,
+            "scoring_cost": scoring_cost(scored, primary, proxy, proxy_costs, len(bundle.train)),
+            "proxy": proxy,
+            "selected_by": select,
+            "forget_size": args.forget_size,
+            "random_fraction": args.random_fraction,
+            "seeds": len({r["seed"] for r in runs}),
+            "baselines": baselines,
+            "levels": done,
+            "complete": complete,
+            "rum_subset_epochs": "a third of the method's default epochs per subset (rounded up)",
+            "excluded": {"fast_ntk": FAST_NTK_NOTE},
+            "runs": runs,
+            "summary": summary,
+            "wall_s": time.perf_counter() - start,
+            "targets": targets(runs, summary, baselines, proxy),
+        }
+        (args.out / "results.json").write_text(json.dumps(result, indent=2))
+        (args.out / "report.md").write_text(report(result))
+        return result
+
     for seed in range(args.seeds):
-        tables, run = proxy_scores(cfg, bundle, [proxy], seed)  # trains the original once
+        if seed == 0 and first is not None:
+            tables, run = first
+        else:
+            tables, run = proxy_scores(cfg, bundle, [proxy], seed)  # trains the original once
         proxy_file = save_scores(tables[proxy], args.out / f"proxy_{proxy}_seed{seed}.csv")
         proxy_costs.append({"proxy_s": run.seconds[proxy], "train_s": run.train_seconds})
         gap = gap_check(run.model, bundle, gap_target, cfg.train.epochs)
@@ -226,47 +283,9 @@ def main() -> None:
                 + ", ".join(f"{r['variant']}={r['tow']:.3f}" for r in rows),
                 flush=True,
             )
-    summary = summarise(runs, levels)
-    result = {
-        "dataset": mem.get("dataset", "digits"),
-        "subset": mem.get("subset"),
-        "full_set": args.full_set,
-        "label_noise": mem["label_noise"],
-        "n_train": len(bundle.train),
-        "recipe": {
-            "model": cfg.model,
-            "width": mem["width"],
-            "peft": cfg.peft,
-            "pretrain": cfg.pretrain,
-            "epochs": cfg.train.epochs,
-            "lr": cfg.train.lr,
-            "batch_size": cfg.train.batch_size,
-        },
-        "gap": {
-            "target": gap_target,
-            "per_seed": gaps,
-            "reached_every_seed": all(g["reached"] for g in gaps),
-            "search": search,
-        },
-        "threads": args.threads,
-        "scoring_cost": scoring_cost(scored, primary, proxy, proxy_costs, len(bundle.train)),
-        "proxy": proxy,
-        "selected_by": select,
-        "forget_size": args.forget_size,
-        "random_fraction": args.random_fraction,
-        "seeds": args.seeds,
-        "baselines": baselines,
-        "levels": levels,
-        "rum_subset_epochs": "a third of the method's default epochs per subset (rounded up)",
-        "excluded": {"fast_ntk": FAST_NTK_NOTE},
-        "runs": runs,
-        "summary": summary,
-        "wall_s": time.perf_counter() - start,
-        "targets": targets(runs, summary, baselines, proxy),
-    }
-    (args.out / "results.json").write_text(json.dumps(result, indent=2))
-    figure(summary, args.out / "tow.png")
-    (args.out / "report.md").write_text(report(result))
+            save(complete=False)
+    result = save(complete=True)
+    figure(result["summary"], args.out / "tow.png")
     print(json.dumps(result["targets"], indent=2))
 
 
@@ -434,6 +453,12 @@ def report(r: dict) -> str:
         if g.get("search"):
             tried = ", ".join(f"{c['epochs']} epochs {c['gap']:.1f}" for c in g["search"])
             lines += [f"Epochs chosen on this set by training until the gap: {tried}.", ""]
+    if not r.get("complete", True):
+        lines += [
+            "**Partial run** (`complete: false`): only the forget sets below were measured "
+            "before it stopped.",
+            "",
+        ]
     lines += [
         f"Forget sets: {', '.join(describe_level(lv, r) for lv in r['levels'])}; "
         f"{r['seeds']} seeds; ToW and ToW-MIA against retraining with 95% CI (bootstrap over "

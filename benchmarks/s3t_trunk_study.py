@@ -199,6 +199,7 @@ def merge(args: argparse.Namespace) -> None:
             setattr(args, key, value)
     args.merge = [str(d) for d in args.merge]  # recorded: the folders merged
     args.parts_wall_s = [p["wall_s"] for p in parts]  # the merge's own wall_s is its own
+    args.parts_load_end = [p["load_end"] for p in parts]  # as are wall_s and load_end
     write(
         args, raw, alone, checkpoints, time.perf_counter(), done=all(p["complete"] for p in parts)
     )

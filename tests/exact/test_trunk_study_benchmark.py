@@ -60,7 +60,8 @@ def _part(folder, first_seed, s3t_acc, sisa_acc):
     folder.mkdir()
     (folder / "study.json").write_text(json.dumps({
         "args": args, "complete": True, "backbone_alone_runs": [90.0 + first_seed],
-        "wall_s": 10.0 + first_seed, "threads": 1, "rows": rows}))  # fmt: skip
+        "wall_s": 10.0 + first_seed, "load_end": [first_seed, 0, 0], "threads": 1,
+        "rows": rows}))  # fmt: skip
     return folder
 
 
@@ -83,6 +84,7 @@ def test_merge_pools_the_seeds_and_pairs_s3t_with_sisa_by_seed(tmp_path):
     assert "| 0.50 | 0.40 |" in s3t_line
     assert res["backbone_alone_by_seed"] == {"0": 90.0, "1": 91.0, "2": 92.0}
     assert res["args"]["parts_wall_s"] == [10.0, 11.0, 12.0]
+    assert [x[0] for x in res["args"]["parts_load_end"]] == [0, 1, 2]
     _part(tmp_path / "odd", 3, 90.0, 90.0)
     odd = json.loads((tmp_path / "odd" / "study.json").read_text())
     odd["args"]["deletions"] = [100]

@@ -103,6 +103,9 @@ def test_rum_on_the_full_set_ranks_and_unlearns_by_the_proxy(scored, tmp_path):
     assert [c["epochs"] for c in search] in ([2], [2, 30])
     assert search[-1]["reached"] or len(search) == 2
     assert r["recipe"]["epochs"] == search[-1]["epochs"]
+    assert r["complete"] and r["levels"] == ["high"]
+    # seed 0's original is the search's last run (reused, not trained again): same gap
+    assert r["gap"]["per_seed"][0]["gap"] == pytest.approx(search[-1]["gap"])
 
 
 @pytest.mark.benchmark

@@ -67,6 +67,29 @@ def test_mixed_takes_a_third_from_each_level(tmp_path) -> None:
     assert got == [0.0, 1.0, 9.0, 10.0, 18.0, 19.0]
 
 
+def test_a_level_inside_a_tie_is_a_fixed_draw_not_the_lowest_ids(tmp_path) -> None:
+    train = _train()
+    score = torch.zeros(20)
+    score[[3, 11, 17]] = torch.tensor([5.0, 6.0, 7.0])  # 17 samples tie at 0, as FZ's zeros
+    table = ScoreTable(
+        train.ids,
+        score,
+        torch.full((20,), float("nan")),
+        {"direction": 1, "train_fingerprint": train.fingerprint()},
+    )
+    path = save_scores(table, tmp_path / "ties.csv")
+    draws = [
+        sorted(select_forget(train, f"memorization:{level}:4:{path}", seed).tolist())
+        for level in ("low", "mid")
+        for seed in range(4)
+    ]
+    assert all(score[ids].eq(0).all() for ids in draws)  # still among the lowest scores
+    assert all(ids == draws[0] for ids in draws[:4])  # one fixed set whatever the run's seed
+    assert draws[0] != [0, 1, 2, 4] and draws[4] != [9, 10, 12, 13]  # not the id order
+    high = select_forget(train, f"memorization:high:3:{path}", 5)
+    assert sorted(high.tolist()) == [3, 11, 17]  # distinct scores keep their exact order
+
+
 def test_score_file_for_other_data_is_refused(tmp_path) -> None:
     train = _train()
     path, _ = _scores(train, tmp_path / "s.csv")

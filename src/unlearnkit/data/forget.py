@@ -179,5 +179,20 @@ def by_memorization(train: ArraySplit, argument: str, seed: int) -> torch.Tensor
     path = Path(parts[2]) if len(parts) == 3 and parts[2] else DEFAULT_SCORES
     table = load_scores(path)
     table.check_matches(train, source=f"score file {path}")
-    order = torch.argsort(table.memorization(), stable=True)
-    return table.sample_ids[pick(order, count)]
+    return table.sample_ids[pick(ranked(table.memorization()), count)]
+
+
+TIE_SEED = 0  # fixed: a level set is a property of the scores, the same in every run
+
+
+def ranked(memorization: torch.Tensor) -> torch.Tensor:
+    """Row order from least to most memorized, equal scores in one fixed random order.
+
+    Ties are the rule, not the exception: a proxy that counts right epochs has epochs + 1
+    values and FZ is exactly 0 for most of an easy data set, so a level can lie inside one tie;
+    ordered by row, it would fill with the lowest ids (in an image folder, the first classes).
+    The draw does not follow the run's seed, so a level set stays one fixed set (the audit's
+    fixed-forget protocol, reruns) like ``class:3``."""
+    generator = torch.Generator().manual_seed(TIE_SEED)
+    shuffle = torch.randperm(len(memorization), generator=generator)
+    return shuffle[torch.argsort(memorization[shuffle], stable=True)]

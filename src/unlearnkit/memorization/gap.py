@@ -12,8 +12,9 @@ fail: the caller decides whether a smaller gap is still worth measuring.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import TypeVar
 
 from torch import nn
 
@@ -22,6 +23,8 @@ from unlearnkit.errors import UnlearnkitError
 from unlearnkit.recipe import RecipeConfig, TrainedModel
 from unlearnkit.recipe.build import train_original
 from unlearnkit.training import accuracy
+
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,30 @@ def parse_epoch_grid(text: str) -> list[int]:
     return check_epoch_grid(counts)
 
 
+def search_gap(
+    cfg: RecipeConfig,
+    bundle: DatasetBundle,
+    target: float,
+    epoch_grid: Sequence[int],
+    train: Callable[[RecipeConfig], tuple[nn.Module, R]],
+) -> tuple[RecipeConfig, R, list[GapCheck]]:
+    """Train with each epoch count of ``epoch_grid`` in turn (``train`` runs one complete
+    recipe and returns its model and whatever else the caller keeps, e.g. proxies recorded on
+    the way) until the train-test gap reaches ``target`` points.
+
+    Returns the recipe with the chosen epoch count (the first that reached the target, else the
+    last tried), the last ``train`` result, and every check made, in order: a caller whose
+    ``train`` is its seed-0 run reuses that run instead of training it again."""
+    checks: list[GapCheck] = []
+    for epochs in check_epoch_grid(epoch_grid):
+        chosen = with_epochs(cfg, epochs)
+        model, result = train(chosen)
+        checks.append(gap_check(model, bundle, target, epochs))
+        if checks[-1].reached:
+            break
+    return chosen, result, checks
+
+
 def train_until_gap(
     cfg: RecipeConfig,
     bundle: DatasetBundle,
@@ -96,19 +123,14 @@ def train_until_gap(
     epoch_grid: Sequence[int],
     seed: int = 0,
 ) -> tuple[RecipeConfig, TrainedModel, list[GapCheck]]:
-    """Train the original with each epoch count of ``epoch_grid`` in turn (complete runs, the
-    recipe's schedule each time) until its train-test gap reaches ``target`` points.
+    """``search_gap`` with the recipe's plain training (complete runs, the recipe's schedule
+    each time): the chosen recipe, its trained model and every check."""
 
-    Returns the recipe with the chosen epoch count (the first that reached the target, else the
-    last tried), its trained model, and every check made, in order."""
-    checks: list[GapCheck] = []
-    for epochs in check_epoch_grid(epoch_grid):
-        chosen = with_epochs(cfg, epochs)
+    def train(chosen: RecipeConfig) -> tuple[nn.Module, TrainedModel]:
         trained = train_original(chosen, bundle, seed)
-        checks.append(gap_check(trained.model, bundle, target, epochs))
-        if checks[-1].reached:
-            break
-    return chosen, trained, checks
+        return trained.model, trained
+
+    return search_gap(cfg, bundle, target, epoch_grid, train)
 
 
 __all__ = [
@@ -116,6 +138,7 @@ __all__ = [
     "check_epoch_grid",
     "gap_check",
     "parse_epoch_grid",
+    "search_gap",
     "train_until_gap",
     "with_epochs",
 ]
