@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -23,7 +24,20 @@ from sklearn.metrics import roc_auc_score
 
 from unlearnkit.data.forget import ranked
 from unlearnkit.data.scores import load_scores
+from unlearnkit.errors import UnlearnkitError
 from unlearnkit.recipe import load_bundle
+
+
+def _defined(value: float) -> float | None:
+    """None where a statistic is undefined (a constant ranking), not NaN in the JSON."""
+    return None if math.isnan(value) else float(value)
+
+
+def _auc(label: torch.Tensor, score: torch.Tensor) -> float | None:
+    """AUC of ``score`` for ``label``; None when only one class is present."""
+    if label.all() or not label.any():
+        return None
+    return float(roc_auc_score(label.numpy(), score.numpy()))
 
 
 def main() -> None:
@@ -35,15 +49,22 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     mem = json.loads((args.mem / "results.json").read_text())
-    subset = load_bundle(recipe_of(mem)).pool_rows["train"].tolist()
-    whole = load_bundle(recipe_of({**mem, "subset": None})).pool_rows["train"].tolist()
+    sub_bundle = load_bundle(recipe_of(mem))
+    whole_bundle = load_bundle(recipe_of({**mem, "subset": None}))
+    subset = sub_bundle.pool_rows["train"].tolist()
+    whole = whole_bundle.pool_rows["train"].tolist()
     whole_id = {row: i for i, row in enumerate(whole)}
-    fz = load_scores(args.mem / f"fz_{primary_set(mem)}.csv")
-    proxy = load_scores(args.proxy)
+    try:
+        fz = load_scores(args.mem / f"fz_{primary_set(mem)}.csv")
+        proxy = load_scores(args.proxy)
+    except UnlearnkitError as err:
+        sys.exit(f"error: {err}")
     if len(proxy) != len(whole):
         sys.exit(f"error: {args.proxy} has {len(proxy)} samples, the whole set {len(whole)}")
     position = {int(i): k for k, i in enumerate(proxy.sample_ids.tolist())}
     ids = [whole_id[subset[i]] for i in fz.sample_ids.tolist()]  # the subset's samples
+    if not torch.equal(sub_bundle.train.y[fz.sample_ids], whole_bundle.train.y[torch.tensor(ids)]):
+        sys.exit("error: the subset's samples do not map onto the whole set (labels differ)")
     on_subset = proxy.memorization()[torch.tensor([position[i] for i in ids])]
     top = set(proxy.sample_ids[ranked(proxy.memorization())[-args.top :]].tolist())
     fz_of = dict(zip(ids, fz.score.tolist(), strict=True))
@@ -54,8 +75,8 @@ def main() -> None:
         "n_whole": len(whole),
         "n_subset": len(ids),
         "distinct_proxy_values": int(proxy.score.unique().numel()),
-        "spearman_with_fz": float(spearmanr(on_subset.numpy(), fz.score.numpy()).statistic),
-        "auc_fz_over_half": float(roc_auc_score((fz.score > 0.5).numpy(), on_subset.numpy())),
+        "spearman_with_fz": _defined(spearmanr(on_subset.numpy(), fz.score.numpy()).statistic),
+        "auc_fz_over_half": _auc(fz.score > 0.5, on_subset),
         "top": args.top,
         "top_in_subset": len(held),
         "top_mean_fz": float(held.mean()),

@@ -106,6 +106,18 @@ def test_rum_on_the_full_set_ranks_and_unlearns_by_the_proxy(scored, tmp_path):
     assert r["complete"] and r["levels"] == ["high"]
     # seed 0's original is the search's last run (reused, not trained again): same gap
     assert r["gap"]["per_seed"][0]["gap"] == pytest.approx(search[-1]["gap"])
+    # the whole set's proxy against the subset's FZ, each subset sample mapped to its row
+    proxy = out / f"proxy_{r['proxy']}_seed0.csv"
+    sel = _run("proxy_selection.py", "--top 20 --fz-top 10", "--mem", str(scored),
+               "--proxy", str(proxy), "--out", str(out / "sel.json"))  # fmt: skip
+    assert sel.returncode == 0, sel.stderr[-3000:]
+    s = json.loads((out / "sel.json").read_text())
+    assert s["n_subset"] == 200 and s["n_whole"] == r["n_train"]
+    assert 0 <= s["top_in_subset"] <= 20 and s["fz_tail_in_top"] <= 10
+    assert s["spearman_with_fz"] is None or -1 <= s["spearman_with_fz"] <= 1
+    assert 0 <= s["top_share_fz_zero"] <= 1
+    missing = _run("proxy_selection.py", "", "--mem", str(scored), "--proxy", str(out / "no.csv"))
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
 
 
 @pytest.mark.benchmark
