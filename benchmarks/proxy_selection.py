@@ -22,7 +22,7 @@ from memorization import primary_set, recipe_of
 from scipy.stats import spearmanr
 from sklearn.metrics import roc_auc_score
 
-from unlearnkit.data.forget import ranked
+from unlearnkit.data.forget import LEVELS, ranked
 from unlearnkit.data.scores import load_scores
 from unlearnkit.errors import UnlearnkitError
 from unlearnkit.recipe import load_bundle
@@ -49,27 +49,29 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     mem = json.loads((args.mem / "results.json").read_text())
+    try:  # the files first: a wrong path fails before two data sets are loaded
+        fz = load_scores(args.mem / f"fz_{primary_set(mem)}.csv")
+        proxy = load_scores(args.proxy)
+    except UnlearnkitError as err:
+        sys.exit(f"error: {err}")
     sub_bundle = load_bundle(recipe_of(mem))
     whole_bundle = load_bundle(recipe_of({**mem, "subset": None}))
     subset = sub_bundle.pool_rows["train"].tolist()
     whole = whole_bundle.pool_rows["train"].tolist()
     whole_id = {row: i for i, row in enumerate(whole)}
-    try:
-        fz = load_scores(args.mem / f"fz_{primary_set(mem)}.csv")
-        proxy = load_scores(args.proxy)
-    except UnlearnkitError as err:
-        sys.exit(f"error: {err}")
     if len(proxy) != len(whole):
         sys.exit(f"error: {args.proxy} has {len(proxy)} samples, the whole set {len(whole)}")
     position = {int(i): k for k, i in enumerate(proxy.sample_ids.tolist())}
     ids = [whole_id[subset[i]] for i in fz.sample_ids.tolist()]  # the subset's samples
     if not torch.equal(sub_bundle.train.y[fz.sample_ids], whole_bundle.train.y[torch.tensor(ids)]):
         sys.exit("error: the subset's samples do not map onto the whole set (labels differ)")
-    on_subset = proxy.memorization()[torch.tensor([position[i] for i in ids])]
-    top = set(proxy.sample_ids[ranked(proxy.memorization())[-args.top :]].tolist())
+    proxy_mem = proxy.memorization()
+    on_subset = proxy_mem[torch.tensor([position[i] for i in ids])]
+    high = LEVELS.get("high")  # the rows memorization:high:N picks
+    top = set(proxy.sample_ids[high(ranked(proxy_mem), args.top)].tolist())
     fz_of = dict(zip(ids, fz.score.tolist(), strict=True))
     held = torch.tensor([fz_of[i] for i in top if i in fz_of])
-    fz_tail = {ids[k] for k in ranked(fz.memorization())[-args.fz_top :].tolist()}
+    fz_tail = {ids[k] for k in high(ranked(fz.memorization()), args.fz_top).tolist()}
     result = {
         "proxy": str(args.proxy),
         "n_whole": len(whole),

@@ -34,6 +34,7 @@ import matplotlib.pyplot as plt
 sys.path.insert(0, str(Path(__file__).parent))
 from memorization import epoch_grid, primary_set, recipe_of
 
+from unlearnkit.atomic_files import atomic_write_text
 from unlearnkit.data.forget import select_forget
 from unlearnkit.experiment import evaluate, seed_threshold, unlearning_context
 from unlearnkit.memorization import add_label_noise, save_scores
@@ -226,8 +227,9 @@ def main() -> None:
             "wall_s": time.perf_counter() - start,
             "targets": targets(runs, summary, baselines, proxy),
         }
-        (args.out / "results.json").write_text(json.dumps(result, indent=2))
-        (args.out / "report.md").write_text(report(result))
+        # atomic: a run stopped during a write keeps the previous forget sets' file whole
+        atomic_write_text(args.out / "results.json", json.dumps(result, indent=2))
+        atomic_write_text(args.out / "report.md", report(result))
         return result
 
     for seed in range(args.seeds):
